@@ -1,0 +1,52 @@
+# tuneforge: thin wrappers; all logic lives in the `tuneforge` CLI. Any `key=value` on the make command
+# line is passed through as a Hydra override, e.g. `make train recipe=qlora-tiny optim.lr=1e-4`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-setup
+EXTRAS ?= dev,qlora,deepspeed,slurm,sweep,tracking,eval
+recipe ?= lora-tiny
+# command-line `key=value` pairs, minus the ones make itself consumes
+OVERRIDES := $(filter-out recipe=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=%,$(MAKEOVERRIDES))
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.DEFAULT_GOAL := help
+.PHONY: help setup train plan test test-all bench lint clean
+
+help: ## show this help
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo; echo "  overrides: make train recipe=qlora-tiny optim.lr=1e-4 hparams.max_steps=30"
+
+setup: $(STAMP) ## create .venv: torch 2.13.0 (CPU wheel) first, then the package with its extras
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install torch==2.13.0
+	DS_BUILD_OPS=0 $(BIN)/pip install -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+train: $(STAMP) ## train a recipe: make train [recipe=lora-tiny] [key=value ...]
+	$(BIN)/tuneforge train recipe=$(recipe) $(OVERRIDES)
+
+plan: $(STAMP) ## print the resolved config, native artifacts and commands: make plan recipe=qlora-llama
+	$(BIN)/tuneforge plan recipe=$(recipe) $(OVERRIDES)
+
+test: $(STAMP) ## run the test suite (fast + CPU end-to-end; `make test-all` adds the slow ones)
+	$(BIN)/pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## every test except the GPU ones
+	$(BIN)/pytest -m "not gpu" $(PYTEST_ARGS)
+
+bench: $(STAMP) ## benchmarks against their baselines (results in bench/results/)
+	$(BIN)/python bench/run.py $(OVERRIDES)
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check src tests bench
+
+clean: ## remove outputs and caches (keeps .venv)
+	rm -rf outputs multirun .cache .pytest_cache

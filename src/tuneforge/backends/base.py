@@ -1,0 +1,27 @@
+"""The backend protocol: how a RunConfig becomes a concrete training job.
+
+``check`` refuses unsupported combinations at compose time; ``prepare`` writes the backend's native
+artifacts into the run directory (what ``plan`` shows); ``command`` is the per-process entry a launcher
+starts (argv after the Python interpreter); ``run_in_process`` trains in the calling process when the
+backend can (the local launcher uses it and saves a second interpreter start-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from tuneforge.config.schema import RunConfig
+
+
+class Backend(Protocol):
+    name: str
+
+    def check(self, run: RunConfig) -> Iterable[str]: ...
+
+    def prepare(self, run: RunConfig, run_dir: Path) -> dict[str, Path]: ...
+
+    def command(self, run: RunConfig, run_dir: Path) -> list[str]: ...
+
+    def run_in_process(self, run: RunConfig, run_dir: Path) -> dict[str, Any] | None: ...

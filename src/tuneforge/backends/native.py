@@ -1,0 +1,218 @@
+"""The native backend: transformers + PEFT + TRL ``SFTTrainer``, in process. CPU here, GPU(s) where present.
+
+Under a multi-process launcher (accelerate/torchrun) each rank runs ``python -m tuneforge.worker <run_dir>``,
+which calls :meth:`NativeBackend.train`; the Trainer picks up the process group from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tuneforge.config.schema import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def _mixed_precision(run: RunConfig) -> tuple[bool, bool]:
+    """(bf16, fp16) for TrainingArguments. 'auto' = bf16 on a GPU that supports it, fp32 elsewhere."""
+    import torch
+
+    mp = run.hparams.mixed_precision
+    if mp == "bf16":
+        return True, False
+    if mp == "fp16":
+        return False, True
+    if mp == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return True, False
+    return False, False
+
+
+class MetricsCallback:
+    """Appends one JSON line per log event to metrics.jsonl (rank 0 only), with tokens/s and elapsed time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.t0 = time.perf_counter()
+        self.last_t = self.t0
+        self.last_tokens = 0
+        self.first_step_s: float | None = None
+
+    # TrainerCallback duck-typing: transformers calls these by name
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.first_step_s is None:
+            self.first_step_s = time.perf_counter() - self.t0
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        now = time.perf_counter()
+        tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        rec: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+        for k, v in logs.items():
+            if isinstance(v, (int, float)):
+                rec[k.replace("train_", "") if k.startswith("train_") else k] = v
+        if "loss" in logs or "eval_loss" not in logs:
+            dt = now - self.last_t
+            rec["tokens"] = tokens
+            rec["tokens_per_s"] = round((tokens - self.last_tokens) / dt, 1) if dt > 0 else None
+            self.last_t, self.last_tokens = now, tokens
+        rec["elapsed_s"] = round(now - self.t0, 3)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+class NativeBackend:
+    name = "native"
+
+    def check(self, run: RunConfig) -> Iterable[str]:
+        from tuneforge.models import CHAT_TEMPLATES
+
+        if run.model.chat_template not in ("tokenizer_default", *CHAT_TEMPLATES):
+            yield (f"model.chat_template={run.model.chat_template!r} is not known; "
+                   f"choose one of: tokenizer_default, {', '.join(CHAT_TEMPLATES)}")
+
+    def prepare(self, run: RunConfig, run_dir: Path) -> dict[str, Path]:
+        return {"config": run_dir / "config.yaml"}
+
+    def command(self, run: RunConfig, run_dir: Path) -> list[str]:
+        return ["-m", "tuneforge.worker", str(run_dir)]
+
+    def run_in_process(self, run: RunConfig, run_dir: Path) -> dict[str, Any]:
+        return self.train(run, run_dir)
+
+    # --- training ------------------------------------------------------------------------------------------
+
+    def build_trainer(self, run: RunConfig, run_dir: Path, callbacks: list | None = None) -> Any:
+        import torch
+        from datasets import load_dataset
+        from trl import SFTConfig, SFTTrainer
+
+        from tuneforge.data import prepare_splits
+        from tuneforge.models import load_model, load_tokenizer
+        from tuneforge.strategies import get_strategy
+
+        h, o = run.hparams, run.optim
+        strategy = get_strategy(run)
+        data = prepare_splits(run.dataset)
+        tokenizer = load_tokenizer(run)
+        assistant_only = run.backend.assistant_only_loss and "generation" in (tokenizer.chat_template or "")
+        if run.backend.assistant_only_loss and not assistant_only:
+            log.warning("the chat template has no {%% generation %%} markers: training on whole sequences")
+
+        quant = strategy.quantization_config(run) if hasattr(strategy, "quantization_config") else None
+        device_map = None
+        if quant is not None:
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            device_map = {"": local_rank} if torch.cuda.is_available() else {"": "cpu"}
+        model = load_model(run, quantization_config=quant, device_map=device_map)
+        model.config.use_cache = False
+        model = strategy.build(run, model)
+
+        files = {"train": str(data.train)}
+        if data.sizes.get("val"):
+            files["validation"] = str(data.val)
+        ds = load_dataset("json", data_files=files)
+        bf16, fp16 = _mixed_precision(run)
+        eval_split = ds.get("validation")
+        args = SFTConfig(
+            output_dir=str(run_dir / "checkpoints"),
+            num_train_epochs=h.epochs,
+            max_steps=h.max_steps,
+            per_device_train_batch_size=h.micro_batch_size,
+            per_device_eval_batch_size=h.micro_batch_size,
+            gradient_accumulation_steps=h.grad_accumulation,
+            learning_rate=o.lr,
+            optim=o.optimizer,
+            lr_scheduler_type=o.scheduler,
+            warmup_steps=o.warmup_steps if o.warmup_steps else o.warmup_ratio,
+            weight_decay=o.weight_decay,
+            max_grad_norm=o.max_grad_norm,
+            adam_beta1=o.adam_beta1,
+            adam_beta2=o.adam_beta2,
+            adam_epsilon=o.adam_epsilon,
+            seed=h.seed,
+            data_seed=h.seed,
+            bf16=bf16,
+            fp16=fp16,
+            gradient_checkpointing=h.gradient_checkpointing,
+            logging_steps=h.logging_steps,
+            logging_first_step=True,
+            eval_strategy=("steps" if h.eval_steps else "no") if eval_split is not None else "no",
+            eval_steps=h.eval_steps,
+            save_strategy="steps" if h.save_steps else "no",
+            save_steps=h.save_steps or 500,
+            save_total_limit=h.save_total_limit,
+            max_length=h.seq_len,
+            packing=h.packing,
+            assistant_only_loss=assistant_only,
+            include_num_input_tokens_seen="non_padding",
+            report_to=[],
+            dataloader_num_workers=h.dataloader_num_workers,
+            use_cpu=not torch.cuda.is_available(),
+            disable_tqdm=False,
+            **run.backend.additional_parameters,
+        )
+        return SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=ds["train"],
+            eval_dataset=eval_split,
+            processing_class=tokenizer,
+            callbacks=callbacks or [],
+        ), tokenizer
+
+    def train(self, run: RunConfig, run_dir: Path) -> dict[str, Any]:
+        from tuneforge.strategies import get_strategy
+
+        t0 = time.perf_counter()
+        metrics_cb = MetricsCallback(run_dir / "metrics.jsonl")
+        trainer, tokenizer = self.build_trainer(run, run_dir, callbacks=[metrics_cb])
+        result = trainer.train(resume_from_checkpoint=_latest_checkpoint(run_dir / "checkpoints"))
+        eval_loss = None
+        if trainer.eval_dataset is not None:
+            eval_loss = trainer.evaluate().get("eval_loss")
+        out_name = "adapter" if get_strategy(run).uses_adapter else "model"
+        if trainer.is_world_process_zero():
+            final = run_dir / out_name
+            tmp = run_dir / f".{out_name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            trainer.model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        history = [r for r in trainer.state.log_history if "loss" in r]
+        return {
+            "train_loss": result.training_loss,
+            "first_loss": history[0]["loss"] if history else None,
+            "last_loss": history[-1]["loss"] if history else None,
+            "eval_loss": eval_loss,
+            "steps": trainer.state.global_step,
+            "tokens": int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0),
+            "train_runtime_s": result.metrics.get("train_runtime"),
+            "time_to_first_step_s": metrics_cb.first_step_s,
+            "wall_s": time.perf_counter() - t0,
+            "weights": out_name,
+            "world_size": trainer.args.world_size,
+        }
+
+
+def _latest_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest *complete* checkpoint (the Trainer writes trainer_state.json last)."""
+    if not ckpt_dir.is_dir():
+        return None
+    done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    if not done:
+        return None
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1])))

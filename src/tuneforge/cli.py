@@ -1,0 +1,70 @@
+"""``tuneforge <command> [key=value ...]``: Hydra-style overrides, one clear line on a user error.
+
+    tuneforge train recipe=qlora-tiny optim.lr=1e-4     (also: tuneforge recipe=... with no command)
+    tuneforge plan  recipe=qlora-llama
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from tuneforge.errors import TuneforgeError
+
+
+def cmd_train(args: list[str]) -> int:
+    from tuneforge.config.compose import load_run_config
+    from tuneforge.train import train
+
+    run = load_run_config(args)
+    train(run)
+    return 0
+
+
+def cmd_plan(args: list[str]) -> int:
+    from tuneforge.config.compose import load_run_config
+    from tuneforge.plan import make_plan
+
+    print(make_plan(load_run_config(args)).render())
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "train": (cmd_train, "compose a run and train it"),
+    "plan": (cmd_plan, "print everything a launch would use; no training"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: tuneforge <command> [key=value ...]", "", "commands:"]
+    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "examples:", "  tuneforge train recipe=qlora-tiny optim.lr=1e-4 hparams.max_steps=30",
+              "  tuneforge plan recipe=qlora-llama"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if "=" in argv[0] or argv[0].startswith("-"):
+        argv = ["train", *argv]
+    name, args = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"tuneforge: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[name][0](args)
+    except TuneforgeError as exc:
+        print(f"tuneforge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tuneforge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Compose a run config from conf/ + recipes/ + overrides, and turn Hydra's errors into clear ones."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.config.store import register_configs
+from tuneforge.errors import ConfigError
+from tuneforge.paths import conf_dir
+
+
+def compose_config(overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:
+    """Compose with Hydra's compose API. Raises ConfigError with a message naming the key and valid choices."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    overrides = list(overrides)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="tuneforge"):
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
+    except Exception as exc:  # Hydra raises several exception types; all are user errors here
+        raise ConfigError(explain_compose_error(exc)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
+
+
+def to_run_config(cfg: DictConfig) -> RunConfig:
+    """DictConfig -> typed RunConfig (dataclass instances all the way down), resolving interpolations."""
+    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]) if "hydra" in cfg else cfg
+    import dataclasses
+
+    allowed = {f.name for f in dataclasses.fields(RunConfig)}
+    extra = sorted(str(k) for k in cfg.keys() if k not in allowed)
+    if extra:
+        hint = difflib.get_close_matches(extra[0], allowed, n=1)
+        raise ConfigError(
+            f"unknown config key '{extra[0]}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+            + f"\n  valid top-level keys: {', '.join(sorted(allowed))}"
+        )
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except Exception as exc:
+        raise ConfigError(explain_compose_error(exc)) from None
+    assert isinstance(obj, RunConfig), type(obj)
+    return obj
+
+
+def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:
+    """Compose, type and validate: the one way a RunConfig is made from the command line."""
+    from tuneforge.config.validate import validate
+
+    run = to_run_config(compose_config(overrides))
+    validate(run)
+    return run
+
+
+# --- error messages -----------------------------------------------------------------------------------
+
+_KEY_NOT_IN = re.compile(r"Key '(?P<key>[^']+)' not in '(?P<type>[^']+)'")
+_FULL_KEY = re.compile(r"full_key: (?P<full>\S+)")
+
+
+def _valid_keys(full_key: str) -> list[str]:
+    """The keys the schema allows at the parent of ``full_key``."""
+    node = OmegaConf.structured(RunConfig)
+    parts = full_key.split(".")[:-1]
+    try:
+        for p in parts:
+            node = node[p]
+    except Exception:
+        return []
+    if isinstance(node, DictConfig) and node._is_missing():
+        return []
+    return sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _keys_of_group_option(full_key: str) -> list[str]:
+    """Group nodes are MISSING in the bare schema; read their dataclass fields instead."""
+    import dataclasses
+    import typing
+
+    parts = full_key.split(".")[:-1]
+    tp: type = RunConfig
+    for p in parts:
+        hints = typing.get_type_hints(tp)
+        if p not in hints:
+            return []
+        t = hints[p]
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        tp = args[0] if args else t
+        if not dataclasses.is_dataclass(tp):
+            return []
+    return sorted(f.name for f in dataclasses.fields(tp))
+
+
+def explain_compose_error(exc: BaseException) -> str:
+    msg = str(exc).strip()
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause).strip():
+        msg = f"{msg}\n{str(cause).strip()}"
+    m = _KEY_NOT_IN.search(msg)
+    full = _FULL_KEY.search(msg)
+    if m:
+        full_key = full.group("full") if full else m.group("key")
+        valid = _valid_keys(full_key) or _keys_of_group_option(full_key)
+        leaf = full_key.split(".")[-1]
+        parent = full_key.rsplit(".", 1)[0] if "." in full_key else "<root>"
+        hint = difflib.get_close_matches(leaf, valid, n=1)
+        text = f"unknown config key '{full_key}'"
+        if hint:
+            text += f" (did you mean '{parent}.{hint[0]}'?)" if parent != "<root>" else f" (did you mean '{hint[0]}'?)"
+        if valid:
+            text += f"\n  valid keys under '{parent}': {', '.join(valid)}"
+        return text
+    if "Could not find 'recipe/" in msg or "Could not load 'recipe/" in msg:
+        from tuneforge.paths import recipes_dir
+
+        names = sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+        bad = re.search(r"recipe/([^'\s]+)", msg)
+        return f"unknown recipe '{bad.group(1) if bad else '?'}'\n  available recipes: {', '.join(names)}"
+    if "Available options" in msg or "Could not find" in msg:
+        # Hydra lists the group options; hide our schema entries (base_*) from the user.
+        msg = re.sub(r"\n\s*base_\w+", "", msg)
+        msg = msg.split("\nConfig search path")[0].split("\nKey '")[0]
+        return re.sub(r"\n\s*\n", "\n", msg.replace("In 'config': ", "")).replace("\n\t", "\n  ").strip()
+    bad_value = re.search(r"(Value '.*?' (?:of type '\w+' could not be converted to \w+|is not a valid \w+)[^\n]*)", msg)
+    if bad_value:
+        full_key = full.group("full") if full else "?"
+        return f"wrong type for '{full_key}': {bad_value.group(1)}"
+    return msg.splitlines()[0] if msg else type(exc).__name__

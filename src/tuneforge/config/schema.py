@@ -1,0 +1,131 @@
+"""The typed schema of a run: one dataclass per config group, registered in Hydra's ConfigStore.
+
+Every YAML in conf/<group>/ extends its group's base schema (``defaults: [base_<group>, _self_]``), so
+Hydra rejects an unknown key at compose time and OmegaConf checks types. Value ranges that types cannot
+express are checked in :mod:`tuneforge.config.validate`.
+
+Nothing here imports torch: ``plan`` must stay fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+from tuneforge.backends.config import BackendConfig
+from tuneforge.data.config import DatasetConfig
+from tuneforge.evaluation.config import EvalConfig
+from tuneforge.launch.config import DistributedConfig, LauncherConfig
+from tuneforge.tracking.config import TrackingConfig
+
+DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class QuantizationConfig:
+    """How the frozen base is quantized on load (bitsandbytes). ``bits: null`` loads it unquantized."""
+
+    bits: Optional[int] = None  # 4 | 8 | null
+    quant_type: str = "nf4"  # nf4 | fp4 (4-bit only)
+    double_quant: bool = True
+    compute_dtype: str = "bfloat16"  # dtype of the de-quantized matmuls
+
+
+@dataclass
+class MethodConfig:
+    """What is trained: the full model, a LoRA adapter, or a LoRA adapter on a quantized base (QLoRA)."""
+
+    name: str = MISSING  # full | lora | qlora
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
+    bias: str = "none"  # none | all | lora_only
+    modules_to_save: Optional[list[str]] = None
+    use_rslora: bool = False
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+
+
+@dataclass
+class TinyModelConfig:
+    """A random-init model built locally from this config (no download), with a locally trained tokenizer."""
+
+    vocab_size: int = 2048
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 1024
+    seed: int = 0
+    # text files the byte-level BPE tokenizer is trained on (relative to the project root)
+    tokenizer_corpus: list[str] = field(default_factory=lambda: ["data/tiny_corpus.txt"])
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = MISSING  # hub id or local directory
+    architecture: str = "LlamaForCausalLM"
+    model_type: str = "llama"
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    trust_remote_code: bool = False
+    revision: Optional[str] = None
+    tokenizer: Optional[str] = None  # defaults to name_or_path
+    chat_template: str = "tokenizer_default"  # tokenizer_default | chatml | llama3 | ...
+    attn_implementation: str = "sdpa"  # eager | sdpa | flash_attention_2
+    num_parameters: Optional[float] = None  # for memory estimates when weights are not local (e.g. 8.03e9)
+    tiny: Optional[TinyModelConfig] = None
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    optimizer: str = "adamw_torch"
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.0
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+
+
+@dataclass
+class HParamsConfig:
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    micro_batch_size: int = 4
+    grad_accumulation: int = 1
+    seq_len: int = 512
+    packing: bool = False
+    seed: int = 42
+    logging_steps: int = 1
+    eval_steps: Optional[int] = None  # null: evaluate at the end only
+    save_steps: Optional[int] = None  # null: save at the end only
+    save_total_limit: int = 2
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"  # auto | no | bf16 | fp16 (auto: bf16 on a GPU that has it, else fp32)
+    dataloader_num_workers: int = 0
+
+
+@dataclass
+class RunConfig:
+    """The root of a composed run. Nothing reads raw dicts after composition."""
+
+    method: MethodConfig = MISSING
+    model: ModelConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    optim: OptimConfig = MISSING
+    hparams: HParamsConfig = MISSING
+    backend: BackendConfig = MISSING
+    launcher: LauncherConfig = MISSING
+    distributed: DistributedConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # the recipe's name (set by each recipe); names the run directory outputs/<name>/<timestamp>
+    name: str = "custom"
+    output_root: str = "outputs"
+    run_dir: Optional[str] = None  # explicit run directory (sweeps, resumes); default: a new timestamped one

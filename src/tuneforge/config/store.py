@@ -1,0 +1,43 @@
+"""Registers the schema in Hydra's ConfigStore.
+
+Each group option YAML opens with ``defaults: [<schema name>, _self_]`` naming one of the entries below,
+so the option is typed by its dataclass. Adding a variant with new fields = a dataclass + one line here.
+"""
+
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from tuneforge.backends import config as backend_cfg
+from tuneforge.config import schema
+from tuneforge.data.config import DatasetConfig
+from tuneforge.launch import config as launch_cfg
+from tuneforge.tracking.config import TrackingConfig
+
+# (group, schema name, dataclass)
+SCHEMAS: list[tuple[str | None, str, type]] = [
+    (None, "base_config", schema.RunConfig),
+    ("method", "base_method", schema.MethodConfig),
+    ("model", "base_model", schema.ModelConfig),
+    ("dataset", "base_dataset", DatasetConfig),
+    ("optim", "base_optim", schema.OptimConfig),
+    ("hparams", "base_hparams", schema.HParamsConfig),
+    ("backend", "base_native", backend_cfg.NativeBackendConfig),
+    ("backend", "base_axolotl", backend_cfg.AxolotlBackendConfig),
+    ("backend", "base_openai", backend_cfg.OpenAIBackendConfig),
+    ("launcher", "base_local", launch_cfg.LocalLauncherConfig),
+    ("distributed", "base_distributed", launch_cfg.DistributedConfig),
+    ("tracking", "base_tracking", TrackingConfig),
+]
+
+_registered = False
+
+
+def register_configs() -> None:
+    global _registered
+    if _registered:
+        return
+    cs = ConfigStore.instance()
+    for group, name, node in SCHEMAS:
+        cs.store(group=group, name=name, node=node)
+    _registered = True

@@ -1,0 +1,103 @@
+"""Range and compatibility checks that types cannot express. Every failure names the key and what is valid.
+
+axolotl's own validator lets negative lora_r, zero batch sizes and negative learning rates through; we
+refuse them here, before anything is written or launched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.errors import ConfigError
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
+TRACKERS = ("none", "wandb", "tensorboard")
+
+Check = Callable[[RunConfig], Iterable[str]]
+
+
+def _choice(key: str, value: object, valid: Iterable[str]) -> Iterable[str]:
+    valid = list(valid)
+    if value not in valid:
+        yield f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}"
+
+
+def check_core(run: RunConfig) -> Iterable[str]:
+    from tuneforge.backends.registry import BACKENDS
+    from tuneforge.launch.registry import LAUNCHERS
+    from tuneforge.strategies import STRATEGIES
+
+    o, h, m, mo = run.optim, run.hparams, run.method, run.model
+    yield from _choice("method.name", m.name, STRATEGIES)
+    yield from _choice("backend.name", run.backend.name, BACKENDS)
+    yield from _choice("launcher.name", run.launcher.name, LAUNCHERS)
+    yield from _choice("tracking.name", run.tracking.name, TRACKERS)
+    yield from _choice("model.dtype", mo.dtype, DTYPES)
+    yield from _choice("hparams.mixed_precision", h.mixed_precision, MIXED_PRECISION)
+    yield from _choice("optim.scheduler", o.scheduler, SCHEDULERS)
+    if not o.lr > 0:
+        yield f"optim.lr={o.lr} must be > 0 (typical: 1e-5 .. 3e-4 for LoRA, 1e-5 for full fine-tunes)"
+    if o.weight_decay < 0:
+        yield f"optim.weight_decay={o.weight_decay} must be >= 0"
+    if not 0 <= o.warmup_ratio < 1:
+        yield f"optim.warmup_ratio={o.warmup_ratio} must be in [0, 1)"
+    if o.warmup_steps < 0:
+        yield f"optim.warmup_steps={o.warmup_steps} must be >= 0"
+    if o.max_grad_norm < 0:
+        yield f"optim.max_grad_norm={o.max_grad_norm} must be >= 0 (0 disables clipping)"
+    if h.micro_batch_size < 1:
+        yield f"hparams.micro_batch_size={h.micro_batch_size} must be >= 1"
+    if h.grad_accumulation < 1:
+        yield f"hparams.grad_accumulation={h.grad_accumulation} must be >= 1"
+    if h.seq_len < 8:
+        yield f"hparams.seq_len={h.seq_len} must be >= 8"
+    if h.max_steps == 0 or h.max_steps < -1:
+        yield f"hparams.max_steps={h.max_steps} must be > 0, or -1 to train for hparams.epochs"
+    if h.max_steps == -1 and not h.epochs > 0:
+        yield f"hparams.epochs={h.epochs} must be > 0 when hparams.max_steps is -1"
+    for key in ("logging_steps", "eval_steps", "save_steps"):
+        v = getattr(h, key)
+        if v is not None and v < 1:
+            yield f"hparams.{key}={v} must be >= 1 (or null)"
+    if mo.tiny is not None:
+        t = mo.tiny
+        if t.hidden_size % t.num_attention_heads:
+            yield (f"model.tiny.hidden_size={t.hidden_size} must be divisible by "
+                   f"model.tiny.num_attention_heads={t.num_attention_heads}")
+        if t.num_attention_heads % t.num_key_value_heads:
+            yield "model.tiny.num_attention_heads must be a multiple of model.tiny.num_key_value_heads"
+        if h.seq_len > t.max_position_embeddings:
+            yield (f"hparams.seq_len={h.seq_len} exceeds model.tiny.max_position_embeddings="
+                   f"{t.max_position_embeddings}")
+
+
+def _component_checks(run: RunConfig) -> Iterable[str]:
+    """Each strategy, backend and launcher checks what it supports (the strategy x backend x launcher matrix)."""
+    from tuneforge.backends.registry import BACKENDS
+    from tuneforge.launch.registry import LAUNCHERS
+    from tuneforge.strategies import STRATEGIES
+
+    for registry, name in ((STRATEGIES, run.method.name), (BACKENDS, run.backend.name),
+                           (LAUNCHERS, run.launcher.name)):
+        component = registry.get(name)
+        if component is not None:
+            yield from component.check(run)
+
+
+CHECKS: list[Check] = [check_core, _component_checks]
+
+
+def validate(run: RunConfig) -> RunConfig:
+    problems: list[str] = []
+    for check in CHECKS:
+        problems.extend(check(run))
+    if problems:
+        head = "invalid config" if len(problems) > 1 else "invalid config:"
+        if len(problems) == 1:
+            raise ConfigError(f"{head} {problems[0]}")
+        raise ConfigError(head + ":\n" + "\n".join(f"  - {p}" for p in problems))
+    return run

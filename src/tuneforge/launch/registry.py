@@ -1,0 +1,17 @@
+"""Launcher registry: where and how a run's processes start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneforge.launch.local import LocalLauncher
+
+LAUNCHERS: dict[str, Any] = {
+    "local": LocalLauncher(),
+    # "accelerate": AccelerateLauncher(),  (issue: multi-GPU / multi-node)
+    # "slurm": SlurmLauncher(),            (issue: Slurm)
+}
+
+
+def get_launcher(name: str) -> Any:
+    return LAUNCHERS[name]

@@ -1,0 +1,212 @@
+"""Loading the base model and tokenizer: hub id, local directory, or a tiny model built locally.
+
+The tiny model (``model=tiny-llama``) is a random-init LlamaForCausalLM from ``model.tiny`` plus a
+byte-level BPE tokenizer trained on a local corpus, with a ChatML template whose assistant turns are
+marked with ``{% generation %}`` (so assistant-only loss works). It is cached on disk under a key derived
+from its config and corpus, built atomically, and deterministic by seed. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tuneforge.config.schema import ModelConfig, RunConfig, TinyModelConfig
+from tuneforge.errors import ModelLoadError
+from tuneforge.paths import cache_dir, project_root
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+LLAMA3_TEMPLATE = (
+    "{{- bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ message['content'] | trim + '<|eot_id|>' }}{% endgeneration %}"
+    "{% else %}{{ message['content'] | trim + '<|eot_id|>' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+# model.chat_template names; "tokenizer_default" keeps the tokenizer's own template
+CHAT_TEMPLATES = {"chatml": CHATML_TEMPLATE, "llama3": LLAMA3_TEMPLATE}
+
+
+def apply_chat_template_choice(run: RunConfig, tokenizer: Any) -> Any:
+    choice = run.model.chat_template
+    if choice != "tokenizer_default":
+        tokenizer.chat_template = CHAT_TEMPLATES[choice]
+    elif not tokenizer.chat_template:
+        log.warning("tokenizer of %s has no chat template: using chatml", run.model.name_or_path)
+        tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def _corpus_paths(tiny: TinyModelConfig) -> list[Path]:
+    paths = []
+    for p in tiny.tokenizer_corpus:
+        path = Path(p) if Path(p).is_absolute() else project_root() / p
+        if not path.is_file():
+            raise ModelLoadError(f"model.tiny.tokenizer_corpus: file not found: {path}")
+        paths.append(path)
+    return paths
+
+
+def tiny_model_key(tiny: TinyModelConfig) -> str:
+    h = hashlib.sha256(json.dumps(asdict(tiny), sort_keys=True).encode())
+    for path in _corpus_paths(tiny):
+        h.update(path.read_bytes())
+    h.update(CHATML_TEMPLATE.encode())
+    return h.hexdigest()[:16]
+
+
+def tiny_model_dir(tiny: TinyModelConfig) -> Path:
+    return cache_dir() / "tiny-models" / tiny_model_key(tiny)
+
+
+def build_tiny_model(tiny: TinyModelConfig) -> Path:
+    """Build (or find in the cache) the tiny model directory: config, safetensors weights, tokenizer."""
+    target = tiny_model_dir(tiny)
+    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+        return target
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    log.info("building tiny model %s (cached at %s)", tiny_model_key(tiny), target)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=tiny.vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train([str(p) for p in _corpus_paths(tiny)], trainer)
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|pad|>",
+        unk_token=None,
+    )
+    hf_tok.chat_template = CHATML_TEMPLATE
+
+    torch.manual_seed(tiny.seed)
+    config = LlamaConfig(
+        vocab_size=len(hf_tok),
+        hidden_size=tiny.hidden_size,
+        intermediate_size=tiny.intermediate_size,
+        num_hidden_layers=tiny.num_hidden_layers,
+        num_attention_heads=tiny.num_attention_heads,
+        num_key_value_heads=tiny.num_key_value_heads,
+        max_position_embeddings=tiny.max_position_embeddings,
+        bos_token_id=hf_tok.bos_token_id,
+        eos_token_id=hf_tok.eos_token_id,
+        pad_token_id=hf_tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = hf_tok.pad_token_id
+    model.generation_config.eos_token_id = hf_tok.eos_token_id
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        hf_tok.save_pretrained(tmp)
+        os.replace(tmp, target) if not target.exists() else shutil.rmtree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_model_path(model: ModelConfig) -> str:
+    """Local directory for tiny models; otherwise the configured hub id or path."""
+    if model.tiny is not None:
+        return str(build_tiny_model(model.tiny))
+    return model.name_or_path
+
+
+def _explain_load_failure(name: str, exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    looks_local = name.startswith(("/", "./", "../", "~")) or os.path.sep in name and Path(name).exists()
+    if looks_local or (os.path.sep in name and not Path(name).exists() and name.count("/") != 1):
+        return (f"cannot load model '{name}': no such local directory (or it has no config.json).\n"
+                f"  Point model.name_or_path at a directory saved with save_pretrained. ({text})")
+    gated = any(s in text.lower() for s in ("gated", "401", "403", "restricted", "authenticat"))
+    if gated:
+        hint = "it is gated on the Hugging Face Hub: accept its licence there and set HF_TOKEN"
+    else:
+        hint = ("the Hugging Face Hub is not reachable (or HF_HUB_OFFLINE=1) and it is not in the local "
+                "cache; download it where the hub is reachable (set HF_TOKEN for gated models such as "
+                "meta-llama/*), or point model.name_or_path at a local directory")
+    return f"cannot load model '{name}': {hint}.\n  ({text})"
+
+
+def load_tokenizer(run: RunConfig, path: str | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    m = run.model
+    src = path or m.tokenizer or resolve_model_path(m)
+    try:
+        tok = AutoTokenizer.from_pretrained(src, trust_remote_code=m.trust_remote_code, revision=m.revision)
+    except Exception as exc:  # OSError, HF hub errors, ValueError for bad dirs
+        raise ModelLoadError(_explain_load_failure(src, exc)) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return apply_chat_template_choice(run, tok)
+
+
+def torch_dtype(run: RunConfig) -> Any:
+    import torch
+
+    d = run.model.dtype
+    if d == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, d)
+
+
+def load_model(run: RunConfig, quantization_config: Any = None, device_map: Any = None) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    m = run.model
+    src = resolve_model_path(m)
+    kwargs: dict[str, Any] = dict(
+        dtype=torch_dtype(run),
+        trust_remote_code=m.trust_remote_code,
+        revision=m.revision,
+        attn_implementation=m.attn_implementation,
+    )
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        return AutoModelForCausalLM.from_pretrained(src, **kwargs)
+    except Exception as exc:
+        raise ModelLoadError(_explain_load_failure(src, exc)) from None

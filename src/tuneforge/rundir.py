@@ -1,0 +1,136 @@
+"""The run directory: ``outputs/<recipe>/<timestamp>/``.
+
+Layout (the same for every backend, so eval/merge/chat need not know which one trained):
+
+    config.yaml      resolved RunConfig, secrets redacted (the worker re-reads exactly this)
+    RUNNING          present while training; a killed run keeps it and never gets summary.json
+    metrics.jsonl    one JSON object per logging step (step, loss, lr, tokens_per_s, elapsed_s, ...)
+    checkpoints/     trainer checkpoints (resumable)
+    adapter/ | model/  final weights, HF save_pretrained (safetensors) + tokenizer, moved in atomically
+    summary.json     written last, atomically: its presence means the run completed
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.paths import project_root
+
+SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY", "OPENAI_API_KEY")
+REDACTED = "***REDACTED***"
+
+
+def secret_values() -> list[str]:
+    return [v for k in SECRET_ENV if (v := os.environ.get(k)) and len(v) >= 6]
+
+
+def redact(obj: Any) -> Any:
+    """Replace values of secret-looking keys, and any literal secret from the environment, everywhere."""
+    secrets = secret_values()
+
+    def walk(o: Any, key: str = "") -> Any:
+        if isinstance(o, dict):
+            return {k: walk(v, str(k)) for k, v in o.items()}
+        if isinstance(o, list):
+            return [walk(v, key) for v in o]
+        if isinstance(o, str):
+            # a key *named* like a secret keeps the env var's name (api_key_env) but not a literal value
+            if SECRET_KEY.search(key) and not key.endswith("_env") and o:
+                return REDACTED
+            for s in secrets:
+                o = o.replace(s, REDACTED)
+        return o
+
+    return walk(obj)
+
+
+def run_to_dict(run: RunConfig) -> dict[str, Any]:
+    return asdict(run) if is_dataclass(run) else dict(run)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def write_config(run: RunConfig, run_dir: Path) -> Path:
+    path = run_dir / "config.yaml"
+    atomic_write_text(path, yaml.safe_dump(redact(run_to_dict(run)), sort_keys=False, allow_unicode=True))
+    return path
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    """Re-type a run directory's config.yaml through the schema (what a worker or eval/merge reads)."""
+    from omegaconf import OmegaConf
+
+    schema = OmegaConf.structured(RunConfig)
+    cfg = OmegaConf.merge(schema, OmegaConf.load(run_dir / "config.yaml"))
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def new_run_dir(run: RunConfig) -> Path:
+    if run.run_dir:
+        d = Path(run.run_dir)
+    else:
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        d = Path(run.output_root) / run.name / stamp
+        n = 1
+        while d.exists():
+            d = Path(run.output_root) / run.name / f"{stamp}-{n}"
+            n += 1
+    d.mkdir(parents=True, exist_ok=True)
+    return d.resolve()
+
+
+def is_complete(run_dir: Path) -> bool:
+    return (run_dir / "summary.json").is_file() and not (run_dir / "RUNNING").exists()
+
+
+def weights_dir(run_dir: Path) -> Path:
+    """adapter/ for LoRA-type runs, model/ for full fine-tunes."""
+    return run_dir / "adapter" if (run_dir / "adapter").is_dir() else run_dir / "model"
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except Exception:
+        return None
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("tuneforge", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "hydra-core",
+                "bitsandbytes", "deepspeed", "axolotl"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out

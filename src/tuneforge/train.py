@@ -1,0 +1,90 @@
+"""``train(run) -> summary``: the pure function every entry point (CLI, Hydra multirun, tests) calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tuneforge.backends.registry import get_backend
+from tuneforge.config.schema import RunConfig
+from tuneforge.launch.registry import get_launcher
+from tuneforge.rundir import (atomic_write_json, git_commit, new_run_dir, redact, run_to_dict, versions,
+                              write_config)
+
+log = logging.getLogger(__name__)
+
+
+def _summary_from_metrics(run_dir: Path) -> dict[str, Any]:
+    """Summary fields from metrics.jsonl, for backends that trained in another process."""
+    path = run_dir / "metrics.jsonl"
+    recs = [json.loads(line) for line in path.open()] if path.exists() else []
+    losses = [r for r in recs if "loss" in r]
+    evals = [r for r in recs if "eval_loss" in r]
+    return {
+        "first_loss": losses[0]["loss"] if losses else None,
+        "last_loss": losses[-1]["loss"] if losses else None,
+        "train_loss": recs[-1].get("train_loss") if recs else None,
+        "eval_loss": evals[-1]["eval_loss"] if evals else None,
+        "steps": max((r.get("step", 0) for r in recs), default=0),
+        "tokens": max((r.get("tokens", 0) or 0 for r in recs), default=0),
+    }
+
+
+def train(run: RunConfig, *, quiet: bool = False) -> dict[str, Any]:
+    """Create the run directory, launch the backend through the launcher, write summary.json last."""
+    backend = get_backend(run.backend.name)
+    launcher = get_launcher(run.launcher.name)
+    run_dir = new_run_dir(run)
+    write_config(run, run_dir)
+    running = run_dir / "RUNNING"
+    running.write_text(f"pid {os.getpid()}\n")
+    t0 = time.perf_counter()
+    try:
+        backend.prepare(run, run_dir)
+        result = launcher.launch(run, run_dir, backend) or _summary_from_metrics(run_dir)
+    except BaseException as exc:
+        running.unlink(missing_ok=True)
+        (run_dir / "FAILED").write_text(f"{type(exc).__name__}: {exc}\n")
+        raise
+    summary = {
+        "name": run.name,
+        "run_dir": str(run_dir),
+        "method": run.method.name,
+        "model": run.model.name_or_path,
+        "backend": run.backend.name,
+        "launcher": run.launcher.name,
+        **result,
+        "wall_time_s": round(time.perf_counter() - t0, 3),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "config": redact(run_to_dict(run)),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    running.unlink(missing_ok=True)
+    if not quiet:
+        print(format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    def f(v: Any, fmt: str = "{:.4f}") -> str:
+        return fmt.format(v) if isinstance(v, (int, float)) else "-"
+
+    tok_s = s["tokens"] / s["train_runtime_s"] if s.get("train_runtime_s") and s.get("tokens") else None
+    lines = [
+        "",
+        f"tuneforge run complete: {s['name']}  ({s['method']} on {s['model']}, backend={s['backend']}, "
+        f"launcher={s['launcher']})",
+        f"  loss        first {f(s.get('first_loss'))}  ->  last {f(s.get('last_loss'))}"
+        f"   (mean {f(s.get('train_loss'))})",
+        f"  eval loss   {f(s.get('eval_loss'))}",
+        f"  steps       {s.get('steps')}   tokens {s.get('tokens')}   tokens/s {f(tok_s, '{:.0f}')}",
+        f"  wall time   {f(s.get('wall_time_s'), '{:.1f}')} s",
+        f"  run dir     {s['run_dir']}",
+        f"  weights     {s['run_dir']}/{s.get('weights', 'adapter')}",
+    ]
+    return "\n".join(lines)
