@@ -27,7 +27,8 @@ import yaml
 from tuneforge.config.schema import RunConfig
 from tuneforge.paths import project_root
 
-SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
+# whole name parts only: hf_token / api_key are secrets, tokenizer_corpus / max_new_tokens are not
+SECRET_KEY = re.compile(r"(?:^|[_-])(api[_-]?key|token|secret|password|passwd|credentials?)(?:$|[_-])", re.I)
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY", "OPENAI_API_KEY")
 REDACTED = "***REDACTED***"
 
