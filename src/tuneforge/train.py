@@ -24,10 +24,12 @@ def _summary_from_metrics(run_dir: Path) -> dict[str, Any]:
     recs = [json.loads(line) for line in path.open()] if path.exists() else []
     losses = [r for r in recs if "loss" in r]
     evals = [r for r in recs if "eval_loss" in r]
+    ends = [r for r in recs if "train_loss" in r]
     return {
         "first_loss": losses[0]["loss"] if losses else None,
         "last_loss": losses[-1]["loss"] if losses else None,
-        "train_loss": recs[-1].get("train_loss") if recs else None,
+        "train_loss": ends[-1]["train_loss"] if ends else None,
+        "train_runtime_s": ends[-1].get("train_runtime") if ends else None,
         "eval_loss": evals[-1]["eval_loss"] if evals else None,
         "steps": max((r.get("step", 0) for r in recs), default=0),
         "tokens": max((r.get("tokens", 0) or 0 for r in recs), default=0),

@@ -59,11 +59,12 @@ class MetricsCallback:
             return
         now = time.perf_counter()
         tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
-        rec: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+        event = "train" if "loss" in logs else "eval" if "eval_loss" in logs else "end"
+        rec: dict[str, Any] = {"event": event, "step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         for k, v in logs.items():
             if isinstance(v, (int, float)):
-                rec[k.replace("train_", "") if k.startswith("train_") else k] = v
-        if "loss" in logs or "eval_loss" not in logs:
+                rec["lr" if k == "learning_rate" else k] = v
+        if event == "train":
             dt = now - self.last_t
             rec["tokens"] = tokens
             rec["tokens_per_s"] = round((tokens - self.last_tokens) / dt, 1) if dt > 0 else None

@@ -63,6 +63,14 @@ def check_core(run: RunConfig) -> Iterable[str]:
         v = getattr(h, key)
         if v is not None and v < 1:
             yield f"hparams.{key}={v} must be >= 1 (or null)"
+    if mo.tiny is None and mo.name_or_path.startswith(("/", "./", "../", "~")):
+        from pathlib import Path
+
+        local = Path(mo.name_or_path).expanduser()
+        if not (local / "config.json").is_file():
+            yield (f"model.name_or_path={mo.name_or_path!r}: no model there (expected a directory with "
+                   "config.json saved by save_pretrained); fix the path, or use a hub id such as "
+                   "meta-llama/Llama-3.1-8B")
     if mo.tiny is not None:
         t = mo.tiny
         if t.hidden_size % t.num_attention_heads:
