@@ -87,8 +87,15 @@ def read_config(run_dir: Path) -> RunConfig:
     """Re-type a run directory's config.yaml through the schema (what a worker or eval/merge reads)."""
     from omegaconf import OmegaConf
 
+    from tuneforge.config.store import SCHEMAS
+
+    loaded = OmegaConf.load(run_dir / "config.yaml")
     schema = OmegaConf.structured(RunConfig)
-    cfg = OmegaConf.merge(schema, OmegaConf.load(run_dir / "config.yaml"))
+    # a group with variants (backend: native | axolotl | ...) is typed by the variant its `name` selects
+    for group, _, cls in SCHEMAS:
+        if group and group in loaded and loaded[group].get("name") == getattr(cls, "name", None):
+            schema[group] = OmegaConf.structured(cls)
+    cfg = OmegaConf.merge(schema, loaded)
     return OmegaConf.to_object(cfg)  # type: ignore[return-value]
 
 
