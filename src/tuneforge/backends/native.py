@@ -43,6 +43,7 @@ class MetricsCallback:
         self.last_t = self.t0
         self.last_tokens = 0
         self.first_step_s: float | None = None
+        self.first_step_unix: float | None = None
 
     # TrainerCallback duck-typing: transformers calls these by name
     def __getattr__(self, name: str) -> Any:
@@ -53,6 +54,7 @@ class MetricsCallback:
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if self.first_step_s is None:
             self.first_step_s = time.perf_counter() - self.t0
+            self.first_step_unix = time.time()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
         if not state.is_world_process_zero or not logs:
@@ -203,6 +205,7 @@ class NativeBackend:
             "tokens": int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0),
             "train_runtime_s": result.metrics.get("train_runtime"),
             "time_to_first_step_s": metrics_cb.first_step_s,
+            "first_step_unix": metrics_cb.first_step_unix,
             "wall_s": time.perf_counter() - t0,
             "weights": out_name,
             "world_size": trainer.args.world_size,

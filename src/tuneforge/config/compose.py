@@ -135,4 +135,5 @@ def explain_compose_error(exc: BaseException) -> str:
     if bad_value:
         full_key = full.group("full") if full else "?"
         return f"wrong type for '{full_key}': {bad_value.group(1)}"
-    return msg.splitlines()[0] if msg else type(exc).__name__
+    lines = [ln for ln in msg.splitlines() if ln.strip() and not ln.strip().startswith(("reference_type", "object_type"))]
+    return "\n  ".join(lines[:4]) if lines else type(exc).__name__
