@@ -15,7 +15,7 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train plan test test-all bench lint clean
+.PHONY: help setup train plan data test test-all bench lint clean
 
 help: ## show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ train: $(STAMP) ## train a recipe: make train [recipe=lora-tiny] [key=value ...]
 
 plan: $(STAMP) ## print the resolved config, native artifacts and commands: make plan recipe=qlora-llama
 	$(BIN)/tuneforge plan recipe=$(recipe) $(OVERRIDES)
+
+data: $(STAMP) ## lint + augment + split + token stats + OpenAI cost: make data dataset=dalat-tourism
+	$(BIN)/tuneforge data prepare recipe=$(recipe) $(OVERRIDES)
 
 test: $(STAMP) ## run the test suite (fast + CPU end-to-end; `make test-all` adds the slow ones)
 	$(BIN)/pytest -m "not slow and not gpu" $(PYTEST_ARGS)

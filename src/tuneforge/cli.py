@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from tuneforge.data.command import cmd_data
 from tuneforge.errors import TuneforgeError
 
 
@@ -33,6 +34,7 @@ def cmd_plan(args: list[str]) -> int:
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "train": (cmd_train, "compose a run and train it"),
     "plan": (cmd_plan, "print everything a launch would use; no training"),
+    "data": (cmd_data, "prepare a dataset (data prepare dataset=NAME) or lint a file (data lint FILE)"),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from tuneforge.config.schema import RunConfig
+from tuneforge.data.config import check_dataset
 from tuneforge.errors import ConfigError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -96,7 +97,7 @@ def _component_checks(run: RunConfig) -> Iterable[str]:
             yield from component.check(run)
 
 
-CHECKS: list[Check] = [check_core, _component_checks]
+CHECKS: list[Check] = [check_core, _component_checks, check_dataset]
 
 
 def validate(run: RunConfig) -> RunConfig:

@@ -1,7 +1,13 @@
-"""Dataset preparation: source file -> canonical chat JSONL splits (train/val/test), cached by content.
+"""Dataset preparation: source file -> linted, augmented, grouped train/val/test chat JSONL, cached by content.
 
-This is the minimal reader the foundation trains with; the dataset-preparation issue extends it
-(formats, lint, augmentation, grouped split, stats) behind the same ``prepare_splits`` entry point.
+    prepare_splits(run.dataset)                     # what training calls: splits only, cached
+    prepare_splits(run.dataset, run=run, count_tokens=True)   # + token stats and cost with the run's tokenizer
+
+The cache key is derived from the source file's bytes and the whole dataset config, so an edited source or
+config is never served stale. A prepared directory (``.cache/datasets/<name>-<key>/``) holds train.jsonl,
+val.jsonl, test.jsonl, quarantine.jsonl and report.json (written last: its presence marks the directory
+complete); token statistics are stored per tokenizer as report-tokens-<key>.json. Directories are built
+under a temporary name and renamed into place, so a crash never leaves a half-written one that looks complete.
 """
 
 from __future__ import annotations
@@ -9,13 +15,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
-from dataclasses import asdict, dataclass
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from tuneforge.data.config import DatasetConfig
+from tuneforge.data.config import DatasetConfig, dataset_problems
 from tuneforge.errors import DataError
 from tuneforge.paths import cache_dir, project_root
+
+if TYPE_CHECKING:
+    from tuneforge.config.schema import RunConfig
+
+# bump when the prepared files or the report change shape: old cache entries are then ignored
+PIPELINE_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -26,6 +40,9 @@ class PreparedData:
     val: Path
     test: Path
     sizes: dict[str, int]
+    dir: Path | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    report_path: Path | None = None
 
 
 def source_path(ds: DatasetConfig) -> Path:
@@ -33,46 +50,143 @@ def source_path(ds: DatasetConfig) -> Path:
     return p if p.is_absolute() else project_root() / p
 
 
-def _read_chat(path: Path, system_prompt: str | None) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            msgs = rec.get("messages") if isinstance(rec, dict) else None
-            if not isinstance(msgs, list) or not msgs:
-                raise DataError(f"{path}:{lineno}: expected an object with a non-empty 'messages' list")
-            if system_prompt and msgs[0].get("role") != "system":
-                msgs = [{"role": "system", "content": system_prompt}, *msgs]
-            rows.append({"messages": msgs})
-    return rows
+def data_key(ds: DatasetConfig, src: Path | None = None) -> str:
+    """Hash of the source bytes + the dataset config + the pipeline version."""
+    src = src or source_path(ds)
+    h = hashlib.sha256(PIPELINE_VERSION.encode())
+    with src.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    h.update(json.dumps(asdict(ds), sort_keys=True, ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
 
 
-def prepare_splits(ds: DatasetConfig) -> PreparedData:
+def tokenizer_id(run: RunConfig) -> str:
+    """Identifies the run's tokenizer + chat template without loading it (no torch)."""
+    m = run.model
+    if m.tiny is not None:
+        from tuneforge.models import tiny_model_key
+
+        base = f"tiny:{tiny_model_key(m.tiny)}"
+    else:
+        base = f"{m.tokenizer or m.name_or_path}@{m.revision or 'main'}"
+    return f"{base}|{m.chat_template}"
+
+
+def token_settings(run: RunConfig) -> dict[str, Any]:
+    h = run.hparams
+    return {"tokenizer": tokenizer_id(run), "seq_len": h.seq_len,
+            "max_tokens": run.dataset.lint.max_tokens or h.seq_len, "micro_batch_size": h.micro_batch_size}
+
+
+def tokens_key(run: RunConfig) -> str:
+    return hashlib.sha256(json.dumps(token_settings(run), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def prepared_dir(ds: DatasetConfig) -> Path:
+    return cache_dir() / "datasets" / f"{ds.name}-{data_key(ds)}"
+
+
+def _check(ds: DatasetConfig) -> Path:
+    problems = list(dataset_problems(ds))
+    if problems:
+        raise DataError("invalid dataset config: " + "; ".join(problems))
     src = source_path(ds)
     if not src.is_file():
-        raise DataError(f"dataset.path: file not found: {src}")
-    if ds.format != "chat":
-        raise DataError(f"dataset.format={ds.format!r} is not supported yet; choose one of: chat")
-    key = hashlib.sha256(src.read_bytes() + json.dumps(asdict(ds), sort_keys=True).encode()).hexdigest()[:16]
-    out = cache_dir() / "datasets" / f"{ds.name}-{key}"
-    names = ("train", "val", "test")
-    if not all((out / f"{n}.jsonl").exists() for n in names):
-        rows = _read_chat(src, ds.system_prompt)
-        random.Random(ds.split.seed).shuffle(rows)
-        n = len(rows)
-        n_val, n_test = round(n * ds.split.val), round(n * ds.split.test)
-        parts = {"val": rows[:n_val], "test": rows[n_val:n_val + n_test], "train": rows[n_val + n_test:]}
-        out.mkdir(parents=True, exist_ok=True)
-        for name, part in parts.items():
-            tmp = out / f".{name}.jsonl.tmp"
-            with tmp.open("w", encoding="utf-8") as f:
-                for r in part:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            os.replace(tmp, out / f"{name}.jsonl")
-    sizes = {n: sum(1 for _ in (out / f"{n}.jsonl").open(encoding="utf-8")) for n in names}
-    return PreparedData(out / "train.jsonl", out / "val.jsonl", out / "test.jsonl", sizes)
+        raise DataError(f"dataset.path: file not found: {src} (dataset {ds.name!r})")
+    return src
+
+
+def prepare_splits(ds: DatasetConfig, *, run: RunConfig | None = None, count_tokens: bool = False,
+                   force: bool = False) -> PreparedData:
+    """Prepared splits for a dataset (cached). With ``run`` and ``count_tokens``: also token stats + cost.
+
+    Raises DataError when the dataset is unusable (a lint error at dataset level, e.g. too few examples);
+    rejected rows alone do not stop it: they are in quarantine.jsonl and counted in the report.
+    """
+    from tuneforge.data.report import build_report
+
+    src = _check(ds)
+    final = prepared_dir(ds)
+    want_tokens = count_tokens and run is not None
+    tok_report = final / f"report-tokens-{tokens_key(run)}.json" if want_tokens else None
+    base_report = final / "report.json"
+    done = base_report.is_file() and (tok_report is None or tok_report.is_file())
+    if force or not done:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            result = _run(ds, src, tmp, run if want_tokens else None)
+            _write_json(tmp / "report.json", build_report(ds, src, result, final, run=run, with_tokens=False))
+            if tok_report is not None:
+                _write_json(tmp / tok_report.name, build_report(ds, src, result, final, run=run, with_tokens=True))
+            _publish(tmp, final, replace=force)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report_path = tok_report if tok_report is not None else base_report
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    by_rule = report["findings"]["by_rule"]
+    if "D050" in by_rule:
+        raise DataError(f"dataset {ds.name!r} ({src}) is unusable: "
+                        f"{report['counts']['examples_kept']} examples kept, at least "
+                        f"{ds.lint.min_examples_error} needed; see {report_path}")
+    sizes = report["splits"]
+    return PreparedData(final / "train.jsonl", final / "val.jsonl", final / "test.jsonl", sizes,
+                        dir=final, report=report, report_path=report_path)
+
+
+def _run(ds: DatasetConfig, src: Path, out: Path, run: RunConfig | None) -> Any:
+    from tuneforge.data.pipeline import TokenOptions, run_pipeline
+
+    tokens = None
+    if run is not None:
+        from tuneforge.data.tokens import TokenCounter
+        from tuneforge.models import load_tokenizer
+
+        settings = token_settings(run)
+        name = run.model.name_or_path if run.model.tiny is None else f"{run.model.name_or_path} (local BPE)"
+        tokens = TokenOptions(TokenCounter(load_tokenizer(run), name=name), max_tokens=settings["max_tokens"],
+                              seq_len=settings["seq_len"], micro_batch_size=settings["micro_batch_size"])
+    return run_pipeline(ds, src, out, tokens=tokens, display_name=_display(src))
+
+
+def _display(src: Path) -> str:
+    try:
+        return str(src.relative_to(project_root()))
+    except ValueError:
+        return str(src)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _publish(tmp: Path, final: Path, *, replace: bool) -> None:
+    """Move a finished directory into place; if another process got there first, add only what is missing."""
+    if replace and final.exists():
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        os.replace(tmp, final)
+        return
+    except OSError:
+        pass  # final exists (an earlier run, or another rank): same key = same splits
+    for p in tmp.iterdir():
+        if not (final / p.name).exists():
+            os.replace(p, final / p.name)
+    if not (final / "report.json").exists():  # the marker goes last
+        raise DataError(f"could not publish prepared data into {final}")
+
+
+__all__ = [
+    "PIPELINE_VERSION",
+    "PreparedData",
+    "data_key",
+    "prepare_splits",
+    "prepared_dir",
+    "source_path",
+    "token_settings",
+    "tokenizer_id",
+    "tokens_key",
+]

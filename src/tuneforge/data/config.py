@@ -1,11 +1,50 @@
-"""Dataset schema: one YAML in conf/dataset/ per dataset."""
+"""Dataset schema: one YAML in conf/dataset/ per dataset (adding a dataset = one YAML file, no Python).
+
+A dataset names its source file and format, how the format's fields map onto chat messages, the system
+prompt, the split ratios, the augmentation templates, the lint limits and the forbidden claims (fact guard).
+Nothing here imports more than the standard library and omegaconf: ``plan`` imports this module.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from omegaconf import MISSING
+
+if TYPE_CHECKING:
+    from tuneforge.config.schema import RunConfig
+
+FORMAT_NAMES = ("chat", "alpaca", "completion", "sharegpt", "csv_qa")
+AUGMENT_METHODS = ("none", "templates")
+
+
+@dataclass
+class FieldMap:
+    """Names of the source fields, per format. Only the ones the dataset's format uses are read."""
+
+    messages: str = "messages"  # chat: the list of {role, content}
+    role: str = "role"
+    content: str = "content"
+    conversations: str = "conversations"  # sharegpt: the list of {from, value}
+    speaker: str = "from"
+    text: str = "value"
+    instruction: str = "instruction"  # alpaca
+    input: str = "input"
+    output: str = "output"
+    prompt: str = "prompt"  # completion
+    completion: str = "completion"
+    question: str = "question"  # csv_qa
+    answer: str = "answer"
+    category: Optional[str] = "category"  # any format: a per-row category (missing column/key = none)
+    group: Optional[str] = None  # any format: rows sharing a value stay in one split (default: same question)
+    system: Optional[str] = "system"  # alpaca/completion/csv_qa: a per-row system prompt, if the field exists
+    # sharegpt speaker names -> chat roles
+    speaker_roles: dict[str, str] = field(default_factory=lambda: {
+        "system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+    })
 
 
 @dataclass
@@ -17,9 +56,95 @@ class SplitConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """The seed workflow: each source question -> variants built from templates of different register.
+
+    A template holds ``{question}`` (the question with its first letter lower-cased unless it starts with a
+    proper noun, final "?" removed) or ``{Question}`` (same, first letter kept). Every variant is
+    capitalized and ends with "?".
+    """
+
+    method: str = "none"  # none | templates  (an LLM paraphraser would be one more entry in AUGMENTERS)
+    templates: list[str] = field(default_factory=list)
+    variants: int = 9  # template variants per source question (at most len(templates))
+    keep_original: bool = True  # also keep the question as written (after cleanup)
+    seed: int = 0
+    # the question keeps its capital first letter when it starts with one of these (or with two capitalized
+    # words, e.g. "Đà Lạt"); Vietnamese place names are capitalized syllable by syllable
+    proper_nouns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ForbiddenClaim:
+    """A wrong claim that must never appear in an assistant answer (regex, case-insensitive)."""
+
+    id: str = MISSING
+    pattern: str = MISSING
+    message: str = ""  # what is right instead, shown with the finding
+
+
+@dataclass
+class LintConfig:
+    max_tokens: Optional[int] = None  # token limit per example; null: the run's hparams.seq_len
+    min_examples_error: int = 10
+    min_examples_warning: int = 50
+    categories: Optional[list[str]] = None  # expected categories (null: whatever the data holds)
+    max_category_ratio: float = 3.0  # warn when the largest category exceeds the smallest by this factor
+
+
+@dataclass
 class DatasetConfig:
     name: str = MISSING
     path: str = MISSING  # source file, relative to the project root or absolute
     format: str = "chat"  # chat | alpaca | completion | sharegpt | csv_qa
+    fields: FieldMap = field(default_factory=FieldMap)
     system_prompt: Optional[str] = None  # added to every example that has none
     split: SplitConfig = field(default_factory=SplitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    lint: LintConfig = field(default_factory=LintConfig)
+    forbidden_claims: list[ForbiddenClaim] = field(default_factory=list)  # the fact guard
+
+
+def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str]:
+    """Every problem with a dataset config, each naming its key and what is valid."""
+    if ds.format not in FORMAT_NAMES:
+        yield f"{prefix}.format={ds.format!r} is not valid; choose one of: {', '.join(FORMAT_NAMES)}"
+    s = ds.split
+    for key in ("train", "val", "test"):
+        v = getattr(s, key)
+        if not 0 <= v <= 1:
+            yield f"{prefix}.split.{key}={v} must be in [0, 1]"
+    if abs(s.train + s.val + s.test - 1.0) > 1e-6:
+        yield f"{prefix}.split: train+val+test = {s.train + s.val + s.test:g} must be 1 (e.g. 0.8/0.1/0.1)"
+    a = ds.augment
+    if a.method not in AUGMENT_METHODS:
+        yield f"{prefix}.augment.method={a.method!r} is not valid; choose one of: {', '.join(AUGMENT_METHODS)}"
+    if a.method == "templates":
+        if not a.templates:
+            yield f"{prefix}.augment.templates is empty: list templates holding {{question}} or {{Question}}"
+        for i, t in enumerate(a.templates):
+            if "{question}" not in t and "{Question}" not in t:
+                yield f"{prefix}.augment.templates[{i}]={t!r} must contain {{question}} or {{Question}}"
+        if a.variants < 0:
+            yield f"{prefix}.augment.variants={a.variants} must be >= 0"
+    lint = ds.lint
+    if lint.max_tokens is not None and lint.max_tokens < 1:
+        yield f"{prefix}.lint.max_tokens={lint.max_tokens} must be >= 1 (or null for hparams.seq_len)"
+    if lint.min_examples_error > lint.min_examples_warning:
+        yield f"{prefix}.lint.min_examples_error must be <= {prefix}.lint.min_examples_warning"
+    if lint.max_category_ratio < 1:
+        yield f"{prefix}.lint.max_category_ratio={lint.max_category_ratio} must be >= 1"
+    seen: set[str] = set()
+    for i, claim in enumerate(ds.forbidden_claims):
+        if claim.id in seen:
+            yield f"{prefix}.forbidden_claims[{i}].id={claim.id!r} is used twice"
+        seen.add(claim.id)
+        try:
+            re.compile(claim.pattern)
+        except re.error as exc:
+            yield f"{prefix}.forbidden_claims[{i}] ({claim.id}): invalid regex {claim.pattern!r}: {exc}"
+
+
+def check_dataset(run: RunConfig) -> Iterable[str]:
+    """Compose-time check (in tuneforge.config.validate.CHECKS)."""
+    yield from dataset_problems(run.dataset)

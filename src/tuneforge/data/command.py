@@ -1,0 +1,134 @@
+"""``tuneforge data``: prepare a dataset (lint, augment, split, stats, cost) or lint any file.
+
+    tuneforge data prepare dataset=dalat-tourism [recipe=lora-tiny] [key=value ...] [--out DIR] [--force]
+    tuneforge data lint path/to/file.jsonl [--format chat|alpaca|completion|sharegpt|csv_qa] [key=value ...]
+    tuneforge data rules
+
+``key=value`` pairs are Hydra overrides: the run config is composed as for ``train``, so token counts use
+the run's tokenizer and seq_len. Exit status: 0 clean, 1 warnings only, 2 errors (or unreadable input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+from tuneforge.data.config import FORMAT_NAMES, DatasetConfig
+from tuneforge.errors import DataError
+
+EPILOG = """exit status: 0 clean (no findings), 1 warnings only, 2 errors (rows rejected, dataset unusable,
+or input unreadable). Rules: `tuneforge data rules`."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tuneforge data", description="prepare or lint fine-tuning data",
+                                epilog=EPILOG)
+    sub = p.add_subparsers(dest="action", required=True, metavar="{prepare,lint,rules}")
+    pp = sub.add_parser("prepare", help="lint + augment + split + stats + cost of dataset=NAME (cached)",
+                        epilog=EPILOG)
+    pp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=dalat-tourism recipe=lora-tiny")
+    pp.add_argument("--out", type=Path, help="also copy the splits, quarantine and report.json here")
+    pp.add_argument("--force", action="store_true", help="rebuild even if the cache has it")
+    pp.add_argument("--no-tokens", action="store_true", help="skip token counting (no tokenizer load)")
+    pl = sub.add_parser("lint", help="report problems in any data file; changes nothing", epilog=EPILOG)
+    pl.add_argument("path", type=Path)
+    pl.add_argument("overrides", nargs="*", help="Hydra overrides; dataset=NAME applies its lint settings")
+    pl.add_argument("--format", choices=FORMAT_NAMES, help="default: from the extension / first record")
+    pl.add_argument("--quarantine", type=Path, help="write rejected rows (with reasons) to this JSONL file")
+    pl.add_argument("--report", type=Path, help="write report.json here")
+    pl.add_argument("--max-tokens", type=int, help="token limit (default: dataset.lint.max_tokens or seq_len)")
+    pl.add_argument("--no-tokens", action="store_true", help="skip token counting (no tokenizer load)")
+    sub.add_parser("rules", help="list the lint rules")
+    return p
+
+
+def _overrides(values: list[str]) -> list[str]:
+    bad = [v for v in values if "=" not in v]
+    if bad:
+        raise DataError(f"expected key=value overrides, got {bad[0]!r} (e.g. dataset=dalat-tourism)")
+    return values
+
+
+def cmd_data(args: list[str]) -> int:
+    ns = _parser().parse_args(args)
+    if ns.action == "rules":
+        from tuneforge.data.report import rules_table
+
+        print(rules_table())
+        return 0
+    if ns.action == "prepare":
+        return _prepare(ns)
+    return _lint(ns)
+
+
+def _prepare(ns: argparse.Namespace) -> int:
+    from tuneforge.config.compose import load_run_config
+    from tuneforge.data import prepare_splits
+    from tuneforge.data.report import render_summary
+
+    run = load_run_config(_overrides(ns.overrides))
+    try:
+        prep = prepare_splits(run.dataset, run=run, count_tokens=not ns.no_tokens, force=ns.force)
+        report, report_path = prep.report, prep.report_path
+    except DataError:
+        from tuneforge.data import prepared_dir, tokens_key
+
+        # unusable dataset: show the summary that says why, then fail
+        d = prepared_dir(run.dataset)
+        report_path = d / (f"report-tokens-{tokens_key(run)}.json" if not ns.no_tokens else "report.json")
+        if not report_path.is_file():
+            raise
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    print(render_summary(report))
+    print(f"{'report:':<14}{report_path}")
+    if ns.out is not None:
+        ns.out.mkdir(parents=True, exist_ok=True)
+        for p in report["files"].values():
+            if Path(p).is_file():
+                shutil.copyfile(p, ns.out / Path(p).name)
+        shutil.copyfile(report_path, ns.out / "report.json")
+        print(f"{'copied to:':<14}{ns.out}")
+    return int(report["exit_status"])
+
+
+def _lint(ns: argparse.Namespace) -> int:
+    from tuneforge.data.formats import guess_format
+    from tuneforge.data.pipeline import TokenOptions, run_pipeline
+    from tuneforge.data.report import build_report, render_summary
+
+    path: Path = ns.path
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    overrides = _overrides(ns.overrides)
+    explicit_dataset = any(o.split("=", 1)[0].lstrip("+~") == "dataset" for o in overrides)
+    run = None
+    if explicit_dataset or not ns.no_tokens:
+        from tuneforge.config.compose import load_run_config
+
+        run = load_run_config(overrides)
+    if explicit_dataset and run is not None:
+        ds = dataclasses.replace(run.dataset, path=str(path))
+        fmt = ns.format or ds.format
+    else:
+        fmt = ns.format or guess_format(path)
+        ds = DatasetConfig(name=path.stem, path=str(path), format=fmt)
+    tokens = None
+    if not ns.no_tokens and run is not None:
+        from tuneforge.data.tokens import TokenCounter
+        from tuneforge.models import load_tokenizer
+
+        limit = ns.max_tokens or ds.lint.max_tokens or run.hparams.seq_len
+        tokens = TokenOptions(TokenCounter(load_tokenizer(run), name=run.model.name_or_path), max_tokens=limit,
+                              seq_len=run.hparams.seq_len, micro_batch_size=run.hparams.micro_batch_size)
+    result = run_pipeline(ds, path, None, fmt=fmt, tokens=tokens, augment=False, quarantine=ns.quarantine)
+    report = build_report(ds, path, result, None, run=run, with_tokens=True, fmt=fmt)
+    report["cost"] = None  # a lint is not a training plan
+    print(render_summary(report))
+    if ns.report is not None:
+        ns.report.parent.mkdir(parents=True, exist_ok=True)
+        ns.report.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        print(f"{'report:':<14}{ns.report}")
+    return int(report["exit_status"])

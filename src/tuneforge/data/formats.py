@@ -1,0 +1,388 @@
+"""Readers and writers for the supported source formats, all to and from the canonical chat form.
+
+    chat        {"messages": [{"role": "user", "content": ...}, ...]}             (OpenAI fine-tuning JSONL)
+    alpaca      {"instruction": ..., "input": ..., "output": ..., ["system": ...]}
+    completion  {"prompt": ..., "completion": ...}
+    sharegpt    {"conversations": [{"from": "human", "value": ...}, {"from": "gpt", ...}]}
+    csv_qa      CSV with a header: question, answer[, category][, system]
+
+Field names come from ``dataset.fields`` (:class:`~tuneforge.data.config.FieldMap`). Readers stream (one
+record in memory at a time) and never raise on a bad row: the row comes back as a :class:`Record` carrying
+its problem (invalid JSON, bad encoding, wrong shape), and the linter decides what happens to it. Roles,
+order and empty content are not judged here either: that is lint's job, the same for every format.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from tuneforge.data.config import FieldMap
+from tuneforge.data.records import Record
+from tuneforge.errors import DataError
+
+BOM = b"\xef\xbb\xbf"
+
+# rule ids the readers attach (the full table is tuneforge.data.lint.RULES)
+INVALID_JSON, BAD_ENCODING, HAS_BOM, BLANK_LINE, BAD_SCHEMA = "D001", "D002", "D003", "D004", "D010"
+
+
+# --- JSON lines ---------------------------------------------------------------------------------------
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, str | None, Record | None]]:
+    """(line number, decoded text, or a Record that already says what is wrong with the line)."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            bom = lineno == 1 and raw.startswith(BOM)
+            if bom:
+                raw = raw[len(BOM):]
+            if not raw.strip():
+                yield lineno, None, Record(lineno, problems=[(BLANK_LINE, "blank line (skipped)")])
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                shown = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                yield lineno, None, Record(lineno, text=shown, problems=[
+                    (BAD_ENCODING, f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")])
+                continue
+            rec = Record(lineno, text=text.rstrip("\r\n"), bom=bom)
+            yield lineno, text, rec
+
+
+def _read_json_records(path: Path, to_messages: Callable[[dict, Record], Any], fields: FieldMap
+                       ) -> Iterator[Record]:
+    category_key, group_key = fields.category, fields.group
+    loads = json.loads
+    for _, text, rec in _json_lines(path):
+        assert rec is not None
+        if text is None:
+            yield rec
+            continue
+        try:
+            obj = loads(text)
+        except json.JSONDecodeError as exc:
+            rec.problems.append((INVALID_JSON, f"invalid JSON: {exc.msg} (column {exc.colno})"))
+            yield rec
+            continue
+        if not isinstance(obj, dict):
+            rec.problems.append((BAD_SCHEMA, f"expected a JSON object, got {type(obj).__name__}"))
+            yield rec
+            continue
+        rec.messages = to_messages(obj, rec)
+        if category_key is not None:
+            cat = obj.get(category_key)
+            rec.category = cat if isinstance(cat, str) and cat else None
+        if group_key is not None and obj.get(group_key) is not None:
+            rec.group = str(obj[group_key])
+        yield rec
+
+
+def _need_str(obj: dict, key: str, rec: Record, *, optional: bool = False) -> str | None:
+    v = obj.get(key)
+    if v is None:
+        if not optional:
+            rec.problems.append((BAD_SCHEMA, f"missing field '{key}'"))
+        return None
+    if not isinstance(v, str):
+        rec.problems.append((BAD_SCHEMA, f"field '{key}' must be a string, got {type(v).__name__}"))
+        return None
+    return v
+
+
+def _system_prefix(obj: dict, fields: FieldMap, rec: Record) -> list[dict]:
+    if fields.system is None:
+        return []
+    s = _need_str(obj, fields.system, rec, optional=True)
+    return [{"role": "system", "content": s}] if s else []
+
+
+# --- per format: source object -> messages, messages -> source object ------------------------------------
+
+
+def _chat_to_messages(fields: FieldMap) -> Callable[[dict, Record], Any]:
+    mkey, rkey, ckey = fields.messages, fields.role, fields.content
+    canonical_keys = rkey == "role" and ckey == "content"
+
+    def convert(obj: dict, rec: Record) -> Any:
+        msgs = obj.get(mkey)
+        if not isinstance(msgs, list):
+            what = "missing" if msgs is None else f"a {type(msgs).__name__}, not a list"
+            rec.problems.append((BAD_SCHEMA, f"field '{mkey}' is {what}"))
+            return None
+        if canonical_keys:
+            return msgs  # lint checks each message's shape; no copy on the common path
+        out = []
+        for m in msgs:
+            out.append({"role": m.get(rkey), "content": m.get(ckey)} if isinstance(m, dict) else m)
+        return out
+
+    return convert
+
+
+def _chat_from_messages(fields: FieldMap, messages: list[dict], category: str | None) -> dict:
+    obj: dict[str, Any] = {fields.messages: [{fields.role: m["role"], fields.content: m["content"]}
+                                             for m in messages]}
+    if category is not None and fields.category:
+        obj[fields.category] = category
+    return obj
+
+
+def _alpaca_to_messages(fields: FieldMap) -> Callable[[dict, Record], Any]:
+    def convert(obj: dict, rec: Record) -> Any:
+        instruction = _need_str(obj, fields.instruction, rec)
+        extra = _need_str(obj, fields.input, rec, optional=True)
+        output = _need_str(obj, fields.output, rec)
+        if instruction is None or output is None:
+            return None
+        user = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
+        return [*_system_prefix(obj, fields, rec),
+                {"role": "user", "content": user}, {"role": "assistant", "content": output}]
+
+    return convert
+
+
+def _single_turn(messages: list[dict], fmt: str) -> tuple[str | None, str, str]:
+    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
+    rest = messages[1:] if system is not None else messages
+    if len(rest) != 2 or rest[0]["role"] != "user" or rest[1]["role"] != "assistant":
+        raise DataError(f"format {fmt} holds one user turn and one answer; this conversation has "
+                        f"{len(rest)} turns (write it as chat or sharegpt)")
+    return system, rest[0]["content"], rest[1]["content"]
+
+
+def _alpaca_from_messages(fields: FieldMap, messages: list[dict], category: str | None) -> dict:
+    system, user, answer = _single_turn(messages, "alpaca")
+    obj: dict[str, Any] = {fields.instruction: user, fields.input: "", fields.output: answer}
+    if system is not None and fields.system:
+        obj[fields.system] = system
+    if category is not None and fields.category:
+        obj[fields.category] = category
+    return obj
+
+
+def _completion_to_messages(fields: FieldMap) -> Callable[[dict, Record], Any]:
+    def convert(obj: dict, rec: Record) -> Any:
+        prompt = _need_str(obj, fields.prompt, rec)
+        completion = _need_str(obj, fields.completion, rec)
+        if prompt is None or completion is None:
+            return None
+        return [*_system_prefix(obj, fields, rec),
+                {"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
+
+    return convert
+
+
+def _completion_from_messages(fields: FieldMap, messages: list[dict], category: str | None) -> dict:
+    system, user, answer = _single_turn(messages, "completion")
+    obj: dict[str, Any] = {fields.prompt: user, fields.completion: answer}
+    if system is not None and fields.system:
+        obj[fields.system] = system
+    if category is not None and fields.category:
+        obj[fields.category] = category
+    return obj
+
+
+def _sharegpt_to_messages(fields: FieldMap) -> Callable[[dict, Record], Any]:
+    roles = dict(fields.speaker_roles)
+
+    def convert(obj: dict, rec: Record) -> Any:
+        turns = obj.get(fields.conversations)
+        if not isinstance(turns, list):
+            what = "missing" if turns is None else f"a {type(turns).__name__}, not a list"
+            rec.problems.append((BAD_SCHEMA, f"field '{fields.conversations}' is {what}"))
+            return None
+        out: list[Any] = _system_prefix(obj, fields, rec)
+        for t in turns:
+            if not isinstance(t, dict):
+                out.append(t)
+                continue
+            speaker = t.get(fields.speaker)
+            # an unmapped speaker stays as written, so lint reports it as an unknown role
+            out.append({"role": roles.get(speaker, speaker) if isinstance(speaker, str) else speaker,
+                        "content": t.get(fields.text)})
+        return out
+
+    return convert
+
+
+def _sharegpt_from_messages(fields: FieldMap, messages: list[dict], category: str | None) -> dict:
+    speakers: dict[str, str] = {}
+    for speaker, role in fields.speaker_roles.items():
+        speakers.setdefault(role, speaker)  # first listed name per role: system, human, gpt
+    obj: dict[str, Any] = {fields.conversations: [{fields.speaker: speakers[m["role"]], fields.text: m["content"]}
+                                                  for m in messages]}
+    if category is not None and fields.category:
+        obj[fields.category] = category
+    return obj
+
+
+# --- CSV ------------------------------------------------------------------------------------------------
+
+
+def _read_csv(path: Path, fields: FieldMap) -> Iterator[Record]:
+    bad_lines: dict[int, str] = {}
+    line_no = 0
+    bom_seen = False
+
+    def decoded() -> Iterator[str]:
+        nonlocal line_no, bom_seen
+        with path.open("rb") as f:
+            for raw in f:
+                line_no += 1
+                if line_no == 1 and raw.startswith(BOM):
+                    raw, bom_seen = raw[len(BOM):], True
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    bad_lines[line_no] = f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})"
+                    yield raw.decode("utf-8", errors="replace")
+
+    reader = csv.reader(decoded())
+    header = next(reader, None)
+    if header is None:
+        return
+    cols = {name.strip(): i for i, name in enumerate(header)}
+    missing = [c for c in (fields.question, fields.answer) if c not in cols]
+    if missing:
+        raise DataError(f"{path}:1: csv_qa needs the columns {fields.question!r} and {fields.answer!r}; "
+                        f"missing {', '.join(map(repr, missing))} (header: {', '.join(header)})")
+    q_i, a_i = cols[fields.question], cols[fields.answer]
+    c_i = cols.get(fields.category) if fields.category else None
+    g_i = cols.get(fields.group) if fields.group else None
+    s_i = cols.get(fields.system) if fields.system else None
+    width = len(header)
+    if bom_seen:
+        # the BOM sat on the header line; report it there, against no row
+        yield Record(1, problems=[(HAS_BOM, "file starts with a UTF-8 byte-order mark (BOM)")], bom=True)
+    prev_end = 1
+    for row in reader:
+        start, prev_end = prev_end + 1, reader.line_num
+        rec = Record(start)
+        if not row or all(not c.strip() for c in row):
+            rec.problems.append((BLANK_LINE, "blank line (skipped)"))
+            yield rec
+            continue
+        rec.text = ",".join(row)
+        for ln in range(start, prev_end + 1):
+            if ln in bad_lines:
+                rec.problems.append((BAD_ENCODING, bad_lines.pop(ln)))
+        if len(row) != width:
+            rec.problems.append((BAD_SCHEMA, f"expected {width} columns ({', '.join(header)}), got {len(row)}"))
+            yield rec
+            continue
+        system = row[s_i] if s_i is not None and row[s_i].strip() else None
+        rec.messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": row[q_i]}, {"role": "assistant", "content": row[a_i]}]
+        if c_i is not None and row[c_i].strip():
+            rec.category = row[c_i].strip()
+        if g_i is not None and row[g_i].strip():
+            rec.group = row[g_i].strip()
+        yield rec
+
+
+def _write_csv(f: TextIO, fields: FieldMap, items: Iterable[tuple[list[dict], str | None]]) -> None:
+    rows = [(*_single_turn(m, "csv_qa"), c) for m, c in items]
+    has_system = any(r[0] is not None for r in rows)
+    has_category = any(r[3] is not None for r in rows) and fields.category
+    header = [fields.question, fields.answer]
+    if has_category:
+        header.append(fields.category)
+    if has_system and fields.system:
+        header.append(fields.system)
+    w = csv.writer(f, lineterminator="\n")
+    w.writerow(header)
+    for system, user, answer, category in rows:
+        out = [user, answer]
+        if has_category:
+            out.append(category or "")
+        if has_system and fields.system:
+            out.append(system or "")
+        w.writerow(out)
+
+
+# --- registry -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    reader: Callable[[Path, FieldMap], Iterator[Record]]
+    writer: Callable[[Path, FieldMap, Iterable[tuple[list[dict], str | None]]], None]
+    help: str
+
+
+def _jsonl_reader(make: Callable[[FieldMap], Callable[[dict, Record], Any]]
+                  ) -> Callable[[Path, FieldMap], Iterator[Record]]:
+    return lambda path, fields: _read_json_records(path, make(fields), fields)
+
+
+def _jsonl_writer(to_obj: Callable[[FieldMap, list[dict], str | None], dict]
+                  ) -> Callable[[Path, FieldMap, Iterable[tuple[list[dict], str | None]]], None]:
+    def write(path: Path, fields: FieldMap, items: Iterable[tuple[list[dict], str | None]]) -> None:
+        with path.open("w", encoding="utf-8") as f:
+            for messages, category in items:
+                f.write(json.dumps(to_obj(fields, messages, category), ensure_ascii=False) + "\n")
+
+    return write
+
+
+def _csv_writer(path: Path, fields: FieldMap, items: Iterable[tuple[list[dict], str | None]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        _write_csv(f, fields, items)
+
+
+FORMATS: dict[str, Format] = {
+    "chat": Format("chat", _jsonl_reader(_chat_to_messages), _jsonl_writer(_chat_from_messages),
+                   "OpenAI chat JSONL: {messages: [{role, content}]}"),
+    "alpaca": Format("alpaca", _jsonl_reader(_alpaca_to_messages), _jsonl_writer(_alpaca_from_messages),
+                     "JSONL: {instruction, input, output}"),
+    "completion": Format("completion", _jsonl_reader(_completion_to_messages),
+                         _jsonl_writer(_completion_from_messages), "JSONL: {prompt, completion}"),
+    "sharegpt": Format("sharegpt", _jsonl_reader(_sharegpt_to_messages), _jsonl_writer(_sharegpt_from_messages),
+                       "JSONL: {conversations: [{from, value}]}"),
+    "csv_qa": Format("csv_qa", _read_csv, _csv_writer, "CSV: question, answer[, category][, system]"),
+}
+
+
+def get_format(name: str) -> Format:
+    if name not in FORMATS:
+        raise DataError(f"unknown data format {name!r}; choose one of: {', '.join(FORMATS)}")
+    return FORMATS[name]
+
+
+def guess_format(path: Path) -> str:
+    """For ``data lint FILE`` without --format: .csv is csv_qa; JSONL is judged by the first record's keys."""
+    if path.suffix.lower() == ".csv":
+        return "csv_qa"
+    with path.open("rb") as f:
+        for raw in f:
+            raw = raw.removeprefix(BOM).strip()
+            if not raw:
+                continue
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                return "chat"  # lint will report the line
+            if isinstance(obj, dict):
+                for key, name in (("messages", "chat"), ("conversations", "sharegpt"),
+                                  ("instruction", "alpaca"), ("prompt", "completion")):
+                    if key in obj:
+                        return name
+            return "chat"
+    return "chat"
+
+
+def read_records(path: Path, fmt: str, fields: FieldMap | None = None) -> Iterator[Record]:
+    return get_format(fmt).reader(path, fields or FieldMap())
+
+
+def write_records(path: Path, fmt: str, items: Iterable[tuple[list[dict], str | None]],
+                  fields: FieldMap | None = None) -> None:
+    """Write canonical conversations (messages, category) in a source format (round trips with read)."""
+    get_format(fmt).writer(path, fields or FieldMap(), items)

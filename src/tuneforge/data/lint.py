@@ -1,0 +1,212 @@
+"""Lint rules with stable ids, the findings log, the per-row checks and the fact guard.
+
+Each finding prints as ``file:line: RULE message`` (line 0 = the dataset as a whole). A rule has a severity
+(error | warning) and an action: ``reject`` sends the row to the quarantine file with its reason, ``keep``
+leaves it in the data, ``skip`` drops a line that is not a row (a blank line), ``dataset`` is about the
+whole file. Ids never change meaning; new rules get new ids.
+
+Exit status of ``tuneforge data lint`` / ``data prepare``:
+    0  clean: no findings
+    1  warnings only
+    2  errors (rows were rejected, or the dataset is unusable), or the input could not be read
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.data.config import ForbiddenClaim
+from tuneforge.data.records import ROLES, nfc
+
+EXIT_CLEAN, EXIT_WARNINGS, EXIT_ERRORS = 0, 1, 2
+EXIT_MEANING = {EXIT_CLEAN: "clean", EXIT_WARNINGS: "warnings", EXIT_ERRORS: "errors"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str
+    severity: str  # error | warning
+    action: str  # reject | keep | skip | dataset
+    summary: str
+
+
+RULES: dict[str, Rule] = {r.id: r for r in [
+    Rule("D001", "invalid-json", "error", "reject", "the line is not valid JSON"),
+    Rule("D002", "bad-encoding", "error", "reject", "the line is not valid UTF-8"),
+    Rule("D003", "bom", "warning", "keep", "the file starts with a byte-order mark (stripped on output)"),
+    Rule("D004", "blank-line", "warning", "skip", "a blank line (not a row)"),
+    Rule("D010", "bad-schema", "error", "reject", "not an object, or a field is missing or of the wrong type"),
+    Rule("D011", "missing-role", "error", "reject", "a message has no role"),
+    Rule("D012", "unknown-role", "error", "reject", "a role other than system, user, assistant"),
+    Rule("D013", "wrong-order", "error", "reject",
+         "not [system], then user/assistant alternating, ending with assistant"),
+    Rule("D014", "empty-content", "error", "reject", "a message is empty or whitespace"),
+    Rule("D020", "too-long", "warning", "keep",
+         "the example exceeds the token limit (run's tokenizer); the trainer truncates it"),
+    Rule("D030", "duplicate", "warning", "reject", "the same example appeared on an earlier line"),
+    Rule("D031", "near-duplicate", "warning", "reject",
+         "same example up to case, punctuation and spacing as an earlier line"),
+    Rule("D032", "contradiction", "warning", "keep", "same normalized question, different answer"),
+    Rule("D040", "inconsistent-system-prompt", "warning", "keep",
+         "the system prompt differs from the one most examples use"),
+    Rule("D050", "too-few-examples", "error", "dataset", "fewer examples than lint.min_examples_error"),
+    Rule("D051", "few-examples", "warning", "dataset", "fewer examples than lint.min_examples_warning"),
+    Rule("D060", "category-imbalance", "warning", "dataset",
+         "a category is missing, or the largest is over lint.max_category_ratio x the smallest"),
+    Rule("D061", "unknown-category", "warning", "keep", "a category not in lint.categories"),
+    Rule("D070", "forbidden-claim", "error", "reject", "an answer states a claim the dataset forbids (fact guard)"),
+]}
+
+REJECTING = frozenset(r.id for r in RULES.values() if r.action == "reject")
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    line: int
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.rule} {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        r = RULES[self.rule]
+        return {"file": self.file, "line": self.line, "rule": self.rule, "name": r.name,
+                "severity": r.severity, "message": self.message}
+
+
+class FindingLog:
+    """Counts every finding per rule; keeps the first ``cap`` of each rule (memory stays flat at 1M rows)."""
+
+    def __init__(self, file: str, cap: int = 200):
+        self.file = file
+        self.cap = cap
+        self.counts: Counter[str] = Counter()
+        self.items: dict[str, list[Finding]] = {}
+
+    def add(self, line: int, rule: str, message: str) -> None:
+        self.counts[rule] += 1
+        kept = self.items.setdefault(rule, [])
+        if len(kept) < self.cap:
+            kept.append(Finding(self.file, line, rule, message))
+
+    def add_many(self, rule: str, lines: Sequence[int], messages: Sequence[str], total: int) -> None:
+        """``total`` findings of one rule, of which the first lines/messages are given."""
+        if total <= 0:
+            return
+        self.counts[rule] += total
+        kept = self.items.setdefault(rule, [])
+        for line, msg in zip(lines, messages):
+            if len(kept) >= self.cap:
+                break
+            kept.append(Finding(self.file, int(line), rule, msg))
+
+    def merge(self, other: FindingLog) -> None:
+        for rule, n in other.counts.items():
+            self.counts[rule] += n
+            kept = self.items.setdefault(rule, [])
+            kept.extend(other.items.get(rule, [])[: max(0, self.cap - len(kept))])
+
+    def count(self, severity: str) -> int:
+        return sum(n for rule, n in self.counts.items() if RULES[rule].severity == severity)
+
+    @property
+    def exit_status(self) -> int:
+        if self.count("error"):
+            return EXIT_ERRORS
+        return EXIT_WARNINGS if self.count("warning") else EXIT_CLEAN
+
+    def sorted_items(self) -> list[Finding]:
+        return sorted((f for fs in self.items.values() for f in fs), key=lambda f: (f.line, f.rule))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "errors": self.count("error"),
+            "warnings": self.count("warning"),
+            "by_rule": {rule: {"name": RULES[rule].name, "severity": RULES[rule].severity,
+                               "action": RULES[rule].action, "count": n}
+                        for rule, n in sorted(self.counts.items())},
+            "items": [f.to_dict() for f in self.sorted_items()],
+            "items_cap_per_rule": self.cap,
+        }
+
+
+# --- per-row checks -------------------------------------------------------------------------------------
+
+
+def check_messages(messages: Any) -> tuple[list[dict[str, str]] | None, list[tuple[str, str]]]:
+    """Shape, roles, order and empty content of one conversation -> (canonical messages, problems).
+
+    Canonical messages hold only role and content (NFC-normalized). The order rule: an optional system
+    message first, then user and assistant alternating, starting with user and ending with assistant.
+    """
+    if not isinstance(messages, list) or not messages:
+        return None, [("D010", "no messages" if isinstance(messages, list) else "messages is not a list")]
+    problems: list[tuple[str, str]] = []
+    out: list[dict[str, str]] = []
+    roles_ok = True
+    for i, m in enumerate(messages, 1):
+        if not isinstance(m, dict):
+            problems.append(("D010", f"message {i} is not an object"))
+            roles_ok = False
+            continue
+        role, content = m.get("role"), m.get("content")
+        if role is None:
+            problems.append(("D011", f"message {i} has no role"))
+            roles_ok = False
+        elif role not in ROLES:
+            problems.append(("D012", f"message {i} has unknown role {role!r} (valid: {', '.join(ROLES)})"))
+            roles_ok = False
+        if not isinstance(content, str):
+            what = "no content" if content is None else f"content of type {type(content).__name__}"
+            problems.append(("D010", f"message {i} ({role}) has {what}"))
+            content = ""
+        elif not content.strip():
+            problems.append(("D014", f"message {i} ({role}) is empty"))
+        out.append({"role": role, "content": nfc(content)})
+    if roles_ok:
+        problems.extend(_order_problems([m["role"] for m in out]))
+    return (out if not problems else None), problems
+
+
+def _order_problems(roles: list[str]) -> Iterable[tuple[str, str]]:
+    start = 1 if roles[0] == "system" else 0
+    if start == len(roles):
+        yield "D013", "only a system message: expected user and assistant turns after it"
+        return
+    for i in range(start, len(roles)):
+        expected = "user" if (i - start) % 2 == 0 else "assistant"
+        if roles[i] != expected:
+            hint = " (a system message may only come first)" if roles[i] == "system" else ""
+            yield "D013", f"message {i + 1} is {roles[i]!r}, expected {expected!r}{hint}"
+            return
+    if roles[-1] != "assistant":
+        yield "D013", f"the conversation ends with {roles[-1]!r}; it must end with an assistant answer"
+
+
+class FactGuard:
+    """Forbidden claims (dataset.forbidden_claims): regexes matched case-insensitively against answers."""
+
+    def __init__(self, claims: Sequence[ForbiddenClaim]):
+        self.claims = [(c.id, re.compile(nfc(c.pattern), re.IGNORECASE), c.message) for c in claims]
+
+    def __bool__(self) -> bool:
+        return bool(self.claims)
+
+    def check(self, messages: list[dict[str, str]]) -> list[tuple[str, str]]:
+        problems = []
+        for i, m in enumerate(messages, 1):
+            if m["role"] != "assistant":
+                continue
+            for claim_id, rx, why in self.claims:
+                hit = rx.search(m["content"])
+                if hit:
+                    msg = f"message {i} states a forbidden claim [{claim_id}]: {hit.group(0)!r}"
+                    problems.append(("D070", f"{msg} ({why})" if why else msg))
+        return problems

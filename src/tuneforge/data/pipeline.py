@@ -1,0 +1,388 @@
+"""Read -> lint -> augment -> dedupe -> split -> write, streaming with flat memory.
+
+Pass 1 streams the source once: each row is read, checked (shape, roles, order, empty content, fact guard),
+rejected rows go straight to the quarantine file, kept rows are augmented and written as canonical chat
+lines to a staging file, and a few fixed-size numbers per example go into compact arrays (source line,
+hashes of the example, its question, its answer, group and system prompt, category id, token count).
+Duplicates, contradictions, system-prompt consistency, category balance and the grouped split are then
+decided on those arrays with numpy. Pass 2 streams the staging file into train/val/test (or the quarantine).
+Memory is ~60 bytes per example plus one row at a time; nothing holds the dataset.
+
+Counts are conserved and checked: source rows in = kept + rejected; examples generated = kept + rejected;
+kept = train + val + test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuneforge.data.augment import augment_messages, make_augmenter
+from tuneforge.data.config import DatasetConfig
+from tuneforge.data.formats import BLANK_LINE, read_records
+from tuneforge.data.lint import REJECTING, FactGuard, FindingLog, check_messages
+from tuneforge.data.records import (
+    Record,
+    chat_line,
+    first_question,
+    normalize_text,
+    question_key,
+    stable_hash,
+)
+from tuneforge.data.split import SPLIT_NAMES, TRAIN, assign_splits
+from tuneforge.data.stats import token_stats
+from tuneforge.data.tokens import TokenCounter
+
+_TOKEN_BATCH = 2048
+_NO_CATEGORY = -1
+_NUMPY_TYPES = {"q": np.int64, "Q": np.uint64, "h": np.int16}
+
+
+@dataclass
+class TokenOptions:
+    counter: TokenCounter
+    max_tokens: int
+    seq_len: int
+    micro_batch_size: int = 4
+
+
+@dataclass
+class PipelineResult:
+    log: FindingLog
+    counts: dict[str, Any]
+    sizes: dict[str, int]
+    groups: dict[str, int]
+    categories: dict[str, dict[str, int]]
+    tokens: dict[str, Any] | None
+    files: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def exit_status(self) -> int:
+        return self.log.exit_status
+
+
+class _Columns:
+    """Per-example numbers, in compact typed arrays (8 bytes or less each).
+
+    exact/question/answer/system use Python's hash(): salted per process, which is fine for finding equal
+    values within one run. The group hash decides the split, so it must be the same in every process.
+    """
+
+    def __init__(self) -> None:
+        self.line = array("q")
+        self.exact = array("q")
+        self.question = array("q")
+        self.answer = array("q")
+        self.group = array("Q")
+        self.system = array("q")
+        self.category = array("h")
+        self.tokens = array("q")
+
+    def view(self, name: str) -> np.ndarray:
+        """A numpy view (no copy) of one column; valid once pass 1 stops appending."""
+        a = getattr(self, name)
+        dtype = _NUMPY_TYPES[a.typecode]
+        return np.frombuffer(a, dtype=dtype) if len(a) else np.zeros(0, dtype=dtype)
+
+
+class _TokenBatcher:
+    """Counts tokens of staged examples in batches (the tokenizer is fastest on long lists)."""
+
+    def __init__(self, opts: TokenOptions, cols: _Columns, log: FindingLog):
+        self.opts, self.cols, self.log = opts, cols, log
+        self.pending: list[list[dict[str, str]]] = []
+        self.lines: list[int] = []
+
+    def add(self, messages: list[dict[str, str]], line: int) -> None:
+        self.pending.append(messages)
+        self.lines.append(line)
+        if len(self.pending) >= _TOKEN_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        counts = self.opts.counter.count(self.pending)
+        self.cols.tokens.extend(counts)
+        limit = self.opts.max_tokens
+        for n, line in zip(counts, self.lines):
+            if n > limit:
+                self.log.add(line, "D020", f"{n} tokens > limit {limit} ({self.opts.counter.name})")
+        self.pending.clear()
+        self.lines.clear()
+
+
+def _first_index(keys: np.ndarray) -> np.ndarray:
+    """For each position, the position of the first occurrence of its key."""
+    n = keys.size
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    new = np.empty(n, dtype=bool)
+    new[:1] = True
+    new[1:] = sk[1:] != sk[:-1]
+    starts = np.maximum.accumulate(np.where(new, np.arange(n), 0))
+    first = np.empty(n, dtype=np.int64)
+    first[order] = order[starts]
+    return first
+
+
+def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: str | None = None,
+                 tokens: TokenOptions | None = None, augment: bool = True, quarantine: Path | None = None,
+                 display_name: str | None = None) -> PipelineResult:
+    """Lint (and with ``out_dir``: augment, split, write) one source file. ``out_dir`` None = lint only.
+
+    Writes into ``out_dir``: train.jsonl, val.jsonl, test.jsonl, quarantine.jsonl (the caller writes the
+    report). Lint-only runs write the quarantine only where ``quarantine`` names a file.
+    """
+    t0 = time.perf_counter()
+    fmt = fmt or ds.format
+    shown = display_name or str(source)
+    log = FindingLog(shown)
+    guard = FactGuard(ds.forbidden_claims)
+    augmenter = make_augmenter(ds.augment) if augment else None
+    system_prompt = ds.system_prompt
+    cols = _Columns()
+    batcher = _TokenBatcher(tokens, cols, log) if tokens else None
+    categories: dict[str, int] = {}
+    cat_names: list[str] = []
+    counts = {"source_in": 0, "source_kept": 0, "source_rejected": 0, "blank_lines": 0}
+
+    q_path, staged_path = None, None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        q_path, staged_path = out_dir / "quarantine.jsonl", out_dir / ".staged.jsonl"
+    elif quarantine is not None:  # lint only: the quarantine still gets every rejected row, duplicates too
+        q_path, staged_path = quarantine, quarantine.parent / f".{quarantine.name}.staged"
+    q_file = q_path.open("w", encoding="utf-8") if q_path is not None else None
+    staged = staged_path.open("w", encoding="utf-8") if staged_path is not None else None
+
+    def quarantine_row(line: int, problems: list[tuple[str, str]], text: str) -> None:
+        if q_file is not None:
+            q_file.write(json.dumps({"line": line, "rules": [p[0] for p in problems],
+                                     "reasons": [p[1] for p in problems], "text": text},
+                                    ensure_ascii=False) + "\n")
+
+    try:
+        for rec in read_records(source, fmt, ds.fields):
+            if rec.bom:
+                log.add(rec.line, "D003", "file starts with a UTF-8 byte-order mark (BOM); it is stripped")
+            if rec.messages is None and not rec.problems:
+                continue  # a header line: not a row
+            if rec.problems and rec.problems[0][0] == BLANK_LINE:
+                counts["blank_lines"] += 1
+                log.add(rec.line, BLANK_LINE, rec.problems[0][1])
+                continue
+            counts["source_in"] += 1
+            problems = rec.problems
+            messages = None
+            if rec.messages is not None:
+                messages, more = check_messages(rec.messages)
+                problems.extend(more)
+            if messages is not None and guard:
+                problems.extend(guard.check(messages))
+            for rule, msg in problems:
+                log.add(rec.line, rule, msg)
+            if messages is None or any(rule in REJECTING for rule, _ in problems):
+                counts["source_rejected"] += 1
+                quarantine_row(rec.line, problems, rec.text)
+                continue
+            counts["source_kept"] += 1
+            _stage(rec, messages, system_prompt, augmenter, cols, batcher, categories, cat_names, staged)
+        if batcher is not None:
+            batcher.flush()
+    finally:
+        if staged is not None:
+            staged.close()
+
+    n = len(cols.line)
+    counts["examples_generated"] = n
+    try:
+        status, split = _decide(ds, cols, cat_names, log)
+        kept = status == 0
+        counts["examples_kept"] = int(kept.sum())
+        counts["examples_rejected"] = n - counts["examples_kept"]
+        sizes: dict[str, int] = {}
+        group_counts: dict[str, int] = {}
+        if out_dir is not None:
+            sizes = {name: int(((split == i) & kept).sum()) for i, name in enumerate(SPLIT_NAMES)}
+            group_counts = {name: int(np.unique(cols.view("group")[(split == i) & kept]).size)
+                            for i, name in enumerate(SPLIT_NAMES)}
+        files: dict[str, str] = {}
+        if staged_path is not None:
+            files = _route(staged_path, out_dir, status, split, cols, q_file)
+    finally:
+        if q_file is not None:
+            q_file.close()
+    if q_path is not None:
+        files["quarantine"] = str(q_path)
+
+    assert counts["source_in"] == counts["source_kept"] + counts["source_rejected"], counts
+    assert counts["examples_generated"] == counts["examples_kept"] + counts["examples_rejected"], counts
+    if out_dir is not None:
+        assert counts["examples_kept"] == sum(sizes.values()), (counts, sizes)
+
+    cat_ids = cols.view("category")
+    cat_table = {name: {s: int(((cat_ids == i) & kept & (split == j)).sum()) for j, s in enumerate(SPLIT_NAMES)}
+                 for i, name in enumerate(cat_names)}
+    tok = None
+    if tokens is not None:
+        lengths = cols.view("tokens")[kept]
+        tok = token_stats(lengths, split[kept], seq_len=tokens.seq_len, max_tokens=tokens.max_tokens,
+                          micro_batch_size=tokens.micro_batch_size, counter_name=tokens.counter.name)
+    return PipelineResult(log=log, counts=counts, sizes=sizes, groups=group_counts, categories=cat_table,
+                          tokens=tok, files=files, seconds=time.perf_counter() - t0)
+
+
+def _stage(rec: Record, messages: list[dict[str, str]], system_prompt: str | None, augmenter: Any,
+           cols: _Columns, batcher: _TokenBatcher | None, categories: dict[str, int], cat_names: list[str],
+           staged: Any) -> None:
+    if system_prompt and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    qkey = question_key(messages)
+    group = stable_hash(rec.group if rec.group is not None else qkey)
+    if rec.category is None:
+        cat = _NO_CATEGORY
+    else:
+        cat = categories.get(rec.category)
+        if cat is None:
+            cat = categories[rec.category] = len(cat_names)
+            cat_names.append(rec.category)
+    system = hash(messages[0]["content"]) if messages[0]["role"] == "system" else 0
+    variants = [messages] if augmenter is None else augment_messages(
+        messages, augmenter, normalize_text(first_question(messages)))
+    line = rec.line
+    for v in variants:
+        text = chat_line(v)
+        if staged is not None:
+            staged.write(text)
+            staged.write("\n")
+        cols.line.append(line)
+        cols.exact.append(hash(text))
+        cols.question.append(hash(question_key(v) if v is not messages else qkey))
+        cols.answer.append(hash(normalize_text(v[-1]["content"])))
+        cols.group.append(group)
+        cols.system.append(system)
+        cols.category.append(cat)
+        if batcher is not None:
+            batcher.add(v, line)
+
+
+def _decide(ds: DatasetConfig, cols: _Columns, cat_names: list[str], log: FindingLog
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Duplicates, contradictions, system prompts, counts, categories and the split, on the arrays.
+
+    Returns (status per example: 0 kept / 1 duplicate / 2 near-duplicate, split id per example).
+    """
+    n = len(cols.line)
+    lines = cols.view("line")
+    status = np.zeros(n, dtype=np.int8)
+    if n:
+        exact_first = _first_index(cols.view("exact"))
+        dup = exact_first != np.arange(n)
+        status[dup] = 1
+        idx = np.flatnonzero(dup)
+        log.add_many("D030", lines[idx[:log.cap]],
+                     [f"duplicate of line {lines[exact_first[i]]}" for i in idx[:log.cap]], int(idx.size))
+
+        with np.errstate(over="ignore"):
+            norm = (cols.view("question").view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+                    ^ cols.view("answer").view(np.uint64))
+        norm_first = _first_index(norm)
+        near = (norm_first != np.arange(n)) & ~dup
+        status[near] = 2
+        idx = np.flatnonzero(near)
+        log.add_many("D031", lines[idx[:log.cap]],
+                     [f"same as line {lines[norm_first[i]]} up to case, punctuation and spacing"
+                      for i in idx[:log.cap]], int(idx.size))
+
+    kept = status == 0
+    kept_idx = np.flatnonzero(kept)
+    if kept_idx.size:
+        q = cols.view("question")[kept_idx]
+        a = cols.view("answer")[kept_idx]
+        q_first = _first_index(q)
+        contra = a != a[q_first]
+        idx = np.flatnonzero(contra)
+        log.add_many("D032", lines[kept_idx[idx[:log.cap]]],
+                     [f"same question as line {lines[kept_idx[q_first[i]]]} with a different answer"
+                      for i in idx[:log.cap]], int(idx.size))
+
+        systems = cols.view("system")[kept_idx]
+        uniq, first_pos, cnt = np.unique(systems, return_index=True, return_counts=True)
+        if uniq.size > 1:
+            major = uniq[np.argmax(cnt)]
+            major_line = lines[kept_idx[first_pos[np.argmax(cnt)]]]
+            idx = np.flatnonzero(systems != major)
+            what = f"{int(cnt.max())} of {kept_idx.size} examples use the system prompt of line {major_line}"
+            log.add_many("D040", lines[kept_idx[idx[:log.cap]]],
+                         [("no system prompt" if systems[i] == 0 else "a different system prompt") + f"; {what}"
+                          for i in idx[:log.cap]], int(idx.size))
+
+    n_kept = int(kept_idx.size)
+    lint = ds.lint
+    if n_kept < lint.min_examples_error:
+        log.add(0, "D050", f"{n_kept} examples kept; at least {lint.min_examples_error} are needed to train")
+    elif n_kept < lint.min_examples_warning:
+        log.add(0, "D051", f"only {n_kept} examples kept; {lint.min_examples_warning}+ are recommended")
+
+    cats = cols.view("category")[kept_idx]
+    have = {cat_names[i]: int((cats == i).sum()) for i in range(len(cat_names))}
+    have = {k: v for k, v in have.items() if v}
+    expected = list(lint.categories or [])
+    if expected:
+        unknown = [name for name in have if name not in expected]
+        for name in unknown:
+            i = cat_names.index(name)
+            idx = kept_idx[cats == i]
+            log.add_many("D061", lines[idx[:log.cap]],
+                         [f"category {name!r} is not one of: {', '.join(expected)}"] * min(idx.size, log.cap),
+                         int(idx.size))
+        missing = [c for c in expected if c not in have]
+        if missing:
+            log.add(0, "D060", f"categories with no examples: {', '.join(missing)}")
+    if len(have) > 1:
+        big, small = max(have, key=have.get), min(have, key=have.get)
+        if have[big] > lint.max_category_ratio * have[small]:
+            log.add(0, "D060", f"category {big!r} has {have[big]} examples, {small!r} only {have[small]} "
+                               f"(more than {lint.max_category_ratio:g}x)")
+
+    split = np.full(n, TRAIN, dtype=np.int8)
+    if n_kept:
+        split[kept_idx] = assign_splits(cols.view("group")[kept_idx], ds.split)
+    return status, split
+
+
+def _route(staged_path: Path, out_dir: Path | None, status: np.ndarray, split: np.ndarray, cols: _Columns,
+           q_file: Any) -> dict[str, str]:
+    """Pass 2: staged lines -> train/val/test files (when out_dir is given), duplicates -> quarantine."""
+    paths = {name: out_dir / f"{name}.jsonl" for name in SPLIT_NAMES} if out_dir is not None else {}
+    outs = [paths[name].open("w", encoding="utf-8") for name in SPLIT_NAMES] if paths else []
+    # bytes index faster than numpy scalars in a per-line loop
+    st, sp = status.tobytes(), split.tobytes()
+    lines = cols.line
+    reasons = {1: ("D030", "duplicate of an earlier line"),
+               2: ("D031", "same as an earlier line up to case, punctuation and spacing")}
+    try:
+        with staged_path.open("r", encoding="utf-8") as f:
+            for i, text in enumerate(f):
+                s = st[i]
+                if s == 0:
+                    if outs:
+                        outs[sp[i]].write(text)
+                elif q_file is not None:
+                    rule, why = reasons[s]
+                    q_file.write(json.dumps({"line": lines[i], "rules": [rule], "reasons": [why],
+                                             "text": text.rstrip("\n")}, ensure_ascii=False) + "\n")
+    finally:
+        for o in outs:
+            o.close()
+    os.unlink(staged_path)
+    return {name: str(p) for name, p in paths.items()}
