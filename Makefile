@@ -8,14 +8,14 @@ STAMP := $(VENV)/.stamp-setup
 EXTRAS ?= dev,qlora,deepspeed,slurm,sweep,tracking,eval
 recipe ?= lora-tiny
 # command-line `key=value` pairs, minus the ones make itself consumes
-OVERRIDES := $(filter-out recipe=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=%,$(MAKEOVERRIDES))
+OVERRIDES := $(filter-out recipe=% run=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=%,$(MAKEOVERRIDES))
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train plan data test test-all bench lint clean
+.PHONY: help setup train plan data eval merge chat test test-all bench lint clean
 
 help: ## show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,15 @@ plan: $(STAMP) ## print the resolved config, native artifacts and commands: make
 
 data: $(STAMP) ## lint + augment + split + token stats + OpenAI cost: make data dataset=dalat-tourism
 	$(BIN)/tuneforge data prepare recipe=$(recipe) $(OVERRIDES)
+
+eval: $(STAMP) ## base vs fine-tuned on the test split -> eval.json + report.html: make eval run=outputs/<recipe>/<ts>
+	$(BIN)/tuneforge eval run=$(run) $(OVERRIDES)
+
+merge: $(STAMP) ## merge the adapter into its base -> <run>/merged/ (parity-checked): make merge run=outputs/...
+	$(BIN)/tuneforge merge run=$(run) $(OVERRIDES)
+
+chat: $(STAMP) ## chat with a run (prompt="..." for one answer): make chat run=outputs/<recipe>/<ts>
+	$(BIN)/tuneforge chat run=$(run) $(OVERRIDES)
 
 test: $(STAMP) ## run the test suite (fast + CPU end-to-end; `make test-all` adds the slow ones)
 	$(BIN)/pytest -m "not slow and not gpu" $(PYTEST_ARGS)

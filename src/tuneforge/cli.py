@@ -12,6 +12,9 @@ from collections.abc import Callable
 
 from tuneforge.data.command import cmd_data
 from tuneforge.errors import TuneforgeError
+from tuneforge.evaluation.runner import cmd_eval
+from tuneforge.inference import cmd_chat
+from tuneforge.merge import cmd_merge
 
 
 def cmd_train(args: list[str]) -> int:
@@ -35,6 +38,9 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "train": (cmd_train, "compose a run and train it"),
     "plan": (cmd_plan, "print everything a launch would use; no training"),
     "data": (cmd_data, "prepare a dataset (data prepare dataset=NAME) or lint a file (data lint FILE)"),
+    "eval": (cmd_eval, "base vs fine-tuned on the test split: eval run=DIR -> eval.json, report.html"),
+    "merge": (cmd_merge, "merge a LoRA adapter into its base: merge run=DIR -> DIR/merged/ (parity-checked)"),
+    "chat": (cmd_chat, "chat with a run: chat run=DIR [prompt=\"...\"] (interactive without prompt)"),
 }
 
 

@@ -23,3 +23,7 @@ class DataError(TuneforgeError):
 
 class LaunchError(TuneforgeError):
     """The launch failed or was refused."""
+
+
+class RunArtifactError(TuneforgeError):
+    """A run directory's artifacts cannot be used: missing, corrupted, or not matching the run's base model."""

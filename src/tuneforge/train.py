@@ -69,6 +69,9 @@ def train(run: RunConfig, *, quiet: bool = False) -> dict[str, Any]:
     running.unlink(missing_ok=True)
     if not quiet:
         print(format_summary(summary))
+    from tuneforge.evaluation import after_training  # eval.after_training: eval.json + report
+
+    after_training(run, run_dir)
     return summary
 
 

@@ -105,6 +105,7 @@ class NativeBackend:
         from tuneforge.data import prepare_splits
         from tuneforge.models import load_model, load_tokenizer
         from tuneforge.strategies import get_strategy
+        from tuneforge.tracking import tracking_callbacks
 
         h, o = run.hparams, run.optim
         strategy = get_strategy(run)
@@ -173,7 +174,7 @@ class NativeBackend:
             train_dataset=ds["train"],
             eval_dataset=eval_split,
             processing_class=tokenizer,
-            callbacks=callbacks or [],
+            callbacks=[*(callbacks or []), *tracking_callbacks(run, run_dir)],  # tracking=wandb|tensorboard
         ), tokenizer
 
     def train(self, run: RunConfig, run_dir: Path) -> dict[str, Any]:

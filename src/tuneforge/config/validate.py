@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from tuneforge.config.schema import RunConfig
 from tuneforge.data.config import check_dataset
 from tuneforge.errors import ConfigError
+from tuneforge.evaluation import check_eval
+from tuneforge.tracking import check_tracking
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -97,7 +99,7 @@ def _component_checks(run: RunConfig) -> Iterable[str]:
             yield from component.check(run)
 
 
-CHECKS: list[Check] = [check_core, _component_checks, check_dataset]
+CHECKS: list[Check] = [check_core, _component_checks, check_dataset, check_eval, check_tracking]
 
 
 def validate(run: RunConfig) -> RunConfig:

@@ -1,4 +1,4 @@
-"""Evaluation schema (what runs after training and in ``tuneforge eval``)."""
+"""Evaluation schema (what runs after training and in ``tuneforge eval``; ``tuneforge chat`` decodes with it too)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 @dataclass
 class EvalConfig:
-    after_training: bool = False  # evaluate on the test split when training ends
-    max_samples: int = 64
+    after_training: bool = False  # evaluate on the test split when training ends (writes eval.json + report)
+    max_samples: int = 64  # test examples evaluated (the first N of the test split)
     max_new_tokens: int = 128
-    batch_size: int = 8
-    do_sample: bool = False
+    batch_size: int = 8  # generation and loss batch size
+    do_sample: bool = False  # false: greedy decoding (reproducible A/B); true: temperature + top_p sampling
     temperature: float = 0.7
     top_p: float = 0.9
+    report_samples: int = 6  # prompts shown side by side (base / fine-tuned / reference) in the report

@@ -1,0 +1,352 @@
+"""The A/B report of an evaluated run: ``report.md`` and a self-contained ``report.html`` (inline CSS, the loss
+curve PNG embedded as base64) next to ``loss_curve.png``, all written from eval.json + metrics.jsonl.
+
+    python -m tuneforge.evaluation.report <run_dir>     re-renders the report from an existing eval.json
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneforge.evaluation.metrics import JUDGED, METRICS, Metric
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    metric: Metric
+    base: float
+    finetuned: float
+
+    @property
+    def delta(self) -> float:
+        return self.finetuned - self.base
+
+    @property
+    def verdict(self) -> str:
+        """better | worse | same | info (not judged)"""
+        if self.metric not in JUDGED:
+            return "info"
+        if abs(self.delta) < 1e-9:
+            return "same"
+        return "better" if (self.delta > 0) == self.metric.higher_is_better else "worse"
+
+    def fmt(self, v: float) -> str:
+        return self.metric.fmt.format(v) if v == v and abs(v) != float("inf") else str(v)
+
+    @property
+    def delta_text(self) -> str:
+        sign = "+" if self.delta > 0 else "−" if self.delta < 0 else "±"
+        text = sign + self.metric.fmt.format(abs(self.delta))
+        if self.base and abs(self.base) > 1e-12 and self.metric.key in ("loss", "perplexity"):
+            text += f" ({sign}{abs(self.delta) / abs(self.base) * 100:.1f}%)"
+        return text
+
+
+def metric_rows(results: dict[str, Any]) -> list[MetricRow]:
+    return [MetricRow(m, float(results["base"][m.key]), float(results["finetuned"][m.key]))
+            for m in METRICS if m.key in results["base"] and m.key in results["finetuned"]]
+
+
+def headline(results: dict[str, Any]) -> str:
+    rows = metric_rows(results)
+    judged = [r for r in rows if r.verdict != "info"]
+    wins = sum(r.verdict == "better" for r in judged)
+    loss = next(r for r in rows if r.metric.key == "loss")
+    return (f"Fine-tuned is better on {wins} of {len(judged)} metrics; test loss {loss.fmt(loss.base)} → "
+            f"{loss.fmt(loss.finetuned)} ({loss.delta_text.split(' ', 1)[-1].strip('()')}).")
+
+
+def metrics_table_markdown(results: dict[str, Any]) -> str:
+    mark = {"better": " ✅", "worse": " ❌", "same": "", "info": ""}
+    lines = ["| Metric | Base | Fine-tuned | Difference |", "|---|---:|---:|---:|"]
+    for r in metric_rows(results):
+        lines.append(f"| {r.metric.label} | {r.fmt(r.base)} | {r.fmt(r.finetuned)} | "
+                     f"{r.delta_text}{mark[r.verdict]} |")
+    return "\n".join(lines)
+
+
+def metrics_table_text(results: dict[str, Any]) -> str:
+    rows = metric_rows(results)
+    lines = ["", f"tuneforge eval: {results['name']}  ({results['n_examples']} test examples, "
+                 f"{'sampling' if results['decoding']['do_sample'] else 'greedy'} decoding)",
+             f"  {'metric':<30}{'base':>12}{'fine-tuned':>12}{'difference':>22}"]
+    for r in rows:
+        lines.append(f"  {r.metric.label:<30}{r.fmt(r.base):>12}{r.fmt(r.finetuned):>12}{r.delta_text:>22}"
+                     + ("  better" if r.verdict == "better" else "  worse" if r.verdict == "worse" else ""))
+    lines.append(f"  {headline(results)}")
+    return "\n".join(lines)
+
+
+# --- loss curves ---------------------------------------------------------------------------------------------
+
+def read_loss_history(run_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(train, eval) loss points by step from metrics.jsonl; the last eval record per step wins."""
+    path = run_dir / "metrics.jsonl"
+    train: list[tuple[int, float]] = []
+    evals: dict[int, float] = {}
+    if not path.is_file():
+        return train, []
+    for line in path.open(encoding="utf-8"):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut off by a killed run
+        step = rec.get("step")
+        if not isinstance(step, int):
+            continue
+        if isinstance(rec.get("loss"), (int, float)):
+            train.append((step, float(rec["loss"])))
+        if isinstance(rec.get("eval_loss"), (int, float)):
+            evals[step] = float(rec["eval_loss"])
+    return train, sorted(evals.items())
+
+
+def loss_curve_png(run_dir: Path, results: dict[str, Any]) -> bytes | None:
+    train, evals = read_loss_history(run_dir)
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=110)
+    try:
+        if train:
+            ax.plot(*zip(*train), color="#2563eb", lw=1.6, label="train loss")
+        if evals:
+            ax.plot(*zip(*evals), color="#ea580c", lw=1.8, marker="o", ms=4, label="eval loss (val split)")
+        for key, color, label in (("base", "#6b7280", "test loss: base"),
+                                  ("finetuned", "#16a34a", "test loss: fine-tuned")):
+            ax.axhline(results[key]["loss"], color=color, ls="--", lw=1.2, label=label)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (assistant tokens)")
+        ax.grid(True, alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(frameon=False, fontsize=8, ncols=2)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+# --- markdown -----------------------------------------------------------------------------------------------
+
+def _md_cell(text: str) -> str:
+    return (text or "∅").replace("|", "\\|").replace("\n", "<br>")
+
+
+def decoding_text(results: dict[str, Any]) -> str:
+    d = results["decoding"]
+    mode = (f"sampling (temperature {d['temperature']}, top_p {d['top_p']}, seed {d['seed']})"
+            if d["do_sample"] else "greedy")
+    return f"{mode}, max {d['max_new_tokens']} new tokens"
+
+
+def render_markdown(results: dict[str, Any], has_curve: bool) -> str:
+    n_show = results["decoding"].get("report_samples", 6)
+    out = [
+        f"# A/B report: {results['name']}",
+        "",
+        f"**{headline(results)}**",
+        "",
+        f"- run: `{results['run_dir']}`",
+        f"- base: {results['base_model']}; fine-tuned: {results['finetuned_model']} "
+        f"(method {results['method']}, backend {results['backend']})",
+        f"- data: {results['n_examples']} examples of the held-out test split of `{results['dataset']}`",
+        f"- decoding (same for both): {decoding_text(results)}",
+        "",
+        "## Metrics",
+        "",
+        metrics_table_markdown(results),
+        "",
+        "Loss and perplexity: lower is better. BLEU, chrF, ROUGE-L and exact match: 0–100, higher is better.",
+        "",
+    ]
+    if has_curve:
+        out += ["## Loss curves", "", "![loss curves](loss_curve.png)", ""]
+    samples = results["samples"][:n_show]
+    if samples:
+        out += [f"## Samples ({len(samples)} of {len(results['samples'])})", ""]
+    for i, s in enumerate(samples, 1):
+        out += [f"### {i}. {_md_cell(s['prompt'])}", "",
+                "| Reference | Base | Fine-tuned |", "|---|---|---|",
+                f"| {_md_cell(s['reference'])} | {_md_cell(s['base'])} | {_md_cell(s['finetuned'])} |", ""]
+    return "\n".join(out)
+
+
+# --- html ---------------------------------------------------------------------------------------------------
+
+CSS = """
+:root { --fg:#111827; --muted:#6b7280; --line:#e5e7eb; --bg:#f9fafb; --good:#15803d; --bad:#b91c1c;
+        --goodbg:#dcfce7; --badbg:#fee2e2; --accent:#2563eb; }
+* { box-sizing: border-box; }
+body { margin:0; background:var(--bg); color:var(--fg);
+       font:15px/1.5 -apple-system, "Segoe UI", Roboto, "Noto Sans", "DejaVu Sans", sans-serif; }
+main { max-width:1180px; margin:0 auto; padding:28px 32px 48px; }
+h1 { font-size:26px; margin:0 0 4px; }
+h2 { font-size:18px; margin:32px 0 12px; padding-bottom:6px; border-bottom:1px solid var(--line); }
+.meta { color:var(--muted); font-size:13px; margin:0; }
+.meta code { background:#eef2ff; padding:1px 5px; border-radius:4px; font-size:12px; }
+.verdict { margin:18px 0 0; padding:14px 18px; border-radius:10px; font-size:17px; font-weight:600;
+           background:var(--goodbg); color:#14532d; border:1px solid #bbf7d0; }
+.verdict.mixed { background:#fef9c3; color:#713f12; border-color:#fde68a; }
+.verdict.worse { background:var(--badbg); color:#7f1d1d; border-color:#fecaca; }
+.cards { display:grid; grid-template-columns:repeat(auto-fit, minmax(170px, 1fr)); gap:12px; margin-top:18px; }
+.card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:12px 14px; }
+.card .label { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
+.card .value { font-size:24px; font-weight:650; margin-top:2px; }
+.card .base { color:var(--muted); font-size:12px; }
+.card .delta { font-size:13px; }
+table.metrics { width:100%; border-collapse:collapse; background:#fff; border:1px solid var(--line);
+                border-radius:10px; overflow:hidden; }
+table.metrics th, table.metrics td { padding:9px 14px; border-bottom:1px solid var(--line); text-align:right; }
+table.metrics th { background:#f3f4f6; font-size:13px; color:#374151; }
+table.metrics th:first-child, table.metrics td:first-child { text-align:left; }
+table.metrics tr:last-child td { border-bottom:none; }
+td.num { font-variant-numeric: tabular-nums; }
+.delta { font-weight:600; white-space:nowrap; font-variant-numeric: tabular-nums; }
+.better { color:var(--good); } .worse { color:var(--bad); } .same, .info { color:var(--muted); }
+.pill { display:inline-block; font-size:11px; font-weight:600; padding:1px 7px; border-radius:999px;
+        margin-left:6px; vertical-align:1px; }
+.pill.better { background:var(--goodbg); } .pill.worse { background:var(--badbg); }
+.note { color:var(--muted); font-size:12.5px; margin:8px 2px 0; }
+figure { margin:0; background:#fff; border:1px solid var(--line); border-radius:10px; padding:10px; }
+figure img { width:100%; height:auto; display:block; }
+.sample { background:#fff; border:1px solid var(--line); border-radius:10px; margin:0 0 14px; overflow:hidden; }
+.sample .prompt { padding:10px 14px; background:#f3f4f6; border-bottom:1px solid var(--line); font-weight:600; }
+.sample .prompt .n { color:var(--muted); font-weight:500; margin-right:6px; }
+.sample .system { display:block; color:var(--muted); font-weight:400; font-size:12px; margin-top:2px; }
+.answers { display:grid; grid-template-columns:repeat(3, minmax(0, 1fr)); }
+.answer { padding:10px 14px; border-right:1px solid var(--line); min-width:0; }
+.answer:last-child { border-right:none; }
+.answer h3 { margin:0 0 4px; font-size:11.5px; text-transform:uppercase; letter-spacing:.05em; color:var(--muted); }
+.answer.tuned h3 { color:var(--accent); }
+.answer p { margin:0; white-space:pre-wrap; overflow-wrap:anywhere; font-size:14px; }
+.answer p.empty { color:var(--muted); font-style:italic; }
+footer { color:var(--muted); font-size:12px; margin-top:36px; }
+@media (max-width: 760px) { .answers { grid-template-columns:1fr; } .answer { border-right:none;
+  border-bottom:1px solid var(--line); } main { padding:18px; } }
+"""
+
+# (metric, short label) of the summary cards above the table
+CARDS = (("loss", "Test loss"), ("perplexity", "Perplexity"), ("bleu", "BLEU"), ("chrf", "chrF"),
+         ("rouge_l", "ROUGE-L"), ("exact_match", "Exact match %"))
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _answer(title: str, text: str, cls: str) -> str:
+    body = f'<p>{_e(text)}</p>' if text.strip() else '<p class="empty">(empty answer)</p>'
+    return f'<div class="answer {cls}"><h3>{_e(title)}</h3>{body}</div>'
+
+
+def render_html(results: dict[str, Any], png: bytes | None) -> str:
+    rows = metric_rows(results)
+    by_key = {r.metric.key: r for r in rows}
+    judged = [r for r in rows if r.verdict != "info"]
+    wins = sum(r.verdict == "better" for r in judged)
+    tone = "" if wins * 2 > len(judged) and by_key["loss"].verdict == "better" else (
+        "worse" if wins == 0 else "mixed")
+    cards = []
+    for key, label in CARDS:
+        r = by_key.get(key)
+        if r is None:
+            continue
+        cards.append(
+            f'<div class="card"><div class="label">{_e(label)}</div>'
+            f'<div class="value">{_e(r.fmt(r.finetuned))}</div>'
+            f'<div class="base">base {_e(r.fmt(r.base))}</div>'
+            f'<div class="delta {r.verdict}">{_e(r.delta_text)}</div></div>')
+    table = ["<table class=\"metrics\"><thead><tr><th>Metric</th><th>Base</th><th>Fine-tuned</th>"
+             "<th>Difference</th></tr></thead><tbody>"]
+    for r in rows:
+        pill = f'<span class="pill {r.verdict}">{r.verdict}</span>' if r.verdict in ("better", "worse") else ""
+        table.append(f"<tr><td>{_e(r.metric.label)}</td><td class=\"num\">{_e(r.fmt(r.base))}</td>"
+                     f"<td class=\"num\">{_e(r.fmt(r.finetuned))}</td>"
+                     f"<td><span class=\"delta {r.verdict}\">{_e(r.delta_text)}</span>{pill}</td></tr>")
+    table.append("</tbody></table>")
+    if png:
+        curve = (f'<figure><img alt="train and eval loss curves" src="data:image/png;base64,'
+                 f'{base64.b64encode(png).decode()}"></figure>'
+                 '<p class="note">Train loss per logging step and eval loss on the validation split during '
+                 'training; dashed lines: test loss of the base and the fine-tuned model.</p>')
+    else:
+        curve = '<p class="note">No metrics.jsonl in the run directory: no loss curves to show.</p>'
+    n_show = results["decoding"].get("report_samples", 6)
+    samples = []
+    for i, s in enumerate(results["samples"][:n_show], 1):
+        system = f'<span class="system">system: {_e(s["system"])}</span>' if s.get("system") else ""
+        samples.append(
+            f'<div class="sample"><div class="prompt"><span class="n">#{i}</span>{_e(s["prompt"])}{system}</div>'
+            f'<div class="answers">{_answer("Reference", s["reference"], "ref")}'
+            f'{_answer("Base", s["base"], "base")}{_answer("Fine-tuned", s["finetuned"], "tuned")}</div></div>')
+    versions = ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items()
+                         if k in ("tuneforge", "torch", "transformers", "peft"))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>A/B report · {_e(results['name'])}</title>
+<style>{CSS}</style></head>
+<body><main>
+<h1>A/B report: {_e(results['name'])}</h1>
+<p class="meta">base <b>{_e(results['base_model'])}</b> vs fine-tuned <b>{_e(results['finetuned_model'])}</b>
+ · method {_e(results['method'])} · backend {_e(results['backend'])}</p>
+<p class="meta">{_e(results['n_examples'])} held-out test examples of <b>{_e(results['dataset'])}</b> ·
+ decoding: {_e(decoding_text(results))} · run <code>{_e(results['run_dir'])}</code></p>
+<div class="verdict {tone}">{_e(headline(results))}</div>
+<div class="cards">{''.join(cards)}</div>
+<h2>Metrics</h2>
+{''.join(table)}
+<p class="note">Loss and perplexity on the assistant tokens: lower is better. Exact match, BLEU, chrF and
+ ROUGE-L (0–100): higher is better. Both models answered the same prompts with the same decoding settings.</p>
+<h2>Loss curves</h2>
+{curve}
+<h2>Samples <span class="meta">({len(samples)} of {len(results['samples'])})</span></h2>
+{''.join(samples)}
+<footer>Generated {_e(results.get('created', ''))} by tuneforge eval · {_e(versions)}</footer>
+</main></body></html>
+"""
+
+
+def write_reports(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
+    """loss_curve.png, report.md and report.html in ``run_dir``, each written atomically."""
+    from tuneforge.rundir import atomic_write_text
+
+    png = loss_curve_png(run_dir, results)
+    paths = {"markdown": run_dir / "report.md", "html": run_dir / "report.html"}
+    if png:
+        tmp = run_dir / ".loss_curve.png.tmp"
+        tmp.write_bytes(png)
+        tmp.replace(run_dir / "loss_curve.png")
+        paths["png"] = run_dir / "loss_curve.png"
+    atomic_write_text(paths["markdown"], render_markdown(results, has_curve=bool(png)) + "\n")
+    atomic_write_text(paths["html"], render_html(results, png))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m tuneforge.evaluation.report <run_dir>", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0])
+    results = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+    for path in write_reports(run_dir, results).values():
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""``tuneforge eval run=<run_dir>``: base vs fine-tuned on the run's held-out test split -> eval.json + report.
+
+Both models see the same prompts (the conversation up to its last assistant turn, chat template applied)
+with the same decoding settings and seed. Loss is the mean cross-entropy over assistant tokens only (the
+tokens the run trained on), so it is comparable with the training loss; perplexity is exp(loss).
+Generation is batched with left padding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.errors import DataError
+from tuneforge.evaluation.artifacts import RunArtifacts, load_base, load_full_model, load_run_tokenizer
+from tuneforge.evaluation.config import EvalConfig
+from tuneforge.evaluation.metrics import JUDGED, METRICS, generation_metrics, perplexity
+
+log = logging.getLogger(__name__)
+
+# end-of-turn tokens of common chat templates; generation stops at whichever the tokenizer has
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+@dataclass(frozen=True)
+class EvalExample:
+    messages: list[dict]  # the whole conversation, ending with the reference assistant turn
+    reference: str
+
+    @property
+    def prompt_messages(self) -> list[dict]:
+        return self.messages[:-1]
+
+    @property
+    def prompt(self) -> str:
+        users = [m["content"] for m in self.prompt_messages if m.get("role") == "user"]
+        return users[-1] if users else ""
+
+    @property
+    def system(self) -> str | None:
+        return next((m["content"] for m in self.messages if m.get("role") == "system"), None)
+
+
+def load_test_examples(run: RunConfig, max_samples: int) -> list[EvalExample]:
+    """The first ``max_samples`` conversations of the test split, each cut after its last assistant turn."""
+    from tuneforge.data import prepare_splits
+
+    data = prepare_splits(run.dataset)
+    examples: list[EvalExample] = []
+    with Path(data.test).open(encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            msgs = json.loads(line)["messages"]
+            last = max((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), default=None)
+            if last is None or last == 0:
+                continue
+            examples.append(EvalExample(msgs[:last + 1], str(msgs[last]["content"])))
+            if len(examples) >= max_samples:
+                break
+    if not examples:
+        raise DataError(
+            f"dataset {run.dataset.name!r}: the test split ({data.test}) has no conversation with an assistant "
+            f"turn to evaluate; set dataset.split.test > 0 (now {run.dataset.split.test})"
+        )
+    return examples
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in END_OF_TURN if t in vocab)
+    return sorted(ids)
+
+
+# --- loss on assistant tokens ---------------------------------------------------------------------------
+
+def assistant_token_mask(tokenizer: Any, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """(input_ids, mask of assistant tokens). Uses the template's {% generation %} markers (exactly what the
+    trainer masked) and falls back to diffing prefixes of the conversation for templates without them."""
+    if "generation" in (tokenizer.chat_template or ""):
+        enc = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+        return list(enc["input_ids"]), list(enc["assistant_masks"])
+    ids = list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+    mask = [0] * len(ids)
+    for i, m in enumerate(messages):
+        if m.get("role") != "assistant":
+            continue
+        start = len(tokenizer.apply_chat_template(messages[:i], tokenize=True, return_dict=True,
+                                                  add_generation_prompt=True)["input_ids"])
+        end = len(tokenizer.apply_chat_template(messages[:i + 1], tokenize=True, return_dict=True)["input_ids"])
+        mask[start:end] = [1] * (min(end, len(ids)) - start)
+    return ids, mask
+
+
+def assistant_loss(model: Any, tokenizer: Any, examples: list[EvalExample], cfg: EvalConfig, seq_len: int,
+                   desc: str) -> tuple[float, int]:
+    """Token-weighted mean cross-entropy over the assistant tokens of every example, and the token count."""
+    import torch
+    from tqdm.auto import tqdm
+
+    encoded = [assistant_token_mask(tokenizer, ex.messages) for ex in examples]
+    encoded = [(ids[:seq_len], mask[:seq_len]) for ids, mask in encoded]
+    pad = tokenizer.pad_token_id
+    total, count = 0.0, 0
+    dev = next(model.parameters()).device
+    for start in tqdm(range(0, len(encoded), cfg.batch_size), desc=f"{desc}: loss", unit="batch", leave=False):
+        batch = encoded[start:start + cfg.batch_size]
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in batch], device=dev)
+        attn = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in batch], device=dev)
+        mask = torch.tensor([m + [0] * (width - len(m)) for _, m in batch], device=dev)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=attn).logits.float()
+        # position t predicts token t+1; count a target only where it is an assistant token
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
+                                                ids[:, 1:].reshape(-1), reduction="none")
+        target = mask[:, 1:].reshape(-1).bool()
+        total += float(nll[target].sum())
+        count += int(target.sum())
+    if count == 0:
+        raise DataError("no assistant tokens in the test split after truncation to hparams.seq_len")
+    return total / count, count
+
+
+# --- generation -----------------------------------------------------------------------------------------
+
+def generation_config(tokenizer: Any, cfg: EvalConfig) -> Any:
+    from transformers import GenerationConfig
+
+    sampling = dict(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p) if cfg.do_sample else dict(
+        do_sample=False, temperature=None, top_p=None, top_k=None)
+    return GenerationConfig(max_new_tokens=cfg.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                            eos_token_id=stop_token_ids(tokenizer), **sampling)
+
+
+def prompt_text(tokenizer: Any, messages: list[dict]) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def generate_answers(model: Any, tokenizer: Any, examples: list[EvalExample], cfg: EvalConfig, seq_len: int,
+                     seed: int, desc: str) -> list[tuple[str, int]]:
+    """(answer, number of new tokens) per example; batched, left-padded, same seed for every model."""
+    import torch
+    from tqdm.auto import tqdm
+
+    gen = generation_config(tokenizer, cfg)
+    stops = set(stop_token_ids(tokenizer)) | {tokenizer.pad_token_id}
+    side, trunc = tokenizer.padding_side, tokenizer.truncation_side
+    tokenizer.padding_side = tokenizer.truncation_side = "left"  # prompts end where the answer starts
+    dev = next(model.parameters()).device
+    out: list[tuple[str, int]] = []
+    torch.manual_seed(seed)
+    try:
+        for start in tqdm(range(0, len(examples), cfg.batch_size), desc=f"{desc}: generate", unit="batch",
+                          leave=False):
+            texts = [prompt_text(tokenizer, ex.prompt_messages) for ex in examples[start:start + cfg.batch_size]]
+            enc = tokenizer(texts, add_special_tokens=False, padding=True, truncation=True,
+                            max_length=max(8, seq_len - cfg.max_new_tokens), return_tensors="pt").to(dev)
+            with torch.no_grad():
+                seqs = model.generate(**enc, generation_config=gen)
+            for row in seqs[:, enc["input_ids"].shape[1]:].tolist():
+                n = next((i for i, t in enumerate(row) if t in stops), len(row))
+                out.append((tokenizer.decode(row[:n], skip_special_tokens=True).strip(), n))
+    finally:
+        tokenizer.padding_side, tokenizer.truncation_side = side, trunc
+    return out
+
+
+# --- one model, then the pair ----------------------------------------------------------------------------
+
+def score_model(model: Any, tokenizer: Any, examples: list[EvalExample], run: RunConfig, cfg: EvalConfig,
+                desc: str) -> tuple[dict[str, float], list[str]]:
+    model.eval()
+    t0 = time.perf_counter()
+    loss, n_tokens = assistant_loss(model, tokenizer, examples, cfg, run.hparams.seq_len, desc)
+    answers = generate_answers(model, tokenizer, examples, cfg, run.hparams.seq_len, run.hparams.seed, desc)
+    preds = [a for a, _ in answers]
+    metrics = {"loss": loss, "perplexity": perplexity(loss),
+               **generation_metrics(preds, [ex.reference for ex in examples]),
+               "avg_new_tokens": sum(n for _, n in answers) / len(answers),
+               "loss_tokens": n_tokens, "seconds": round(time.perf_counter() - t0, 3)}
+    return metrics, preds
+
+
+@contextmanager
+def _models(art: RunArtifacts) -> Iterator[tuple[str, Any, str, Any]]:
+    """Yields (base description, base context, fine-tuned description, fine-tuned loader).
+
+    An adapter run loads the base once: the base side runs under ``disable_adapter()``."""
+    if art.uses_adapter:
+        from tuneforge.evaluation.artifacts import attach_adapter
+
+        model = attach_adapter(art, load_base(art))
+        quant = f" ({art.run.method.quantization.bits}-bit, as trained)" if art.is_qlora else ""
+        yield (f"{art.run.model.name_or_path}{quant}", lambda: _disabled(model),
+               f"{art.run.model.name_or_path}{quant} + adapter/", lambda: nullcontext(model))
+    else:
+        yield (art.run.model.name_or_path, lambda: _owned(lambda: load_base(art)),
+               f"full fine-tune {art.weights.name}/", lambda: _owned(lambda: load_full_model(art.weights, art.run)))
+
+
+@contextmanager
+def _disabled(model: Any) -> Iterator[Any]:
+    with model.disable_adapter():
+        yield model
+
+
+@contextmanager
+def _owned(load: Any) -> Iterator[Any]:
+    """Load, use, and free before the next model loads (two full models need not fit at once)."""
+    import gc
+
+    model = load()
+    try:
+        yield model
+    finally:
+        del model
+        gc.collect()
+
+
+def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, quiet: bool = False,
+                 write_report: bool = True) -> dict[str, Any]:
+    """Evaluate ``run_dir`` (its config.yaml; ``eval_config`` overrides the run's ``eval``) and write
+    eval.json, then report.md / report.html. Returns what eval.json holds."""
+    from tuneforge.evaluation.artifacts import open_run
+    from tuneforge.rundir import atomic_write_json, versions
+
+    t0 = time.perf_counter()
+    art = open_run(run_dir)
+    run, cfg = art.run, eval_config or art.run.eval
+    tokenizer = load_run_tokenizer(art)
+    examples = load_test_examples(run, cfg.max_samples)
+    log.info("evaluating %s on %d test examples (base vs fine-tuned)", art.run_dir, len(examples))
+    sides: dict[str, dict[str, float]] = {}
+    answers: dict[str, list[str]] = {}
+    with _models(art) as (base_desc, base_ctx, tuned_desc, tuned_ctx):
+        with base_ctx() as model:
+            sides["base"], answers["base"] = score_model(model, tokenizer, examples, run, cfg, "base")
+        with tuned_ctx() as model:
+            sides["finetuned"], answers["finetuned"] = score_model(model, tokenizer, examples, run, cfg,
+                                                                   "fine-tuned")
+    delta = {m.key: sides["finetuned"][m.key] - sides["base"][m.key] for m in METRICS}
+    better = [m.key for m in JUDGED if (delta[m.key] < 0 if not m.higher_is_better else delta[m.key] > 0)]
+    results: dict[str, Any] = {
+        "run_dir": str(art.run_dir),
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "split": "test",
+        "n_examples": len(examples),
+        "name": run.name,
+        "method": run.method.name,
+        "model": run.model.name_or_path,
+        "backend": run.backend.name,
+        "dataset": run.dataset.name,
+        "base_model": base_desc,
+        "finetuned_model": tuned_desc,
+        "decoding": {**{k: v for k, v in asdict(cfg).items() if k != "after_training"}, "seed": run.hparams.seed},
+        "base": sides["base"],
+        "finetuned": sides["finetuned"],
+        "delta": delta,
+        "improved": better,
+        "samples": [
+            {"system": ex.system, "prompt": ex.prompt, "reference": ex.reference,
+             "base": answers["base"][i], "finetuned": answers["finetuned"][i]}
+            for i, ex in enumerate(examples)
+        ],
+        "seconds": round(time.perf_counter() - t0, 3),
+        "versions": versions(),
+    }
+    atomic_write_json(art.run_dir / "eval.json", results)
+    if write_report:
+        from tuneforge.evaluation.report import write_reports
+
+        write_reports(art.run_dir, results)
+    if run.tracking.name != "none":
+        from tuneforge.tracking import log_eval_results
+
+        log_eval_results(run, art.run_dir, results)
+    if not quiet:
+        from tuneforge.evaluation.report import metrics_table_text
+
+        print(metrics_table_text(results))
+        print(f"  eval.json   {art.run_dir / 'eval.json'}")
+        if write_report:
+            print(f"  report      {art.run_dir / 'report.html'}  (and report.md)")
+    return results
+
+
+def cmd_eval(args: list[str]) -> int:
+    """tuneforge eval run=<run_dir> [eval.max_samples=N eval.max_new_tokens=N eval.do_sample=true ...]"""
+    from tuneforge.evaluation.artifacts import open_run
+    from tuneforge.evaluation.run_args import eval_config_with, parse_run_args
+
+    parsed = parse_run_args("eval", args, {})
+    art = open_run(parsed.run_dir)
+    evaluate_run(art.run_dir, eval_config=eval_config_with(art.run.eval, parsed.eval_overrides))
+    return 0
