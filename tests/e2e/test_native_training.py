@@ -130,3 +130,32 @@ def test_failed_run_never_looks_complete(out_root: Path, tmp_path: Path) -> None
     assert (run_dir / "FAILED").is_file()
     assert not (run_dir / "summary.json").exists()
     assert not is_complete(run_dir)
+
+
+def test_killed_run_does_not_look_complete(out_root: Path) -> None:
+    """SIGKILL mid-training: the run directory keeps RUNNING and never gets summary.json."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "tuneforge.cli", "train", "recipe=lora-tiny",
+                             f"output_root={out_root}", "hparams.max_steps=100000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    try:
+        deadline = time.time() + 120
+        metrics = None
+        while time.time() < deadline and metrics is None:
+            found = list(out_root.glob("lora-tiny/*/metrics.jsonl"))
+            metrics = found[0] if found and found[0].stat().st_size > 0 else None
+            time.sleep(0.2)
+        assert metrics is not None, "training never started"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    run_dir = metrics.parent
+    assert (run_dir / "RUNNING").exists()
+    assert not (run_dir / "summary.json").exists()
+    assert not (run_dir / "adapter").exists()
+    assert not is_complete(run_dir)
