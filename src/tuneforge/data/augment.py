@@ -56,12 +56,10 @@ def as_question(text: str) -> str:
 def starts_with_proper_noun(text: str, proper_nouns: list[str]) -> bool:
     if any(text.startswith(p) for p in proper_nouns):
         return True
-    words = text.split(maxsplit=2)
-    first = words[0] if words else ""
-    if any(ch.isdigit() for ch in first) or (len(first) > 1 and first.isupper()):
-        return True  # "TP.HCM", "ATM", "2 ngày": not a sentence-initial capital
-    # Vietnamese names capitalize every syllable: "Đà Lạt", "Hồ Xuân Hương"
-    return len(words) > 1 and first[:1].isupper() and words[1][:1].isupper()
+    first = text.split(maxsplit=1)[0] if text.strip() else ""
+    # "TP.HCM", "ATM", "2 ngày": not a sentence-initial capital. Two capitalized words are no sign of a
+    # name in Vietnamese ("Chợ Đà Lạt" is "chợ Đà Lạt" mid-sentence), hence the explicit list.
+    return any(ch.isdigit() for ch in first) or (len(first) > 1 and first.isupper())
 
 
 class TemplateAugmenter:

@@ -69,8 +69,8 @@ class AugmentConfig:
     variants: int = 9  # template variants per source question (at most len(templates))
     keep_original: bool = True  # also keep the question as written (after cleanup)
     seed: int = 0
-    # the question keeps its capital first letter when it starts with one of these (or with two capitalized
-    # words, e.g. "Đà Lạt"); Vietnamese place names are capitalized syllable by syllable
+    # the question keeps its capital first letter when it starts with one of these (e.g. "Đà Lạt"); other
+    # questions are lower-cased at the start ("Chợ Đà Lạt ở đâu?" -> "Xin hỏi, chợ Đà Lạt ở đâu?")
     proper_nouns: list[str] = field(default_factory=list)
 
 
