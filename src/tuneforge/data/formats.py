@@ -257,10 +257,9 @@ def _read_csv(path: Path, fields: FieldMap) -> Iterator[Record]:
     g_i = cols.get(fields.group) if fields.group else None
     s_i = cols.get(fields.system) if fields.system else None
     width = len(header)
-    if bom_seen:
-        # the BOM sat on the header line; report it there, against no row
-        yield Record(1, problems=[(HAS_BOM, "file starts with a UTF-8 byte-order mark (BOM)")], bom=True)
-    prev_end = 1
+    if bom_seen:  # the BOM sat on the header line: reported there, against no row
+        yield Record(1, bom=True)
+    prev_end = reader.line_num
     for row in reader:
         start, prev_end = prev_end + 1, reader.line_num
         rec = Record(start)
