@@ -23,17 +23,19 @@ help: ## show this help
 
 setup: $(STAMP) ## create .venv: torch 2.13.0 (CPU wheel) first, then the package with its extras
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/axolotl-runtime.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install torch==2.13.0
 	DS_BUILD_OPS=0 $(BIN)/pip install -e '.[$(EXTRAS)]'
+	# axolotl separately, without its resolver pass (its antlr4 pin conflicts with hydra-core's): see the file
+	$(BIN)/pip install --no-deps -r requirements/axolotl-runtime.txt
 	touch $(STAMP)
 
 train: $(STAMP) ## train a recipe: make train [recipe=lora-tiny] [key=value ...]
 	$(BIN)/tuneforge train recipe=$(recipe) $(OVERRIDES)
 
-plan: $(STAMP) ## print the resolved config, native artifacts and commands: make plan recipe=qlora-llama
+plan: $(STAMP) ## config, axolotl.yaml, ds_config.json, per-node commands, memory/GPU: make plan recipe=qlora-llama
 	$(BIN)/tuneforge plan recipe=$(recipe) $(OVERRIDES)
 
 data: $(STAMP) ## lint + augment + split + token stats + OpenAI cost: make data dataset=dalat-tourism

@@ -27,11 +27,9 @@ def cmd_train(args: list[str]) -> int:
 
 
 def cmd_plan(args: list[str]) -> int:
-    from tuneforge.config.compose import load_run_config
-    from tuneforge.plan import make_plan
+    from tuneforge.plan import cmd_plan as plan_command  # prints + writes the plan (--out DIR, --validate)
 
-    print(make_plan(load_run_config(args)).render())
-    return 0
+    return plan_command(args)
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {

@@ -1,7 +1,20 @@
-"""``plan``: everything a launch would use, without launching (and without importing torch)."""
+"""``plan``: everything a launch would use, without launching (and without importing torch).
+
+    tuneforge plan recipe=qlora-llama [key=value ...] [--out DIR] [--validate]
+
+Shows and writes: the resolved config (secrets redacted), the backend's and launcher's files exactly as the
+run will write them into its run directory (axolotl.yaml, ds_config.json, accelerate.yaml, launch.sh), the
+command line of every node, a memory estimate per GPU and its warnings. The files go to ``--out`` (default
+``<output_root>/<name>/plan/``); ``train`` writes the same plan as ``plan.txt`` into the run directory.
+A run executes what its plan wrote: both use the same builders (``artifacts``/``commands``).
+
+The translations are validated by the targets' own validators before every launch; ``--validate`` runs
+them here too (axolotl's and DeepSpeed's imports take seconds, so a plain plan skips them).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,36 +23,163 @@ import yaml
 
 from tuneforge.backends.registry import get_backend
 from tuneforge.config.schema import RunConfig
+from tuneforge.estimate import MemoryEstimate, estimate_memory
 from tuneforge.launch.registry import get_launcher
 from tuneforge.rundir import redact, run_to_dict
+
+PLAN_TEXT = "plan.txt"
+MEMORY_JSON = "memory_estimate.json"
 
 
 @dataclass
 class Plan:
     run: RunConfig
+    run_dir: Path
     resolved: dict[str, Any]
     commands: list[list[str]]
-    artifacts: dict[str, str] = field(default_factory=dict)  # file name -> content
+    artifacts: dict[str, str] = field(default_factory=dict)  # file name (in the run dir) -> content
+    memory: MemoryEstimate | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def command_lines(self) -> list[str]:
+        from tuneforge.launch.accelerate import shell_join
+
+        return [shell_join(c) for c in self.commands]
 
     def render(self) -> str:
-        out = ["# resolved config (secrets redacted)",
+        r = self.run
+        out = [(f"# tuneforge plan: {r.name} ({r.method.name} on {r.model.name_or_path}; backend={r.backend.name}, "
+                f"launcher={r.launcher.name}, distributed={r.distributed.name})"),
+               f"# run directory: {self.run_dir}", "",
+               "# resolved config (secrets redacted)",
                yaml.safe_dump(self.resolved, sort_keys=False, allow_unicode=True).rstrip()]
         for name, content in self.artifacts.items():
-            out += ["", f"# {name}", content.rstrip()]
+            out += ["", f"# {self.run_dir / name}", content.rstrip()]
+        lines = self.command_lines()
         out += ["", "# command line(s), one per node"]
-        out += [" ".join(c) for c in self.commands]
+        out += [f"node {i}: {c}" if len(lines) > 1 else c for i, c in enumerate(lines)]
+        if self.memory is not None:
+            out += ["", "# memory estimate per GPU (tuneforge.estimate: formulas and sources in its docstring)",
+                    self.memory.render()]
         if self.notes:
             out += ["", "# notes"] + [f"- {n}" for n in self.notes]
-        return "\n".join(out)
+        if self.warnings:
+            out += ["", "# WARNINGS"] + [f"- {w}" for w in self.warnings]
+        return "\n".join(out) + "\n"
+
+    def write(self, out_dir: Path) -> dict[str, Path]:
+        """plan.txt, config.yaml, memory_estimate.json, commands.sh and every artifact, into ``out_dir``."""
+        from tuneforge.rundir import atomic_write_json, atomic_write_text
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = {PLAN_TEXT: out_dir / PLAN_TEXT}
+        atomic_write_text(out_dir / PLAN_TEXT, self.render())
+        atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(self.resolved, sort_keys=False,
+                                                                  allow_unicode=True))
+        atomic_write_text(out_dir / "commands.sh", "#!/bin/bash\n# one line per node\n"
+                          + "\n".join(self.command_lines()) + "\n")
+        if self.memory is not None:
+            atomic_write_json(out_dir / MEMORY_JSON, self.memory.as_dict())
+        for name, content in self.artifacts.items():
+            atomic_write_text(out_dir / name, content)
+            written[name] = out_dir / name
+        return written
+
+
+def default_run_dir(run: RunConfig) -> Path:
+    return Path(run.run_dir) if run.run_dir else Path(run.output_root) / run.name / "<timestamp>"
 
 
 def make_plan(run: RunConfig, run_dir: Path | None = None) -> Plan:
     backend = get_backend(run.backend.name)
     launcher = get_launcher(run.launcher.name)
-    run_dir = run_dir or Path(run.output_root) / run.name / "<timestamp>"
-    return Plan(
-        run=run,
-        resolved=redact(run_to_dict(run)),
-        commands=launcher.commands(run, run_dir, backend),
-    )
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(run)
+    artifacts: dict[str, str] = {}
+    if hasattr(backend, "artifacts"):
+        artifacts.update(backend.artifacts(run, run_dir))
+    if hasattr(launcher, "artifacts"):
+        artifacts.update(launcher.artifacts(run, run_dir, backend))
+    artifacts = {name: redact(text) for name, text in artifacts.items()}
+    commands = [[redact(a) for a in c] for c in launcher.commands(run, run_dir, backend)]
+    memory = estimate_memory(run)
+    plan = Plan(run=run, run_dir=run_dir, resolved=redact(run_to_dict(run)), commands=commands,
+                artifacts=artifacts, memory=memory, warnings=list(memory.warnings))
+    plan.notes += _notes(run, run_dir)
+    return plan
+
+
+def _notes(run: RunConfig, run_dir: Path) -> list[str]:
+    notes = []
+    c = run.launcher
+    if run.launcher.name == "accelerate" and c.num_nodes > 1:
+        notes.append(f"{c.num_nodes} nodes: run the same `tuneforge train` with launcher.node_rank=<k> on each node, "
+                     f"or start `bash {run_dir}/launch.sh <k>` there once node 0 has written the run directory")
+    if run.backend.name == "axolotl":
+        from tuneforge.backends.axolotl import on_cpu
+
+        notes.append("axolotl.yaml is checked by axolotl's validate_config/normalize_config before launch "
+                     "(`plan --validate` runs it now)")
+        if on_cpu(run):
+            notes.append("CPU run: axolotl's CUDA LoRA kernels and bf16/fp16/tf32 are turned off")
+    if run.distributed.zero_stage is not None:
+        notes.append("ds_config.json is checked by deepspeed.runtime.config.DeepSpeedConfig before launch "
+                     "(\"auto\" values are filled by the Trainer)")
+    return notes
+
+
+def validate_plan(plan: Plan) -> list[str]:
+    """Run the targets' own validators on the plan's translations (slow imports). Returns what was checked."""
+    from tuneforge.backends.axolotl import AXOLOTL_YAML, validate_axolotl_config
+    from tuneforge.launch.deepspeed import DS_CONFIG_NAME, validate_ds_config
+
+    checked = []
+    if DS_CONFIG_NAME in plan.artifacts:
+        validate_ds_config(json.loads(plan.artifacts[DS_CONFIG_NAME]), plan.run)
+        checked.append(f"{DS_CONFIG_NAME}: accepted by DeepSpeedConfig")
+    if AXOLOTL_YAML in plan.artifacts:
+        validate_axolotl_config(yaml.safe_load(plan.artifacts[AXOLOTL_YAML]))
+        checked.append(f"{AXOLOTL_YAML}: accepted by axolotl's validate_config")
+    return checked
+
+
+def write_run_plan(run: RunConfig, run_dir: Path) -> Path:
+    """What ``train`` calls: the plan of this very run, as plan.txt (+ memory_estimate.json) in its run dir."""
+    from tuneforge.rundir import atomic_write_json, atomic_write_text
+
+    plan = make_plan(run, run_dir)
+    atomic_write_text(run_dir / PLAN_TEXT, plan.render())
+    if plan.memory is not None:
+        atomic_write_json(run_dir / MEMORY_JSON, plan.memory.as_dict())
+    return run_dir / PLAN_TEXT
+
+
+def cmd_plan(args: list[str]) -> int:
+    from tuneforge.config.compose import load_run_config
+    from tuneforge.errors import ConfigError
+
+    out: Path | None = None
+    validate = False
+    overrides = []
+    it = iter(args)
+    for a in it:
+        if a == "--validate":
+            validate = True
+        elif a == "--out" or a.startswith("--out="):
+            value = a.split("=", 1)[1] if "=" in a else next(it, None)
+            if not value:
+                raise ConfigError("plan --out needs a directory: tuneforge plan recipe=... --out DIR")
+            out = Path(value)
+        elif a.startswith("--"):
+            raise ConfigError(f"plan: unknown option {a!r}; options: --out DIR, --validate")
+        else:
+            overrides.append(a)
+    run = load_run_config(overrides)
+    plan = make_plan(run)
+    if validate:
+        plan.notes += validate_plan(plan)
+    out = out or Path(run.output_root) / run.name / "plan"
+    plan.write(out)
+    print(plan.render(), end="")
+    print(f"\n# plan written to {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
+    return 0

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 def _summary_from_metrics(run_dir: Path) -> dict[str, Any]:
     """Summary fields from metrics.jsonl, for backends that trained in another process."""
+    worker = run_dir / "worker_result.json"
+    if worker.is_file():  # the training process's own result (rank 0 of the worker / axolotl's plugin)
+        return json.loads(worker.read_text())
     path = run_dir / "metrics.jsonl"
     recs = [json.loads(line) for line in path.open()] if path.exists() else []
     losses = [r for r in recs if "loss" in r]

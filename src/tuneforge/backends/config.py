@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import MISSING
 
@@ -24,7 +24,17 @@ class NativeBackendConfig(BackendConfig):
 
 @dataclass
 class AxolotlBackendConfig(BackendConfig):
+    """axolotl (``python -m axolotl.cli.train <run_dir>/axolotl.yaml``): the run config is translated into
+    axolotl's YAML, checked by axolotl's own validator, and trained by it. ``additional_parameters`` are
+    axolotl keys written into that YAML last (after validation by axolotl too)."""
+
     name: str = "axolotl"
+    # auto: CPU settings (axolotl's CUDA-only LoRA kernels off, no bf16/fp16/tf32) when the launch runs on CPUs
+    device: str = "auto"  # auto | cpu | cuda
+    # False: the loss covers assistant turns only (as the native backend's assistant_only_loss)
+    train_on_inputs: bool = False
+    dataset_prepared_path: Optional[str] = None  # axolotl's tokenized-dataset cache; default <run_dir>/axolotl_prepared
+    dataset_processes: Optional[int] = None  # tokenization workers; default: axolotl's (all CPUs)
 
 
 @dataclass

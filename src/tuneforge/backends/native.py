@@ -166,16 +166,28 @@ class NativeBackend:
             dataloader_num_workers=h.dataloader_num_workers,
             use_cpu=not torch.cuda.is_available(),
             disable_tqdm=False,
+            # distributed=zero*: the plan's ds_config.json (written next to config.yaml by the launcher)
+            deepspeed=str(run_dir / "ds_config.json") if run.distributed.zero_stage is not None else None,
             **run.backend.additional_parameters,
         )
-        return SFTTrainer(
+        from tuneforge.launch.ranks import recording_trainer, world_size_from_env
+
+        # several ranks: each remembers the ids of the sequences it trained on (ranks/rank-<k>.json)
+        trainer_cls = recording_trainer(SFTTrainer) if world_size_from_env() > 1 else SFTTrainer
+        trainer = trainer_cls(
             model=model,
             args=args,
             train_dataset=ds["train"],
             eval_dataset=eval_split,
             processing_class=tokenizer,
             callbacks=[*(callbacks or []), *tracking_callbacks(run, run_dir)],  # tracking=wandb|tensorboard
-        ), tokenizer
+        )
+        if run.distributed.zero_stage is not None and not trainer.is_deepspeed_enabled:
+            from tuneforge.errors import LaunchError  # never let a ZeRO run quietly train as plain DDP
+
+            raise LaunchError(f"distributed={run.distributed.name}: DeepSpeed is not active in this process "
+                              f"({trainer.accelerator.distributed_type}); start it with launcher=accelerate")
+        return trainer, tokenizer
 
     def train(self, run: RunConfig, run_dir: Path) -> dict[str, Any]:
         from tuneforge.strategies import get_strategy
@@ -196,6 +208,9 @@ class NativeBackend:
             tokenizer.save_pretrained(tmp)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
+        from tuneforge.launch.ranks import write_rank_record
+
+        write_rank_record(run_dir, trainer)  # every rank, when there are several: steps, samples, weights hash
         history = [r for r in trainer.state.log_history if "loss" in r]
         return {
             "train_loss": result.training_loss,

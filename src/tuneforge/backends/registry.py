@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuneforge.backends.axolotl import AxolotlBackend
 from tuneforge.backends.native import NativeBackend
 
 BACKENDS: dict[str, Any] = {
     "native": NativeBackend(),
-    # "axolotl": AxolotlBackend(),  (issue: axolotl translation)
+    "axolotl": AxolotlBackend(),
     # "openai": OpenAIBackend(),    (hosted fine-tuning)
 }
 

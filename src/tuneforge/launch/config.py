@@ -13,6 +13,8 @@ class LauncherConfig:
     name: str = MISSING  # a key of tuneforge.launch.registry.LAUNCHERS
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the launched processes
     additional_parameters: dict[str, Any] = field(default_factory=dict)
+    # memory of one accelerator (GiB) the run may use; `plan` warns when its per-GPU estimate exceeds it
+    gpu_memory_gb: Optional[float] = None
 
 
 @dataclass
@@ -23,10 +25,46 @@ class LocalLauncherConfig(LauncherConfig):
 
 
 @dataclass
+class AccelerateLauncherConfig(LauncherConfig):
+    """``accelerate launch`` on each node: one process per GPU, nodes joined by a static rendezvous.
+
+    The plan writes ``accelerate.yaml`` (what every node shares) and ``launch.sh`` (one node's command:
+    ``launch.sh <node_rank>``) into the run directory. Precision is not a field here: the Trainer sets it
+    from ``hparams.mixed_precision`` (and DeepSpeed's JSON says "auto"), so accelerate's YAML always says
+    'no' and can never disagree with it.
+    """
+
+    name: str = "accelerate"
+    gpus_per_node: int = 1  # processes per node (one per GPU; with cpu=true: CPU processes)
+    num_nodes: int = 1
+    node_rank: int = 0  # which node this `train` starts (0 = the main node); 0..num_nodes-1
+    main_process_ip: Optional[str] = None  # address of node 0, reachable from every node (num_nodes > 1)
+    main_process_port: int = 29500
+    rdzv_backend: str = "static"  # static | c10d | etcd | etcd-v2 (torchrun's rendezvous)
+    same_network: bool = True  # nodes share a network: master_addr/port instead of a rendezvous endpoint
+    max_restarts: int = 0  # torchrun restarts of a failed worker group
+    monitor_interval: float = 5.0  # seconds between torchrun's checks of its workers
+    # CPU processes with the gloo backend (ACCELERATE_USE_CPU=true): real data parallel without a GPU
+    cpu: bool = False
+    dynamo_backend: str = "no"
+
+
+@dataclass
 class DistributedConfig:
-    """How the model is sharded across processes; ``none`` = plain data parallel or a single process."""
+    """How the model is sharded across processes (DeepSpeed ZeRO); ``none`` = plain data parallel (DDP).
+
+    A ZeRO option becomes ``<run_dir>/ds_config.json`` in the form the transformers/accelerate integration
+    expects ("auto" wherever the Trainer fills in a value), used by both backends.
+    """
 
     name: str = MISSING  # none | zero1 | zero2 | zero3 | zero3-offload
-    zero_stage: Optional[int] = None
-    offload_optimizer: bool = False
-    offload_params: bool = False
+    zero_stage: Optional[int] = None  # 0..3; null = no DeepSpeed
+    offload_optimizer: bool = False  # optimizer states (and the step) on the CPU: DeepSpeed's CPU Adam
+    offload_params: bool = False  # parameters on the CPU between uses (ZeRO-3 only)
+    overlap_comm: bool = True
+    contiguous_gradients: bool = True
+    allgather_bucket_size: int = 500_000_000
+    # ZeRO-3: gather the full 16-bit weights when saving, so save_pretrained writes a usable model
+    gather_16bit_weights_on_model_save: bool = True
+    # escape hatch: merged (recursively) into ds_config.json last, e.g. {"zero_optimization": {...}}
+    additional_parameters: dict[str, Any] = field(default_factory=dict)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuneforge.launch.accelerate import AccelerateLauncher
 from tuneforge.launch.local import LocalLauncher
 
 LAUNCHERS: dict[str, Any] = {
     "local": LocalLauncher(),
-    # "accelerate": AccelerateLauncher(),  (issue: multi-GPU / multi-node)
+    "accelerate": AccelerateLauncher(),
     # "slurm": SlurmLauncher(),            (issue: Slurm)
 }
 

@@ -1,0 +1,409 @@
+"""The axolotl backend: the run config becomes a native axolotl YAML (``<run_dir>/axolotl.yaml``), checked
+by axolotl's own validator, trained by ``python -m axolotl.cli.train <run_dir>/axolotl.yaml`` under whatever
+launcher the config names (accelerate starts one per GPU; the local launcher one process).
+
+Translation (:func:`build_axolotl_config`) is a pure function of the run config and paths: no torch, no
+axolotl import, so ``plan`` shows the YAML in milliseconds. axolotl is imported lazily in
+:func:`validate_axolotl_config` (``prepare`` runs it before every launch) and inside the training process.
+
+Artifact parity with the native backend: axolotl's ``output_dir`` is ``<run_dir>/checkpoints`` (its
+checkpoints stay there, resumable), and a small axolotl plugin (:class:`TuneforgeAxolotlPlugin`, listed in
+the YAML's ``plugins``) adds tuneforge's metrics callback, so ``metrics.jsonl`` has the same records as a
+native run, and after training moves the final weights + tokenizer into ``<run_dir>/adapter`` (or
+``model``) and writes ``worker_result.json``. eval/merge/chat never need to know which backend trained.
+
+Data: the dataset is prepared by tuneforge (:func:`tuneforge.data.prepare_splits`, any source format ->
+chat JSONL with ``messages``), so axolotl always reads ``type: chat_template`` files; the chat template is
+the one the native backend uses (the tokenizer's, or tuneforge's named template passed as ``jinja``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneforge.config.schema import RunConfig
+
+log = logging.getLogger(__name__)
+
+AXOLOTL_YAML = "axolotl.yaml"
+PLUGIN = "tuneforge.backends.axolotl.TuneforgeAxolotlPlugin"
+DEVICES = ("auto", "cpu", "cuda")
+# files of axolotl's final save that belong to the run's weights directory (the rest stays in checkpoints/)
+_NOT_WEIGHTS = {"debug.log"}
+_BASE_MODEL_FILES = {"config.json", "generation_config.json"}  # written for full models; not part of an adapter
+
+
+def on_cpu(run: RunConfig) -> bool:
+    if run.backend.device != "auto":
+        return run.backend.device == "cpu"
+    from tuneforge.launch.accelerate import runs_on_cpu
+
+    return runs_on_cpu(run)
+
+
+def model_path(run: RunConfig, *, build: bool = False) -> str:
+    """axolotl's base_model: the tiny model's local directory (built only when ``build``), else the hub id."""
+    m = run.model
+    if m.tiny is None:
+        return m.name_or_path
+    from tuneforge.models import build_tiny_model, tiny_model_dir
+
+    return str(build_tiny_model(m.tiny) if build else tiny_model_dir(m.tiny))
+
+
+def data_paths(run: RunConfig, *, prepare: bool = False) -> dict[str, Any]:
+    """The prepared chat-JSONL splits (prepared only when ``prepare``; plan just names the cached files)."""
+    if prepare:
+        from tuneforge.data import prepare_splits
+
+        data = prepare_splits(run.dataset)
+        return {"train": data.train, "val": data.val, "val_rows": data.sizes.get("val", 0)}
+    from tuneforge.data import prepared_dir
+
+    d = prepared_dir(run.dataset)
+    return {"train": d / "train.jsonl", "val": d / "val.jsonl", "val_rows": None}
+
+
+def _precision(run: RunConfig, cpu: bool) -> dict[str, Any]:
+    mp = run.hparams.mixed_precision
+    if cpu or mp == "no":
+        return {"bf16": False, "fp16": False, "tf32": False}
+    if mp == "bf16":
+        return {"bf16": True, "fp16": False, "tf32": True}
+    if mp == "fp16":
+        return {"bf16": False, "fp16": True, "tf32": True}
+    return {"bf16": "auto", "tf32": "auto"}  # bf16 where the GPU has it (as the native backend's "auto")
+
+
+def _chat_template(run: RunConfig) -> dict[str, Any]:
+    name = run.model.chat_template
+    if name == "tokenizer_default":
+        return {"chat_template": "tokenizer_default"}
+    from tuneforge.models import CHAT_TEMPLATES
+
+    # tuneforge's own template text (with {% generation %} markers), so both backends format identically
+    return {"chat_template": "jinja", "chat_template_jinja": CHAT_TEMPLATES[name]}
+
+
+def _adapter(run: RunConfig) -> dict[str, Any]:
+    m = run.method
+    if m.name == "full":
+        return {}
+    q = m.quantization
+    out: dict[str, Any] = {}
+    if m.name == "qlora" and q.bits == 4:
+        out.update({
+            "adapter": "qlora",
+            "load_in_4bit": True,
+            # axolotl's defaults are nf4 + double quant + bf16 storage; say ours so both backends load alike
+            "bnb_config_kwargs": {
+                "bnb_4bit_quant_type": q.quant_type,
+                "bnb_4bit_use_double_quant": q.double_quant,
+                "bnb_4bit_compute_dtype": q.compute_dtype,
+                "bnb_4bit_quant_storage": q.compute_dtype,
+            },
+        })
+    elif m.name == "qlora" and q.bits == 8:
+        out.update({"adapter": "lora", "load_in_8bit": True})  # axolotl's qlora is 4-bit only
+    else:
+        out["adapter"] = "lora"
+    out.update({
+        "lora_r": m.r,
+        "lora_alpha": m.alpha,
+        "lora_dropout": m.dropout,
+        "lora_target_modules": list(m.target_modules),
+    })
+    if m.modules_to_save:
+        out["lora_modules_to_save"] = list(m.modules_to_save)
+    if m.use_rslora:
+        out["peft_use_rslora"] = True
+    return out
+
+
+def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | None = None,
+                         data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The axolotl YAML (as a dict) for this run. Pure: no torch, no axolotl, no file access."""
+    from tuneforge.launch.deepspeed import DS_CONFIG_NAME, uses_deepspeed
+
+    h, o, m, b = run.hparams, run.optim, run.model, run.backend
+    cpu = on_cpu(run)
+    data = data or data_paths(run)
+    run_dir = Path(run_dir)
+    dataset = {"path": str(data["train"]), "ds_type": "json", "type": "chat_template",
+               "field_messages": "messages", "split": "train"}
+    cfg: dict[str, Any] = {
+        "base_model": base_model or model_path(run),
+        "model_type": "AutoModelForCausalLM",
+        "tokenizer_type": "AutoTokenizer",
+        "trust_remote_code": m.trust_remote_code,
+    }
+    if m.revision:
+        cfg["revision_of_model"] = m.revision
+    if m.tokenizer:
+        cfg["tokenizer_config"] = m.tokenizer
+    cfg.update(_adapter(run))
+    cfg.update({
+        "datasets": [dataset],
+        **_chat_template(run),
+        "train_on_inputs": b.train_on_inputs,
+        "dataset_prepared_path": b.dataset_prepared_path or str(run_dir / "axolotl_prepared"),
+        "sequence_len": h.seq_len,
+        "sample_packing": h.packing,
+        "eval_sample_packing": False,  # small eval splits cannot fill packed bins
+        "pad_to_sequence_len": h.packing,
+        "micro_batch_size": h.micro_batch_size,
+        "eval_batch_size": h.micro_batch_size,
+        "gradient_accumulation_steps": h.grad_accumulation,
+        "num_epochs": h.epochs,
+        "optimizer": o.optimizer,
+        "learning_rate": o.lr,
+        "lr_scheduler": o.scheduler,
+        "weight_decay": o.weight_decay,
+        "max_grad_norm": o.max_grad_norm,
+        "adam_beta1": o.adam_beta1,
+        "adam_beta2": o.adam_beta2,
+        "adam_epsilon": o.adam_epsilon,
+        **_precision(run, cpu),
+        "gradient_checkpointing": h.gradient_checkpointing,
+        "attn_implementation": m.attn_implementation,
+        "seed": h.seed,
+        "logging_steps": h.logging_steps,
+        "include_tokens_per_second": True,  # the Trainer counts input tokens: metrics.jsonl's tokens/tokens_per_s
+        "save_strategy": "steps" if h.save_steps else "no",
+        "save_total_limit": h.save_total_limit,
+        "save_safetensors": True,
+        "output_dir": str(run_dir / "checkpoints"),
+        "auto_resume_from_checkpoints": True,  # a resubmitted run continues from its latest checkpoint
+        "plugins": [PLUGIN],
+    })
+    if h.max_steps > 0:
+        cfg["max_steps"] = h.max_steps
+    if o.warmup_steps:
+        cfg["warmup_steps"] = o.warmup_steps
+    else:
+        cfg["warmup_ratio"] = o.warmup_ratio
+    if h.save_steps:
+        cfg["save_steps"] = h.save_steps
+    if run.dataset.split.val > 0 and data.get("val_rows") != 0:
+        cfg["test_datasets"] = [{**dataset, "path": str(data["val"])}]
+        cfg["val_set_size"] = 0.0
+        cfg["eval_strategy"] = "steps" if h.eval_steps else "no"
+        if h.eval_steps:
+            cfg["eval_steps"] = h.eval_steps
+    else:
+        cfg["val_set_size"] = 0.0
+        cfg["eval_strategy"] = "no"
+    if b.dataset_processes:
+        cfg["dataset_processes"] = b.dataset_processes
+    if uses_deepspeed(run):
+        cfg["deepspeed"] = str(run_dir / DS_CONFIG_NAME)
+    if cpu:
+        # axolotl auto-enables fused LoRA kernels that allocate on CUDA; off on CPU (checked on axolotl 0.19)
+        cfg.update({"lora_mlp_kernel": False, "lora_qkv_kernel": False, "lora_o_kernel": False,
+                    "lora_embedding_kernel": False})
+    t = run.tracking
+    if t.name == "wandb":
+        cfg.update({"wandb_project": t.project, "wandb_mode": t.mode, "wandb_name": run.name})
+        if t.entity:
+            cfg["wandb_entity"] = t.entity
+    elif t.name == "tensorboard":
+        cfg["use_tensorboard"] = True
+    from tuneforge.launch.deepspeed import deep_merge
+
+    return deep_merge(cfg, dict(b.additional_parameters))
+
+
+class _BlockStrings(yaml.SafeDumper):
+    """Multi-line strings (chat templates) as literal blocks, so the YAML reads like the template."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockStrings.add_representer(str, _str)
+
+
+def render_axolotl_yaml(cfg: dict[str, Any]) -> str:
+    header = ("# axolotl config written by tuneforge (tuneforge.backends.axolotl.build_axolotl_config);\n"
+              "# trained with: python -m axolotl.cli.train <this file>\n")
+    return header + yaml.dump(cfg, Dumper=_BlockStrings, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def validate_axolotl_config(cfg: dict[str, Any], *, source: str = AXOLOTL_YAML,
+                            normalize: bool | None = None) -> Any:
+    """Run axolotl's own ``validate_config`` (and ``normalize_config``, which loads the base model's config:
+    by default only when that is a local directory) on the emitted config. Raises ConfigError."""
+    from tuneforge.errors import ConfigError
+
+    quiet_axolotl_env()
+    try:
+        from axolotl.cli.config import gpu_capabilities
+        from axolotl.utils.config import normalize_config, prepare_plugins, validate_config
+        from axolotl.utils.dict import DictDefault
+    except ImportError as exc:
+        raise ConfigError(f"backend=axolotl: axolotl is not importable ({exc}); `make setup` installs it "
+                          "(requirements/axolotl-runtime.txt)") from None
+    if normalize is None:
+        normalize = Path(str(cfg.get("base_model", ""))).is_dir()
+    dd = DictDefault(copy.deepcopy(cfg))
+    try:
+        prepare_plugins(dd)
+        capabilities, env_capabilities = gpu_capabilities()
+        checked = validate_config(dd, capabilities=capabilities, env_capabilities=env_capabilities)
+        if normalize:
+            normalize_config(checked)
+    except Exception as exc:  # noqa: BLE001 - pydantic ValidationError / ValueError / AssertionError from axolotl
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        raise ConfigError(f"axolotl rejects {source}: {' | '.join(lines[:6]) or type(exc).__name__}") from None
+    return checked
+
+
+def quiet_axolotl_env(offline: bool = False) -> None:
+    """No telemetry from axolotl (and, for CPU runs, no hub traffic), here and in the processes started
+    from here; a user's explicit setting wins."""
+    os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+    if offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+class AxolotlBackend:
+    name = "axolotl"
+
+    def check(self, run: RunConfig) -> Iterable[str]:
+        from tuneforge.models import CHAT_TEMPLATES
+
+        b, m = run.backend, run.method
+        if b.device not in DEVICES:
+            yield f"backend.device={b.device!r} is not valid; choose one of: {', '.join(DEVICES)}"
+        if run.model.chat_template not in ("tokenizer_default", *CHAT_TEMPLATES):
+            yield (f"model.chat_template={run.model.chat_template!r} is not known; "
+                   f"choose one of: tokenizer_default, {', '.join(CHAT_TEMPLATES)}")
+        if m.name != "full" and m.bias != "none":
+            yield (f"method.bias={m.bias!r}: axolotl trains LoRA without bias terms; use method.bias=none, "
+                   "or backend=native")
+        if on_cpu(run) and run.model.attn_implementation.startswith("flash_attention"):
+            yield (f"model.attn_implementation={run.model.attn_implementation} needs a CUDA GPU, but this run "
+                   "is on CPU; use model.attn_implementation=sdpa")
+        if b.dataset_processes is not None and b.dataset_processes < 1:
+            yield f"backend.dataset_processes={b.dataset_processes} must be >= 1 (or null)"
+
+    def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]:
+        """What ``prepare`` writes, for ``plan`` (no torch, no axolotl, nothing prepared)."""
+        return {AXOLOTL_YAML: render_axolotl_yaml(build_axolotl_config(run, run_dir))}
+
+    def prepare(self, run: RunConfig, run_dir: Path) -> dict[str, Path]:
+        """Build the tiny model / prepare the data if needed, write axolotl.yaml, validate it with axolotl."""
+        from tuneforge.rundir import atomic_write_text
+
+        quiet_axolotl_env(offline=on_cpu(run))
+        cfg = build_axolotl_config(run, run_dir, base_model=model_path(run, build=True),
+                                   data=data_paths(run, prepare=True))
+        validate_axolotl_config(cfg, source=str(run_dir / AXOLOTL_YAML), normalize=None)
+        path = run_dir / AXOLOTL_YAML
+        atomic_write_text(path, render_axolotl_yaml(cfg))
+        return {"config": run_dir / "config.yaml", "axolotl": path}
+
+    def command(self, run: RunConfig, run_dir: Path) -> list[str]:
+        return ["-m", "axolotl.cli.train", str(Path(run_dir) / AXOLOTL_YAML)]
+
+    def run_in_process(self, run: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+        return None  # axolotl runs as its own process (fire CLI, its own logging and signal handling)
+
+
+# --- inside the axolotl process: the plugin ----------------------------------------------------------------
+
+
+def collect_weights(run_dir: Path, out_dir: Path, adapter: bool) -> Path:
+    """Move axolotl's final save (files at the top of output_dir) into <run_dir>/adapter|model, atomically."""
+    name = "adapter" if adapter else "model"
+    final = run_dir / name
+    tmp = run_dir / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for p in sorted(out_dir.iterdir()):
+        if not p.is_file() or p.name in _NOT_WEIGHTS or (adapter and p.name in _BASE_MODEL_FILES):
+            continue
+        os.replace(p, tmp / p.name)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def worker_result(trainer: Any, metrics_cb: Any, weights: str, t0: float) -> dict[str, Any]:
+    """The same fields as the native backend's result (summary.json is built from them)."""
+    state = trainer.state
+    history = [r for r in state.log_history if "loss" in r]
+    evals = [r for r in state.log_history if "eval_loss" in r]
+    train_end = next((r for r in reversed(state.log_history) if "train_loss" in r), {})
+    return {
+        "train_loss": train_end.get("train_loss"),
+        "first_loss": history[0]["loss"] if history else None,
+        "last_loss": history[-1]["loss"] if history else None,
+        "eval_loss": evals[-1]["eval_loss"] if evals else None,
+        "steps": state.global_step,
+        "tokens": int(getattr(state, "num_input_tokens_seen", 0) or 0),
+        "train_runtime_s": train_end.get("train_runtime"),
+        "time_to_first_step_s": metrics_cb.first_step_s,
+        "wall_s": time.perf_counter() - t0,
+        "weights": weights,
+        "world_size": trainer.args.world_size,
+    }
+
+
+def _plugin_class() -> type:
+    from axolotl.integrations.base import BasePlugin
+
+    class TuneforgeAxolotlPlugin(BasePlugin):
+        """Adds tuneforge's metrics callback; after training, lays out the run directory like native."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.t0 = time.perf_counter()
+            self.trainer: Any = None
+            self.metrics_cb: Any = None
+
+        def add_callbacks_post_trainer(self, cfg: Any, trainer: Any) -> list:
+            from tuneforge.backends.native import MetricsCallback
+
+            run_dir = Path(cfg.output_dir).parent
+            self.trainer = trainer
+            self.metrics_cb = MetricsCallback(run_dir / "metrics.jsonl")
+            return [self.metrics_cb]
+
+        def post_train(self, cfg: Any, model: Any) -> None:
+            if int(os.environ.get("RANK", "0")) != 0 or self.trainer is None:
+                return
+            from tuneforge.rundir import atomic_write_json
+
+            out_dir = Path(cfg.output_dir)
+            run_dir = out_dir.parent
+            adapter = bool(cfg.adapter)
+            collect_weights(run_dir, out_dir, adapter)
+            result = worker_result(self.trainer, self.metrics_cb, "adapter" if adapter else "model", self.t0)
+            atomic_write_json(run_dir / "worker_result.json", result)
+            log.info("tuneforge: %s", json.dumps({k: result[k] for k in ("first_loss", "last_loss", "steps")}))
+
+    TuneforgeAxolotlPlugin.__module__ = __name__
+    return TuneforgeAxolotlPlugin
+
+
+def __getattr__(name: str) -> Any:
+    # axolotl imports plugins by dotted name; the class subclasses axolotl's BasePlugin, so it is built on
+    # first access (inside the axolotl process), keeping this module importable without axolotl
+    if name == "TuneforgeAxolotlPlugin":
+        cls = _plugin_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
