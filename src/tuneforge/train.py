@@ -12,6 +12,7 @@ from typing import Any
 from tuneforge.backends.registry import get_backend
 from tuneforge.config.schema import RunConfig
 from tuneforge.launch.registry import get_launcher
+from tuneforge.plan import write_run_plan
 from tuneforge.rundir import (atomic_write_json, git_commit, new_run_dir, redact, run_to_dict, versions,
                               write_config)
 
@@ -50,6 +51,7 @@ def train(run: RunConfig, *, quiet: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         backend.prepare(run, run_dir)
+        write_run_plan(run, run_dir)  # plan.txt + memory_estimate.json: what this run executes
         result = launcher.launch(run, run_dir, backend) or _summary_from_metrics(run_dir)
     except BaseException as exc:
         running.unlink(missing_ok=True)

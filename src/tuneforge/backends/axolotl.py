@@ -379,6 +379,10 @@ def _plugin_class() -> type:
 
             run_dir = Path(cfg.output_dir).parent
             self.trainer = trainer
+            if str(getattr(trainer.args, "eval_strategy", "no")) in ("no", "IntervalStrategy.NO"):
+                # axolotl turns eval_on_start on whenever eval_strategy is set, even to "no"; the native
+                # backend does not evaluate before training either
+                trainer.args.eval_on_start = False
             self.metrics_cb = MetricsCallback(run_dir / "metrics.jsonl")
             return [self.metrics_cb]
 
