@@ -10,12 +10,14 @@ recipe ?= lora-tiny
 # command-line `key=value` pairs, minus the ones make itself consumes
 OVERRIDES := $(filter-out recipe=% run=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=%,$(MAKEOVERRIDES))
 PYTEST_ARGS ?=
+# the slurm-marked tests get a one-node Slurm on localhost when Slurm is installed (else they skip)
+SLURM_LOCAL := launchers/slurm/local-cluster.sh run
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train plan data eval merge chat test test-all bench lint clean
+.PHONY: help setup train plan data eval merge chat sweep jobs test test-all bench lint clean
 
 help: ## show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,11 +52,17 @@ merge: $(STAMP) ## merge the adapter into its base -> <run>/merged/ (parity-chec
 chat: $(STAMP) ## chat with a run (prompt="..." for one answer): make chat run=outputs/<recipe>/<ts>
 	$(BIN)/tuneforge chat run=$(run) $(OVERRIDES)
 
+sweep: $(STAMP) ## sweep (Hydra multirun): make sweep sweep=grid|optuna 'optim.lr=1e-4,3e-4' 'method.r=8,16'
+	$(BIN)/tuneforge sweep recipe=$(recipe) $(foreach o,$(OVERRIDES),'$(o)')
+
+jobs: $(STAMP) ## submitted Slurm runs: state, run dir (make jobs [output_root=DIR])
+	$(BIN)/tuneforge jobs $(OVERRIDES)
+
 test: $(STAMP) ## run the test suite (fast + CPU end-to-end; `make test-all` adds the slow ones)
-	$(BIN)/pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+	$(SLURM_LOCAL) $(BIN)/pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## every test except the GPU ones
-	$(BIN)/pytest -m "not gpu" $(PYTEST_ARGS)
+	$(SLURM_LOCAL) $(BIN)/pytest -m "not gpu" $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks against their baselines (results in bench/results/)
 	$(BIN)/python bench/run.py $(OVERRIDES)

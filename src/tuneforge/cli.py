@@ -14,7 +14,9 @@ from tuneforge.data.command import cmd_data
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluation.runner import cmd_eval
 from tuneforge.inference import cmd_chat
+from tuneforge.jobs import cmd_jobs
 from tuneforge.merge import cmd_merge
+from tuneforge.sweep import cmd_sweep
 
 
 def cmd_train(args: list[str]) -> int:
@@ -39,6 +41,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "eval": (cmd_eval, "base vs fine-tuned on the test split: eval run=DIR -> eval.json, report.html"),
     "merge": (cmd_merge, "merge a LoRA adapter into its base: merge run=DIR -> DIR/merged/ (parity-checked)"),
     "chat": (cmd_chat, "chat with a run: chat run=DIR [prompt=\"...\"] (interactive without prompt)"),
+    "sweep": (cmd_sweep, "hyperparameter sweep: sweep [sweep=grid|optuna] 'optim.lr=1e-4,3e-4' -> results table"),
+    "jobs": (cmd_jobs, "submitted Slurm runs with their state and run dir: jobs [output_root=DIR]"),
 }
 
 

@@ -57,6 +57,8 @@ def train(run: RunConfig, *, quiet: bool = False) -> dict[str, Any]:
         running.unlink(missing_ok=True)
         (run_dir / "FAILED").write_text(f"{type(exc).__name__}: {exc}\n")
         raise
+    if result.get("submitted"):  # a batch job (launcher=slurm) finishes its run directory itself
+        return result
     summary = {
         "name": run.name,
         "run_dir": str(run_dir),

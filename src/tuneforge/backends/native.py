@@ -194,7 +194,10 @@ class NativeBackend:
 
         t0 = time.perf_counter()
         metrics_cb = MetricsCallback(run_dir / "metrics.jsonl")
-        trainer, tokenizer = self.build_trainer(run, run_dir, callbacks=[metrics_cb])
+        from tuneforge.preemption import preemption_callbacks  # checkpoint + requeue on Slurm's signal
+
+        callbacks = [metrics_cb, *preemption_callbacks(run_dir)]
+        trainer, tokenizer = self.build_trainer(run, run_dir, callbacks=callbacks)
         result = trainer.train(resume_from_checkpoint=_latest_checkpoint(run_dir / "checkpoints"))
         eval_loss = None
         if trainer.eval_dataset is not None:
@@ -229,10 +232,7 @@ class NativeBackend:
 
 
 def _latest_checkpoint(ckpt_dir: Path) -> str | None:
-    """The newest *complete* checkpoint (the Trainer writes trainer_state.json last)."""
-    if not ckpt_dir.is_dir():
-        return None
-    done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    if not done:
-        return None
-    return str(max(done, key=lambda p: int(p.name.split("-")[-1])))
+    """The newest *complete* checkpoint (the Trainer writes trainer_state.json last; it must parse)."""
+    from tuneforge.preemption import latest_complete_checkpoint
+
+    return latest_complete_checkpoint(ckpt_dir)

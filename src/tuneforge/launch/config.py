@@ -50,6 +50,45 @@ class AccelerateLauncherConfig(LauncherConfig):
 
 
 @dataclass
+class SlurmLauncherConfig(LauncherConfig):
+    """One sbatch job: ``srun`` starts one task per node, each runs ``accelerate launch`` for its GPUs.
+
+    Unknown partition/account/qos values go to Slurm as they are (it knows its own cluster); anything
+    without a field here goes through ``additional_parameters`` (``--key=value`` sbatch lines).
+    """
+
+    name: str = "slurm"
+    nodes: int = 1
+    gpus_per_node: int = 0  # 0: a CPU job (ACCELERATE_USE_CPU=true, gloo)
+    processes_per_node: Optional[int] = None  # default: gpus_per_node, or 1 on CPU
+    cpus_per_task: Optional[int] = None  # one task per node, so: CPUs per node
+    mem: Optional[str] = None  # per node, Slurm syntax: 64G, 500000M, 0 (= all of it)
+    time: str = "01:00:00"  # [D-]HH:MM:SS | MM | MM:SS | D-HH | D-HH:MM
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    exclusive: bool = False
+    job_name: Optional[str] = None  # default: tuneforge-<recipe name>
+    # shell lines run on the first node before srun (module load ..., source .../activate)
+    env_setup: list[str] = field(default_factory=list)
+    python: Optional[str] = None  # interpreter on the nodes; default: the one that submits
+    master_port: int = 29500
+    # exported unless already set in the job's environment; override per key: launcher.nccl_env.NCCL_DEBUG=INFO
+    nccl_env: dict[str, str] = field(default_factory=lambda: {
+        "NCCL_DEBUG": "WARN",
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",
+        "NCCL_IB_TIMEOUT": "22",
+    })
+    # preemption: Slurm sends SIGUSR1 this many seconds before the time limit; the trainer saves a
+    # checkpoint and the job requeues itself. 0 disables the signal.
+    signal_seconds: int = 300
+    requeue: bool = True
+    wait: bool = False  # block until the job ends (tests, scripts); default: submit and return
+
+
+
+@dataclass
 class DistributedConfig:
     """How the model is sharded across processes (DeepSpeed ZeRO); ``none`` = plain data parallel (DDP).
 

@@ -6,11 +6,12 @@ from typing import Any
 
 from tuneforge.launch.accelerate import AccelerateLauncher
 from tuneforge.launch.local import LocalLauncher
+from tuneforge.launch.slurm import SlurmLauncher
 
 LAUNCHERS: dict[str, Any] = {
     "local": LocalLauncher(),
     "accelerate": AccelerateLauncher(),
-    # "slurm": SlurmLauncher(),            (issue: Slurm)
+    "slurm": SlurmLauncher(),
 }
 
 

@@ -1,0 +1,161 @@
+"""``tuneforge jobs``: the runs submitted to Slurm, with their Slurm state and run directory.
+
+Every submission (``launcher=slurm`` jobs, and sweep trials running under submitit) appends one line to
+``<output_root>/jobs.jsonl``. The listing asks Slurm for the state of all of them in one ``squeue`` call,
+then ``sacct`` where accounting exists, and otherwise reads the run directory (summary.json = completed,
+FAILED = failed), since a cluster forgets finished jobs after MinJobAge.
+
+    tuneforge jobs                       (reads ./outputs/jobs.jsonl)
+    tuneforge jobs output_root=/scratch/me/outputs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import ConfigError
+
+INDEX_NAME = "jobs.jsonl"
+
+
+def index_path(output_root: Path) -> Path:
+    return Path(output_root) / INDEX_NAME
+
+
+def record_job(output_root: Path, *, job_id: str, run_dir: Path, name: str, kind: str, **extra: Any) -> None:
+    """Append one submission: one short line per write, so concurrent writers (O_APPEND) never interleave."""
+    rec = {"job_id": str(job_id), "run_dir": str(run_dir), "name": name, "kind": kind,
+           "submitted": datetime.now().isoformat(timespec="seconds"), **extra}
+    path = index_path(output_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def read_index(output_root: Path) -> list[dict[str, Any]]:
+    path = index_path(output_root)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash; the others still count
+    return out
+
+
+def _run(cmd: list[str]) -> str | None:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def slurm_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
+    """job id -> {state, time, nodes, where}: squeue for jobs Slurm still holds, sacct for older ones."""
+    if not job_ids:
+        return {}
+    states: dict[str, dict[str, str]] = {}
+    out = _run(["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%M|%D|%R"]) or ""
+    for line in out.splitlines():
+        jid, state, elapsed, nodes, where = (line.split("|") + [""] * 5)[:5]
+        states[jid.strip()] = {"state": state, "time": elapsed, "nodes": nodes, "where": where,
+                               "source": "squeue"}
+    missing = [j for j in job_ids if j not in states]
+    if missing:
+        out = _run(["sacct", "-n", "-P", "-X", "-j", ",".join(missing),
+                    "-o", "JobID,State,Elapsed,NNodes,NodeList"])
+        for line in (out or "").splitlines():
+            jid, state, elapsed, nodes, where = (line.split("|") + [""] * 5)[:5]
+            if jid in missing:
+                states[jid] = {"state": state.split()[0], "time": elapsed, "nodes": nodes, "where": where,
+                               "source": "sacct"}
+    return states
+
+
+def run_dir_state(run_dir: Path) -> str:
+    if (run_dir / "summary.json").is_file():
+        return "COMPLETED"
+    if (run_dir / "FAILED").is_file():
+        return "FAILED"
+    if (run_dir / "PREEMPTED").is_file():
+        return "PREEMPTED"
+    if (run_dir / "RUNNING").is_file():
+        return "RUNNING?"
+    return "UNKNOWN" if run_dir.is_dir() else "MISSING"
+
+
+def last_step(run_dir: Path) -> int | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    step = None
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 4096))
+        for line in f.read().splitlines():
+            try:
+                step = json.loads(line).get("step", step)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+    return step
+
+
+def job_rows(output_root: Path) -> list[dict[str, Any]]:
+    entries = read_index(output_root)
+    states = slurm_states([e["job_id"] for e in entries])
+    rows = []
+    for e in entries:
+        run_dir = Path(e["run_dir"])
+        s = states.get(e["job_id"])
+        rows.append({
+            "job_id": e["job_id"],
+            "state": s["state"] if s else run_dir_state(run_dir),
+            "source": s["source"] if s else "run dir",
+            "time": s["time"] if s else "",
+            "nodes": (s["nodes"] if s else "") or str(e.get("nodes", "")),
+            "step": last_step(run_dir),
+            "name": e.get("name", ""),
+            "kind": e.get("kind", ""),
+            "submitted": e.get("submitted", ""),
+            "run_dir": str(run_dir),
+        })
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    cols = [("JOB", "job_id"), ("STATE", "state"), ("FROM", "source"), ("TIME", "time"), ("NODES", "nodes"),
+            ("STEP", "step"), ("KIND", "kind"), ("NAME", "name"), ("SUBMITTED", "submitted"),
+            ("RUN DIR", "run_dir")]
+    table = [[h for h, _ in cols]] + [["" if r[k] is None else str(r[k]) for _, k in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+                     for row in table)
+
+
+def cmd_jobs(args: list[str]) -> int:
+    output_root = Path("outputs")
+    for a in args:
+        key, sep, value = a.partition("=")
+        if key == "output_root" and sep:
+            output_root = Path(value)
+        else:
+            raise ConfigError(f"tuneforge jobs: unknown argument '{a}'; valid: output_root=<dir>")
+    rows = job_rows(output_root)
+    if not rows:
+        print(f"no submitted jobs recorded in {index_path(output_root)}")
+        return 0
+    print(format_rows(rows))
+    if "SLURM_CONF" not in os.environ and shutil.which("squeue") is None:
+        print("(no Slurm client here: states come from the run directories)", file=sys.stderr)
+    return 0

@@ -1,0 +1,440 @@
+"""The Slurm launcher: one sbatch job per run; ``srun`` starts one task per node, each ``accelerate launch``.
+
+Submission side (``tuneforge train launcher=slurm``): render ``launchers/slurm/job.sbatch`` into the run
+directory as ``job.sbatch``, submit it with ``sbatch``, record the job in the jobs index (``tuneforge jobs``)
+and return; with ``launcher.wait=true`` block until the job has finished.
+
+Job side (``python -m tuneforge.launch.slurm job-start|job-end <run_dir>``, called by the script): the job
+finishes its own run directory (summary.json or FAILED), because the submitting process is long gone. On
+the preemption signal the trainer saves a complete checkpoint and leaves a PREEMPTED marker
+(:mod:`tuneforge.preemption`); job-end then requeues the job, and the requeued job resumes from that
+checkpoint (the native backend resumes from the latest complete checkpoint of its run directory).
+
+How the processes start is the accelerate launcher's business (ARCHITECTURE rule 8): this module maps its
+fields onto an ``AccelerateLauncherConfig`` (:func:`accelerate_view`) and reuses that launcher's builders:
+``accelerate.yaml`` (and ``ds_config.json`` for ZeRO) in the run directory, and the ``accelerate launch``
+argv (:func:`tuneforge.launch.accelerate.accelerate_command`) with the Slurm values (``$SLURM_NNODES``,
+``$SLURM_NODEID``, the first host of the allocation) left for the shell on the nodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.errors import LaunchError
+from tuneforge.paths import project_root
+
+SCRIPT_NAME = "job.sbatch"
+TEMPLATE = Path("launchers") / "slurm" / "job.sbatch"
+# [D-]HH:MM:SS and the shorter forms sbatch accepts (see `man sbatch`, --time)
+_TIME = re.compile(r"^(?:(?P<d>\d+)-(?P<dh>\d{1,2})(?::(?P<dm>\d{1,2})(?::(?P<ds>\d{1,2}))?)?"
+                   r"|(?P<h>\d+):(?P<m>\d{1,2}):(?P<s>\d{1,2})"
+                   r"|(?P<mm>\d+)(?::(?P<ss>\d{1,2}))?)$")
+_MEM = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+                   "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"}
+
+
+def parse_time_seconds(text: str) -> int | None:
+    """Seconds in a Slurm time limit; None for INFINITE/UNLIMITED; ValueError for anything sbatch rejects."""
+    t = text.strip()
+    if t.upper() in ("INFINITE", "UNLIMITED"):
+        return None
+    m = _TIME.match(t)
+    if not m or t in ("", "0"):
+        raise ValueError(t)
+    g = {k: int(v) for k, v in m.groupdict().items() if v is not None}
+    if "d" in g:
+        return ((g["d"] * 24 + g["dh"]) * 60 + g.get("dm", 0)) * 60 + g.get("ds", 0)
+    if "h" in g:
+        return (g["h"] * 60 + g["m"]) * 60 + g["s"]
+    return g["mm"] * 60 + g.get("ss", 0)
+
+
+def processes_per_node(run: RunConfig) -> int:
+    c = run.launcher
+    return c.processes_per_node or c.gpus_per_node or 1
+
+
+def job_name(run: RunConfig) -> str:
+    return run.launcher.job_name or f"tuneforge-{run.name}"
+
+
+def accelerate_view(run: RunConfig) -> RunConfig:
+    """The run as the accelerate launcher sees one Slurm node: processes per node, node count, port, CPU."""
+    from tuneforge.launch.config import AccelerateLauncherConfig
+
+    c = run.launcher
+    view = AccelerateLauncherConfig(env=dict(c.env), gpu_memory_gb=c.gpu_memory_gb,
+                                    gpus_per_node=processes_per_node(run), num_nodes=c.nodes,
+                                    main_process_port=c.master_port, cpu=c.gpus_per_node == 0)
+    return dataclasses.replace(run, launcher=view)
+
+
+def accelerate_args(run: RunConfig, run_dir: Path, backend: Any) -> list[str]:
+    """``accelerate launch`` arguments shared by every node (each node adds its ``--machine_rank``), ending
+    with the backend's per-process entry. Shell variables are expanded in the batch script."""
+    from tuneforge.launch.accelerate import accelerate_command
+
+    argv = accelerate_command(accelerate_view(run), run_dir, backend, python="python",
+                              num_machines="$SLURM_NNODES",
+                              num_processes=f"$(( SLURM_NNODES * {processes_per_node(run)} ))",
+                              main_process_ip="$MASTER_ADDR", main_process_port="$MASTER_PORT")
+    assert argv[1:3] == ["-m", "accelerate.commands.launch"], argv[:3]
+    return argv[3:]
+
+
+def _bash_word(arg: str, run_dir: Path) -> str:
+    """Quote for the script: paths in the run directory via "$RUN_DIR", shell expressions left to bash."""
+    from tuneforge.launch.accelerate import shell_word
+
+    if arg == str(run_dir) or arg.startswith(f"{run_dir}/"):
+        return '"$RUN_DIR' + arg[len(str(run_dir)):] + '"'
+    return shell_word(arg)
+
+
+def sbatch_directives(run: RunConfig, run_dir: Path) -> list[str]:
+    c = run.launcher
+    d = [f"--job-name={job_name(run)}", f"--nodes={c.nodes}", "--ntasks-per-node=1"]
+    if c.gpus_per_node:
+        d.append(f"--gres=gpu:{c.gpus_per_node}")
+    if c.cpus_per_task:
+        d.append(f"--cpus-per-task={c.cpus_per_task}")
+    if c.mem:
+        d.append(f"--mem={c.mem}")
+    d.append(f"--time={c.time}")
+    for key in ("partition", "account", "qos", "constraint"):
+        if getattr(c, key):
+            d.append(f"--{key}={getattr(c, key)}")
+    if c.exclusive:
+        d.append("--exclusive")
+    if c.signal_seconds:
+        d.append(f"--signal=USR1@{c.signal_seconds}")
+    d.append("--requeue" if c.requeue else "--no-requeue")
+    d += [f"--output={run_dir}/logs/slurm-%j.out", "--open-mode=append"]
+    for key, value in c.additional_parameters.items():
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            d.append(flag)
+        elif value not in (None, False):
+            d.append(f"{flag}={value}")
+    return [f"#SBATCH {x}" for x in d]
+
+
+def environment(run: RunConfig) -> list[tuple[str, str, bool]]:
+    """(name, value, overridable): overridable presets keep a value already in the job's environment.
+    The accelerate launcher's process environment (ACCELERATE_USE_CPU on CPU, launcher.env) comes last."""
+    from tuneforge.launch.accelerate import process_env
+
+    c = run.launcher
+    env: list[tuple[str, str, bool]] = []
+    if c.gpus_per_node:
+        env += [(k, str(v), True) for k, v in c.nccl_env.items()]
+    env.append(("TUNEFORGE_PREEMPTION", "1" if c.signal_seconds and c.requeue else "0", False))
+    env += [(k, v, False) for k, v in process_env(accelerate_view(run)).items()]
+    return env
+
+
+def render_sbatch(run: RunConfig, run_dir: Path, backend: Any, python: str | None = None) -> str:
+    c = run.launcher
+    template = (project_root() / TEMPLATE).read_text()
+    exports = []
+    for name, value, overridable in environment(run):
+        if overridable:
+            exports.append(f'export {name}="${{{name}:-{value}}}"')
+        else:
+            exports.append(f"export {name}={shlex.quote(value)}")
+    words = [_bash_word(a, run_dir) for a in accelerate_args(run, run_dir, backend)]
+    # one flag (and its value) per line
+    lines, cur = [], []
+    for w in words:
+        if w.startswith("--") and cur:
+            lines.append(cur)
+            cur = []
+        if w == "-m" and cur:
+            lines.append(cur)
+            cur = []
+        cur.append(w)
+    lines.append(cur)
+    values = {
+        "job_name": job_name(run),
+        "script": str(run_dir / SCRIPT_NAME),
+        "directives": "\n".join(sbatch_directives(run, run_dir)),
+        "run_dir": shlex.quote(str(run_dir)),
+        "python": shlex.quote(python or c.python or sys.executable),
+        "env_setup": "\n".join(c.env_setup) if c.env_setup else "# (no launcher.env_setup lines)",
+        "exports": "\n".join(exports),
+        "master_port": str(c.master_port),
+        "launch_args": "\n".join("  " + " ".join(ln) for ln in lines),
+    }
+
+    def fill(m: re.Match) -> str:
+        return values[m.group(1)]
+
+    return re.sub(r"\{\{(\w+)\}\}", fill, template)
+
+
+# --- submission ----------------------------------------------------------------------------------------
+
+
+def _slurm_cmd(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise LaunchError(f"'{name}' not found: launcher=slurm needs the Slurm client commands on PATH "
+                          "(and SLURM_CONF for a cluster that is not in /etc/slurm); for a local test "
+                          "cluster: launchers/slurm/local-cluster.sh start")
+    return path
+
+
+def submit(script: Path) -> str:
+    proc = subprocess.run([_slurm_cmd("sbatch"), "--parsable", str(script)], check=False, capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        said = "\n".join("  " + ln for ln in (proc.stderr or proc.stdout).strip().splitlines())
+        raise LaunchError(f"Slurm refused the job (sbatch exit {proc.returncode}); it said:\n{said}\n"
+                          f"  script: {script}")
+    return proc.stdout.strip().split(";")[0]
+
+
+def job_state(job_id: str) -> tuple[str | None, str]:
+    """(state, reason) from squeue, or (None, "") once Slurm no longer lists the job."""
+    proc = subprocess.run([_slurm_cmd("squeue"), "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"], check=False,
+                          capture_output=True, text=True)
+    line = proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else ""
+    if not line:
+        return None, ""
+    state, _, reason = line.partition("|")
+    return state, reason
+
+
+def wait_for_job(job_id: str, run_dir: Path, poll_s: float = 2.0) -> dict[str, Any]:
+    """Block until the job has ended (requeues included); the job's own summary.json is the result."""
+    state: str | None = "PENDING"
+    while state is not None and state not in TERMINAL_STATES:  # PENDING after a requeue: keep waiting
+        time.sleep(poll_s)
+        state, _ = job_state(job_id)
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        return json.loads(summary_path.read_text())
+    failed = run_dir / "FAILED"
+    why = failed.read_text().strip() if failed.is_file() else f"job ended in state {state or 'unknown'}"
+    raise LaunchError(f"Slurm job {job_id} failed: {why}\n  logs: {run_dir / 'logs'}")
+
+
+class SlurmLauncher:
+    name = "slurm"
+
+    def check(self, run: RunConfig) -> Iterable[str]:
+        c = run.launcher
+        if c.nodes < 1:
+            yield f"launcher.nodes={c.nodes} must be >= 1"
+        if c.gpus_per_node < 0:
+            yield f"launcher.gpus_per_node={c.gpus_per_node} must be >= 0 (0 = a CPU job)"
+        if c.processes_per_node is not None and c.processes_per_node < 1:
+            yield f"launcher.processes_per_node={c.processes_per_node} must be >= 1 (or null)"
+        if c.gpus_per_node > 0 and run.model.tiny is not None:
+            yield (f"launcher.gpus_per_node={c.gpus_per_node} requested for a CPU-only recipe (model "
+                   f"'{run.model.name_or_path}' is a tiny local smoke-test model): set "
+                   "launcher.gpus_per_node=0, or pick a GPU recipe such as recipe=lora-llama")
+        try:
+            limit = parse_time_seconds(c.time)
+        except ValueError:
+            limit = None
+            yield (f"launcher.time={c.time!r} is not a Slurm time limit; use HH:MM:SS, D-HH:MM:SS, "
+                   "MM or MM:SS (e.g. 08:00:00, 2-00:00:00, 30)")
+        if c.signal_seconds < 0:
+            yield f"launcher.signal_seconds={c.signal_seconds} must be >= 0 (0: no preemption signal)"
+        elif limit is not None and c.signal_seconds and c.signal_seconds >= limit:
+            yield (f"launcher.signal_seconds={c.signal_seconds} must be shorter than launcher.time={c.time} "
+                   f"({limit} s): the checkpoint signal would come before training starts")
+        if c.mem is not None and not _MEM.match(str(c.mem)):
+            yield f"launcher.mem={c.mem!r} is not a Slurm memory size; use e.g. 64G, 500000M or 0 (all)"
+        if c.cpus_per_task is not None and c.cpus_per_task < 1:
+            yield f"launcher.cpus_per_task={c.cpus_per_task} must be >= 1 (or null)"
+        if not 0 < c.master_port < 65536:
+            yield f"launcher.master_port={c.master_port} must be a TCP port (1..65535)"
+        if c.gpus_per_node == 0 and run.hparams.mixed_precision in ("bf16", "fp16"):
+            yield (f"hparams.mixed_precision={run.hparams.mixed_precision} needs a GPU, but "
+                   "launcher.gpus_per_node=0 (a CPU job); use hparams.mixed_precision=auto or no")
+        if c.gpus_per_node == 0 and run.distributed.offload_optimizer:
+            yield (f"distributed={run.distributed.name} on a CPU job (launcher.gpus_per_node=0): the model "
+                   "already lives in CPU memory; use distributed=zero2 or zero3 (no offload)")
+        from tuneforge.launch import deepspeed
+
+        yield from deepspeed.check(accelerate_view(run))
+
+    def commands(self, run: RunConfig, run_dir: Path, backend: Any) -> list[list[str]]:
+        """``sbatch <script>``, then the command each node's srun task runs (what `plan` prints)."""
+        py = run.launcher.python or sys.executable
+        head = [py, "-m", "accelerate.commands.launch"]
+        args = accelerate_args(run, run_dir, backend)
+        return [["sbatch", str(run_dir / SCRIPT_NAME)]] + [
+            [*head, "--machine_rank", str(rank), *args] for rank in range(run.launcher.nodes)]
+
+    def artifacts(self, run: RunConfig, run_dir: Path, backend: Any) -> dict[str, str]:
+        """File name -> content, exactly as ``prepare`` writes them (what `plan` shows)."""
+        from tuneforge.launch.accelerate import ACCELERATE_CONFIG_NAME, render_accelerate_config
+        from tuneforge.launch.deepspeed import DS_CONFIG_NAME, render_ds_config, uses_deepspeed
+
+        view = accelerate_view(run)
+        files = {ACCELERATE_CONFIG_NAME: render_accelerate_config(view, run_dir)}
+        if uses_deepspeed(view):
+            files[DS_CONFIG_NAME] = render_ds_config(view)
+        files[SCRIPT_NAME] = render_sbatch(run, run_dir, backend)
+        return files
+
+    def prepare(self, run: RunConfig, run_dir: Path, backend: Any) -> dict[str, Path]:
+        """Write accelerate.yaml, ds_config.json (checked by DeepSpeed itself first) and job.sbatch."""
+        from tuneforge.launch.deepspeed import build_ds_config, uses_deepspeed, validate_ds_config
+        from tuneforge.rundir import atomic_write_text
+
+        if re.search(r"\s", str(run_dir)):
+            raise LaunchError(f"run directory '{run_dir}' contains whitespace, which #SBATCH lines cannot "
+                              "carry; choose another output_root")
+        view = accelerate_view(run)
+        if uses_deepspeed(view):
+            validate_ds_config(build_ds_config(view), view)
+        written = {}
+        for name, content in self.artifacts(run, run_dir, backend).items():
+            atomic_write_text(run_dir / name, content)
+            written[name] = run_dir / name
+        written[SCRIPT_NAME].chmod(0o755)
+        (run_dir / "logs").mkdir(exist_ok=True)
+        return written
+
+    def launch(self, run: RunConfig, run_dir: Path, backend: Any) -> dict[str, Any] | None:
+        from tuneforge.jobs import record_job
+
+        script = self.prepare(run, run_dir, backend)[SCRIPT_NAME]
+        job_id = submit(script)
+        record_job(Path(run.output_root), job_id=job_id, run_dir=run_dir, name=run.name, kind="train",
+                   nodes=run.launcher.nodes, gpus_per_node=run.launcher.gpus_per_node)
+        c = run.launcher
+        res = f"{c.nodes} node(s), " + (f"{c.gpus_per_node} GPU(s) each" if c.gpus_per_node else "CPU")
+        print(f"submitted Slurm job {job_id} ({res}, time limit {c.time})\n"
+              f"  run dir  {run_dir}\n  script   {script}\n  logs     {run_dir / 'logs'}/\n"
+              f"  status   tuneforge jobs output_root={run.output_root}", flush=True)
+        if not c.wait:
+            return {"submitted": True, "slurm_job_id": job_id, "run_dir": str(run_dir)}
+        summary = wait_for_job(job_id, run_dir)
+        keep = {k: v for k, v in summary.items()
+                if k not in ("name", "run_dir", "method", "model", "backend", "launcher", "wall_time_s",
+                             "versions", "git_commit", "config")}
+        return {**keep, "slurm_job_id": job_id}
+
+
+# --- job side: called by the batch script ----------------------------------------------------------------
+
+
+def _job_info_path(run_dir: Path) -> Path:
+    return run_dir / "slurm_job.json"
+
+
+def job_start(run_dir: Path) -> None:
+    """Mark the run RUNNING under this job; fold the marker of an earlier preemption into the history."""
+    from tuneforge.rundir import atomic_write_json
+
+    info_path = _job_info_path(run_dir)
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info.setdefault("first_start_unix", time.time())
+    info.update(job_id=os.environ.get("SLURM_JOB_ID"),
+                restarts=int(os.environ.get("SLURM_RESTART_COUNT", "0")),
+                nodelist=os.environ.get("SLURM_JOB_NODELIST"), nnodes=os.environ.get("SLURM_NNODES"),
+                last_start=datetime.now().isoformat(timespec="seconds"))
+    preempted = run_dir / "PREEMPTED"
+    if preempted.is_file():
+        info.setdefault("preemptions", []).append(json.loads(preempted.read_text() or "{}"))
+        preempted.unlink()
+    atomic_write_json(info_path, info)
+    (run_dir / "FAILED").unlink(missing_ok=True)
+    (run_dir / "worker_result.json").unlink(missing_ok=True)
+    (run_dir / "RUNNING").write_text(f"slurm job {info['job_id']} (restart {info['restarts']}) on "
+                                     f"{info['nodelist']}\n")
+
+
+def requeue(job_id: str) -> bool:
+    proc = subprocess.run(["scontrol", "requeue", job_id], check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"tuneforge: scontrol requeue {job_id} failed: {proc.stderr.strip()}", file=sys.stderr)
+    return proc.returncode == 0
+
+
+def job_end(run_dir: Path, rc: int) -> int:
+    from tuneforge.rundir import atomic_write_json, git_commit, read_config, redact, run_to_dict, versions
+    from tuneforge.train import format_summary
+
+    job_id = os.environ.get("SLURM_JOB_ID", "?")
+    preempted = run_dir / "PREEMPTED"
+    if preempted.is_file():
+        marker = json.loads(preempted.read_text() or "{}")
+        print(f"tuneforge: preempted at step {marker.get('step')} with a complete checkpoint "
+              f"({marker.get('checkpoint')}); requeueing job {job_id}", flush=True)
+        if requeue(job_id):
+            time.sleep(60)  # Slurm kills this shell while it requeues the job; do not report an ending
+            return 0
+        (run_dir / "FAILED").write_text(f"preempted at step {marker.get('step')} and the requeue failed; "
+                                        f"resubmit to resume: sbatch {run_dir / SCRIPT_NAME}\n")
+        (run_dir / "RUNNING").unlink(missing_ok=True)
+        return 1
+    result_path = run_dir / "worker_result.json"
+    if rc != 0 or not result_path.is_file():
+        why = f"srun exited with status {rc}" if rc else "the workers wrote no worker_result.json"
+        (run_dir / "FAILED").write_text(f"slurm job {job_id}: {why}; node logs: {run_dir / 'logs'}/\n")
+        (run_dir / "RUNNING").unlink(missing_ok=True)
+        print(f"tuneforge: {why}", file=sys.stderr)
+        return rc or 1
+    run = read_config(run_dir)
+    result = json.loads(result_path.read_text())
+    info_path = _job_info_path(run_dir)
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    # the same fields as tuneforge.train.train writes, plus where and how often the job ran
+    summary = {
+        "name": run.name,
+        "run_dir": str(run_dir),
+        "method": run.method.name,
+        "model": run.model.name_or_path,
+        "backend": run.backend.name,
+        "launcher": run.launcher.name,
+        **result,
+        "wall_time_s": round(time.time() - info.get("first_start_unix", time.time()), 3),
+        "slurm_job_id": job_id,
+        "slurm_restarts": info.get("restarts", 0),
+        "preemptions": info.get("preemptions", []),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "config": redact(run_to_dict(run)),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    (run_dir / "RUNNING").unlink(missing_ok=True)
+    print(format_summary(summary), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 2 or argv[0] not in ("job-start", "job-end"):
+        print("usage: python -m tuneforge.launch.slurm job-start <run_dir> | job-end <run_dir> <srun status>",
+              file=sys.stderr)
+        return 2
+    run_dir = Path(argv[1]).resolve()
+    if argv[0] == "job-start":
+        job_start(run_dir)
+        return 0
+    return job_end(run_dir, int(argv[2]) if len(argv) > 2 else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Checkpoint on Slurm's preemption signal, so the requeued job resumes where this one stopped.
+
+The Slurm launcher's job asks for ``--signal=USR1@<seconds>`` before its time limit and sets
+``TUNEFORGE_PREEMPTION=1``. Every training process then installs this callback:
+
+- on SIGUSR1 (time limit near) or SIGTERM (preempted or cancelled), a flag is set; signal handlers only
+  set flags, the work happens between optimizer steps;
+- at the next step end the ranks agree (one all-reduce of the flag, so all of them stop at the same
+  step), the Trainer saves a full checkpoint (model, optimizer, scheduler, RNG, trainer_state.json last)
+  and stops;
+- after the save, rank 0 writes ``PREEMPTED`` (step + checkpoint) for SIGUSR1 and every rank exits with
+  ``PREEMPTED_EXIT_CODE``; the batch script sees the marker and runs ``scontrol requeue``. SIGTERM only
+  checkpoints: Slurm requeues a preempted job itself, and a cancelled job should stay cancelled.
+
+On the requeued run the native backend resumes from :func:`latest_complete_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ENV_FLAG = "TUNEFORGE_PREEMPTION"
+MARKER = "PREEMPTED"
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: try again later
+SIGNALS = {signal.SIGUSR1: True, signal.SIGTERM: False}  # signal -> requeue after the checkpoint
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_FLAG, "0") not in ("", "0", "false")
+
+
+def latest_complete_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint whose trainer_state.json (the Trainer writes it last) parses: a checkpoint cut
+    short by a kill has none, or a truncated one, and is skipped."""
+    if not ckpt_dir.is_dir():
+        return None
+    complete = []
+    for p in ckpt_dir.glob("checkpoint-*"):
+        try:
+            step = int(p.name.split("-")[-1])
+            json.loads((p / "trainer_state.json").read_text())
+        except (ValueError, OSError):  # JSONDecodeError is a ValueError
+            continue
+        complete.append((step, p))
+    return str(max(complete)[1]) if complete else None
+
+
+class PreemptionCallback:
+    """TrainerCallback (duck-typed, like MetricsCallback): save and stop at the step after a signal."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.received: signal.Signals | None = None
+        self.stopping = False
+        for sig in SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signal.Signals(signum)
+            print(f"tuneforge: got {self.received.name}: checkpointing at the end of this step",
+                  file=sys.stderr, flush=True)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def _any_rank_signalled(self, args: Any) -> bool:
+        import torch
+        import torch.distributed as dist
+
+        local = self.received is not None
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return local
+        flag = torch.tensor([1.0 if local else 0.0], device=args.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if not self.stopping and self._any_rank_signalled(args):
+            self.stopping = True
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if not self.stopping:
+            return
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every rank's share of the checkpoint (RNG states) is on disk
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        requeue = SIGNALS.get(self.received, True) if self.received else True
+        if state.is_world_process_zero and requeue:
+            from tuneforge.rundir import atomic_write_json
+
+            atomic_write_json(self.run_dir / MARKER, {
+                "step": state.global_step, "checkpoint": str(ckpt),
+                "signal": self.received.name if self.received else "peer",
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "job_id": os.environ.get("SLURM_JOB_ID")})
+        why = self.received.name if self.received else "another rank's signal"
+        print(f"tuneforge: checkpoint {ckpt.name} saved after {why}; stopping "
+              f"({'requeue' if requeue else 'no requeue'})", file=sys.stderr, flush=True)
+        raise SystemExit(PREEMPTED_EXIT_CODE)
+
+
+def preemption_callbacks(run_dir: Path) -> list[Any]:
+    """The callbacks a trainer installs: one under a launcher that asked for the signal, else none."""
+    return [PreemptionCallback(run_dir)] if enabled() else []
