@@ -26,8 +26,8 @@ SCHEMAS: list[tuple[str | None, str, type]] = [
     ("backend", "base_axolotl", backend_cfg.AxolotlBackendConfig),
     ("backend", "base_openai", backend_cfg.OpenAIBackendConfig),
     ("launcher", "base_local", launch_cfg.LocalLauncherConfig),
-    ("launcher", "base_slurm", launch_cfg.SlurmLauncherConfig),
     ("launcher", "base_accelerate", launch_cfg.AccelerateLauncherConfig),
+    ("launcher", "base_slurm", launch_cfg.SlurmLauncherConfig),
     ("distributed", "base_distributed", launch_cfg.DistributedConfig),
     ("tracking", "base_tracking", TrackingConfig),
 ]

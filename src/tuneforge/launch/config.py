@@ -87,7 +87,6 @@ class SlurmLauncherConfig(LauncherConfig):
     wait: bool = False  # block until the job ends (tests, scripts); default: submit and return
 
 
-
 @dataclass
 class DistributedConfig:
     """How the model is sharded across processes (DeepSpeed ZeRO); ``none`` = plain data parallel (DDP).
