@@ -125,6 +125,9 @@ def _notes(run: RunConfig, run_dir: Path) -> list[str]:
     if run.distributed.zero_stage is not None:
         notes.append("ds_config.json is checked by deepspeed.runtime.config.DeepSpeedConfig before launch "
                      "(\"auto\" values are filled by the Trainer)")
+    from tuneforge.data.report import plan_notes
+
+    notes += plan_notes(run)  # split sizes, tokens and OpenAI cost once `make data` has run (cached; no work)
     return notes
 
 

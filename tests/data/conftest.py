@@ -9,6 +9,7 @@ import pytest
 
 from tests.data.files import CHATML
 
+
 @pytest.fixture(scope="session")
 def word_tokenizer() -> Any:
     from tokenizers import Tokenizer, models, pre_tokenizers

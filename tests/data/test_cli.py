@@ -45,6 +45,13 @@ def test_data_prepare_dalat_tourism(tmp_path: Path, capsys: pytest.CaptureFixtur
     tc = TokenCounter(tokenizer)
     assert tc.count(rows) == [tc.exact(r) for r in rows]
 
+    # `plan` shows the prepared data's sizes and the OpenAI cost, from the cache (no torch, no work)
+    from tuneforge.plan import make_plan
+
+    notes = make_plan(load_run_config(["recipe=lora-tiny", "dataset=dalat-tourism"])).notes
+    assert any(n.startswith("dataset dalat-tourism: train ") for n in notes), notes
+    assert any("OpenAI fine-tuning cost" in n and "gpt-4o-mini-2024-07-18 $" in n for n in notes), notes
+
 
 def test_make_data_runs_data_prepare() -> None:
     if shutil.which("make") is None:

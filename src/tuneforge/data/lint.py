@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneforge.data.config import ForbiddenClaim
-from tuneforge.data.records import ROLES, nfc
+from tuneforge.data.records import ROLES, is_nfc, nfc
 
 EXIT_CLEAN, EXIT_WARNINGS, EXIT_ERRORS = 0, 1, 2
 EXIT_MEANING = {EXIT_CLEAN: "clean", EXIT_WARNINGS: "warnings", EXIT_ERRORS: "errors"}
@@ -140,12 +140,42 @@ class FindingLog:
 # --- per-row checks -------------------------------------------------------------------------------------
 
 
+def _valid_orders(max_turns: int = 16) -> frozenset[tuple[str, ...]]:
+    pairs = [("user", "assistant") * n for n in range(1, max_turns + 1)]
+    return frozenset([*pairs, *(("system", *p) for p in pairs)])
+
+
+_VALID_ORDERS = _valid_orders()
+_ROLE_SET = frozenset(ROLES)
+
+
 def check_messages(messages: Any) -> tuple[list[dict[str, str]] | None, list[tuple[str, str]]]:
     """Shape, roles, order and empty content of one conversation -> (canonical messages, problems).
 
     Canonical messages hold only role and content (NFC-normalized). The order rule: an optional system
     message first, then user and assistant alternating, starting with user and ending with assistant.
     """
+    if type(messages) is list:  # fast path for a valid row (the million-row case); problems take the slow one
+        roles = []
+        changed = False
+        for m in messages:
+            if type(m) is not dict:
+                break
+            role, content = m.get("role"), m.get("content")
+            if role not in _ROLE_SET or type(content) is not str or not content or content.isspace():
+                break
+            if len(m) != 2 or not is_nfc(content):
+                changed = True
+            roles.append(role)
+        else:
+            if tuple(roles) in _VALID_ORDERS:
+                if not changed:
+                    return messages, []  # already canonical: the caller may reuse the source text
+                return [{"role": m["role"], "content": nfc(m["content"])} for m in messages], []
+    return _check_slow(messages)
+
+
+def _check_slow(messages: Any) -> tuple[list[dict[str, str]] | None, list[tuple[str, str]]]:
     if not isinstance(messages, list) or not messages:
         return None, [("D010", "no messages" if isinstance(messages, list) else "messages is not a list")]
     problems: list[tuple[str, str]] = []

@@ -18,6 +18,7 @@ import json
 import os
 import time
 from array import array
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from tuneforge.data.records import (
     Record,
     chat_line,
     first_question,
+    match_key,
     normalize_text,
     question_key,
     stable_hash,
@@ -94,30 +96,49 @@ class _Columns:
 
 
 class _TokenBatcher:
-    """Counts tokens of staged examples in batches (the tokenizer is fastest on long lists)."""
+    """Counts tokens of staged examples in batches, on a worker thread.
+
+    The Rust tokenizer releases the GIL, so batch k is tokenized while the main thread parses batch k+1.
+    At most two batches are in memory; counts land in order.
+    """
 
     def __init__(self, opts: TokenOptions, cols: _Columns, log: FindingLog):
         self.opts, self.cols, self.log = opts, cols, log
         self.pending: list[list[dict[str, str]]] = []
         self.lines: list[int] = []
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-count")
+        self.in_flight: tuple[Future[list[int]], list[int]] | None = None
 
     def add(self, messages: list[dict[str, str]], line: int) -> None:
         self.pending.append(messages)
         self.lines.append(line)
         if len(self.pending) >= _TOKEN_BATCH:
-            self.flush()
+            self.submit()
 
-    def flush(self) -> None:
-        if not self.pending:
+    def submit(self) -> None:
+        self.collect()
+        if self.pending:
+            self.in_flight = (self.pool.submit(self.opts.counter.count, self.pending), self.lines)
+            self.pending, self.lines = [], []
+
+    def collect(self) -> None:
+        if self.in_flight is None:
             return
-        counts = self.opts.counter.count(self.pending)
+        future, lines = self.in_flight
+        self.in_flight = None
+        counts = future.result()
         self.cols.tokens.extend(counts)
         limit = self.opts.max_tokens
-        for n, line in zip(counts, self.lines):
+        for n, line in zip(counts, lines):
             if n > limit:
                 self.log.add(line, "D020", f"{n} tokens > limit {limit} ({self.opts.counter.name})")
-        self.pending.clear()
-        self.lines.clear()
+
+    def finish(self) -> None:
+        try:
+            self.submit()
+            self.collect()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _first_index(keys: np.ndarray) -> np.ndarray:
@@ -197,7 +218,7 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
             counts["source_kept"] += 1
             _stage(rec, messages, system_prompt, augmenter, cols, batcher, categories, cat_names, staged)
         if batcher is not None:
-            batcher.flush()
+            batcher.finish()
     finally:
         if staged is not None:
             staged.close()
@@ -244,8 +265,11 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
 def _stage(rec: Record, messages: list[dict[str, str]], system_prompt: str | None, augmenter: Any,
            cols: _Columns, batcher: _TokenBatcher | None, categories: dict[str, int], cat_names: list[str],
            staged: Any) -> None:
+    # the source line is reused as output when nothing about the conversation changes
+    reuse = rec.canonical and augmenter is None and messages is rec.messages
     if system_prompt and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system_prompt})
+        reuse = False
     qkey = question_key(messages)
     group = stable_hash(rec.group if rec.group is not None else qkey)
     if rec.category is None:
@@ -260,14 +284,13 @@ def _stage(rec: Record, messages: list[dict[str, str]], system_prompt: str | Non
         messages, augmenter, normalize_text(first_question(messages)))
     line = rec.line
     for v in variants:
-        text = chat_line(v)
+        text = rec.text if reuse else chat_line(v)
         if staged is not None:
-            staged.write(text)
-            staged.write("\n")
+            staged.write(text + "\n")
         cols.line.append(line)
         cols.exact.append(hash(text))
-        cols.question.append(hash(question_key(v) if v is not messages else qkey))
-        cols.answer.append(hash(normalize_text(v[-1]["content"])))
+        cols.question.append(hash(qkey if v is messages else question_key(v)))
+        cols.answer.append(hash(match_key(v[-1]["content"])))
         cols.group.append(group)
         cols.system.append(system)
         cols.category.append(cat)

@@ -23,7 +23,7 @@ _NON_WORD = re.compile(r"[\W_]+")
 class Record:
     """One conversation read from a source. ``problems`` holds (rule id, message) found while reading."""
 
-    __slots__ = ("bom", "category", "group", "line", "messages", "problems", "text")
+    __slots__ = ("bom", "canonical", "category", "group", "line", "messages", "problems", "text")
 
     def __init__(self, line: int, messages: Any = None, category: str | None = None, group: str | None = None,
                  text: str = "", problems: list[tuple[str, str]] | None = None, bom: bool = False):
@@ -34,9 +34,16 @@ class Record:
         self.text = text  # the source text of the record (for the quarantine file)
         self.problems = problems or []
         self.bom = bom
+        # the source text is already a canonical chat line ({"messages": [{role, content}...]} only), so it
+        # can be written as is once lint finds nothing to change (saves re-encoding a million rows)
+        self.canonical = False
 
     def __repr__(self) -> str:
         return f"Record(line={self.line}, messages={self.messages!r}, category={self.category!r})"
+
+
+def is_nfc(text: str) -> bool:
+    return unicodedata.is_normalized("NFC", text)
 
 
 def nfc(text: str) -> str:
@@ -49,9 +56,22 @@ def normalize_text(text: str) -> str:
     return _NON_WORD.sub(" ", text.lower()).strip()
 
 
-def stable_hash(text: str) -> int:
+_ASCII_PUNCT = bytes(range(33, 48)) + bytes(range(58, 65)) + bytes(range(91, 97)) + bytes(range(123, 127))
+_PUNCT_TO_SPACE = bytes.maketrans(_ASCII_PUNCT, b" " * len(_ASCII_PUNCT))
+
+
+def match_key(text: str) -> bytes:
+    """The key duplicate and contradiction checks compare: case, ASCII punctuation and spacing removed.
+
+    3x faster than :func:`normalize_text` (bytes.translate instead of a Unicode regex), which matters at a
+    million rows; non-ASCII punctuation ("…", "–") still counts.
+    """
+    return b" ".join(text.lower().encode("utf-8").translate(_PUNCT_TO_SPACE).split())
+
+
+def stable_hash(text: str | bytes) -> int:
     """A 64-bit hash that is the same in every process (Python's hash() of str is salted per process)."""
-    return xxhash.xxh3_64_intdigest(text.encode("utf-8"))
+    return xxhash.xxh3_64_intdigest(text.encode("utf-8") if isinstance(text, str) else text)
 
 
 def chat_line(messages: list[dict[str, str]]) -> str:
@@ -60,9 +80,12 @@ def chat_line(messages: list[dict[str, str]]) -> str:
                       ensure_ascii=False)
 
 
-def question_key(messages: list[dict[str, str]]) -> str:
+def question_key(messages: list[dict[str, str]]) -> bytes:
     """The normalized conversation before the final answer (the 'question' for contradiction checks)."""
-    return "\x1f".join(normalize_text(m["content"]) for m in messages[:-1] if m["role"] != "system")
+    if len(messages) <= 3:  # the common single-turn case, without a generator
+        m = messages[-2]
+        return match_key(m["content"]) if m["role"] != "system" else b""
+    return b"\x1f".join(match_key(m["content"]) for m in messages[:-1] if m["role"] != "system")
 
 
 def first_question(messages: list[dict[str, str]]) -> str:

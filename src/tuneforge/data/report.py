@@ -135,8 +135,8 @@ def render_summary(report: dict[str, Any], *, paths: bool = True) -> str:
 
 def render_cost(cost: dict[str, Any]) -> list[str]:
     epochs = cost["epochs"]
-    lines = [f"OpenAI fine-tuning cost, train split {_n(cost['train_tokens'])} tokens x {epochs:g} epochs "
-             f"(prices as of {cost['as_of']}; OpenAI bills its own token count):",
+    lines = [(f"OpenAI fine-tuning cost, train split {_n(cost['train_tokens'])} tokens x {epochs:g} epochs "
+             f"(prices as of {cost['as_of']}; OpenAI bills its own token count):"),
              f"  {'model':<26}{'$/1M train tok':>15}{'per epoch':>12}{f'x{epochs:g} epochs':>14}"]
     prices = OPENAI_TRAINING_PRICES["usd_per_1m_training_tokens"]
     for model, usd in cost["usd"].items():
@@ -161,8 +161,8 @@ def plan_notes(run: RunConfig) -> list[str]:
         d = prepared_dir(run.dataset)
         path = d / f"report-tokens-{tokens_key(run)}.json"
         if not path.is_file():
-            return [f"dataset {run.dataset.name}: token stats and OpenAI cost not computed yet; run "
-                    f"`make data recipe=... dataset={run.dataset.name}` (tuneforge data prepare ...)"]
+            return [(f"dataset {run.dataset.name}: token stats and OpenAI cost not computed yet; run "
+                    f"`make data recipe=... dataset={run.dataset.name}` (tuneforge data prepare ...)")]
         report = json.loads(path.read_text(encoding="utf-8"))
     except Exception as exc:  # noqa: BLE001 (a plan must not fail on a notes problem)
         return [f"dataset {run.dataset.name}: no data stats ({type(exc).__name__}: {exc})"]
@@ -171,5 +171,7 @@ def plan_notes(run: RunConfig) -> list[str]:
              + f" examples; tokens {' / '.join(str(v['total']) for v in tok['per_split'].values())}; "
              f"{tok['over_seq_len']} over seq_len {tok['seq_len']}; lint: {report['status']}"]
     cost = openai_cost(tok["per_split"]["train"]["total"], cost_epochs(run.hparams))
-    notes += [ln.strip() for ln in render_cost(cost)]
+    notes.append(f"OpenAI fine-tuning cost of the train split ({cost['train_tokens']:,} tokens x {cost['epochs']:g} "
+                 f"epochs, prices as of {cost['as_of']}): "
+                 + ", ".join(f"{model} ${usd:,.2f}" for model, usd in cost["usd"].items()))
     return notes

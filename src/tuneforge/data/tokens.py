@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 _PROBE_A, _PROBE_B, _PROBE_S = "a", "b", "c"
+_MEMO_LIMIT = 1024  # system prompts whose counts are remembered across batches (bounded: memory stays flat)
 
 
 class TokenCounter:
@@ -24,6 +25,7 @@ class TokenCounter:
         self.backend = getattr(tokenizer, "backend_tokenizer", None)
         self.fixed = self.system = self.pair = 0
         self.fast = False
+        self._memo: dict[str, int] = {}
         try:
             self._probe()
             self.fast = True
@@ -55,15 +57,32 @@ class TokenCounter:
         """Tokens of each conversation as the chat template renders it (valid, ordered conversations)."""
         if not self.fast:
             return [self._render_len(c) for c in conversations]
-        flat = [m["content"] for c in conversations for m in c]
-        lengths = self.content_lengths(flat)
-        out, pos = [], 0
+        # system prompts repeat on every example (remembered across batches), augmented answers on every
+        # variant (contiguous, so within a batch): each distinct text is tokenized once
+        memo = self._memo
+        todo: dict[str, int] = {}
+        for c in conversations:
+            for m in c:
+                text = m["content"]
+                if text not in memo and text not in todo:
+                    todo[text] = 0
+        if todo:
+            fresh = list(todo)
+            found = dict(zip(fresh, self.content_lengths(fresh)))
+        else:
+            found = {}
+        out = []
         for c in conversations:
             n = len(c)
             has_system = c[0]["role"] == "system"
-            pairs = (n - has_system) // 2
-            out.append(self.fixed + self.system * has_system + self.pair * pairs + sum(lengths[pos:pos + n]))
-            pos += n
+            total = self.fixed + self.system * has_system + self.pair * ((n - has_system) // 2)
+            for m in c:
+                text = m["content"]
+                k = memo.get(text)
+                total += k if k is not None else found[text]
+            out.append(total)
+            if has_system and len(memo) < _MEMO_LIMIT and c[0]["content"] in found:
+                memo[c[0]["content"]] = found[c[0]["content"]]
         return out
 
     def exact(self, conversation: list[dict[str, str]]) -> int:
