@@ -37,14 +37,15 @@ install_if_missing() {
   apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
 }
 
+pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
 is_up() {
-  [[ -f $CONF ]] || return 1
+  # no slurmctld of ours: do not ask sinfo, which retries an absent controller for ~10 s
+  [[ -f $CONF ]] && pid_alive "$STATE/run/slurmctld.pid" || return 1
   local state
   state=$(SLURM_CONF=$CONF timeout 10 sinfo -h -o %T 2>/dev/null | head -n 1) || return 1
   [[ $state == idle* || $state == mixed* || $state == allocated* || $state == completing* ]]
 }
-
-pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 write_config() {
   # The node's real layout (CPUs, cores, memory) from slurmd itself: a node configured with more than it
@@ -102,6 +103,7 @@ EOF
 start() {
   if is_up; then
     log "already running ($CONF)"
+    echo "export SLURM_CONF=$CONF"
     return 0
   fi
   install_if_missing
@@ -117,13 +119,13 @@ start() {
     --log-file="$STATE/log/munged.log" --seed-file="$STATE/munge/munge.seed" --force
   write_config
   export SLURM_CONF=$CONF
-  # -i: ignore state files from an earlier cluster in this directory (fresh queue, job ids from 1)
-  slurmctld -i
+  # -c: clear the job state an earlier cluster left in this directory (a fresh queue)
+  slurmctld -c
   slurmd -N localhost
   local i
   for i in $(seq 1 60); do
     if is_up; then
-      log "up after ${i}x0.5 s: $(SLURM_CONF=$CONF sinfo -h -o '%P %D %T %c CPUs')"
+      log "up: $(SLURM_CONF=$CONF sinfo -h -o '%P %D %T %c CPUs')"
       echo "export SLURM_CONF=$CONF"
       return 0
     fi
@@ -135,17 +137,35 @@ start() {
 }
 
 stop_daemons() {
-  local name pidfile pid
+  # jobs first (their processes are not the daemons' children and would outlive them), then TERM to the
+  # three daemons at once, waiting for each (up to 10 s) before a KILL
+  local name pidfile pid pids=() jobs
+  if is_up; then
+    jobs=$(SLURM_CONF=$CONF timeout 10 squeue -h -o %i 2>/dev/null | tr '\n' ' ')
+    if [[ -n ${jobs// /} ]]; then
+      # shellcheck disable=SC2086  # one job id per word
+      SLURM_CONF=$CONF timeout 10 scancel $jobs 2>/dev/null || true
+      for _ in $(seq 1 40); do
+        [[ -z $(SLURM_CONF=$CONF timeout 10 squeue -h -o %i 2>/dev/null) ]] && break
+        sleep 0.25
+      done
+      [[ ${1:-} == quiet ]] || log "cancelled jobs: $jobs"
+    fi
+  fi
   for name in slurmd slurmctld munged; do
     pidfile=$STATE/run/$name.pid
     if pid_alive "$pidfile"; then
       pid=$(cat "$pidfile")
       kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-      kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-      [[ ${1:-} == quiet ]] || log "stopped $name (pid $pid)"
+      pids+=("$name:$pid")
     fi
     rm -f "$pidfile"
+  done
+  for entry in "${pids[@]}"; do
+    name=${entry%%:*}; pid=${entry#*:}
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    [[ ${1:-} == quiet ]] || log "stopped $name (pid $pid)"
   done
 }
 
