@@ -66,6 +66,8 @@ def test_full_translation_and_escape_hatch() -> None:
     (["recipe=lora-tiny", "method.bias=all"], "axolotl trains LoRA without bias terms"),
     (["recipe=lora-tiny", "backend.device=tpu"], "choose one of: auto, cpu, cuda"),
     (["recipe=lora-tiny", "backend.device=cpu", "model.attn_implementation=flash_attention_2"], "needs a CUDA GPU"),
+    (["recipe=lora-tiny", "launcher=accelerate", "launcher.gpus_per_node=2", "launcher.cpu=true"],
+     "runs 2 processes only on GPUs"),
 ])
 def test_refusals(overrides: list[str], needle: str) -> None:
     with pytest.raises(ConfigError) as err:

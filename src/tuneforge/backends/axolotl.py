@@ -296,6 +296,13 @@ class AxolotlBackend:
         if on_cpu(run) and run.model.attn_implementation.startswith("flash_attention"):
             yield (f"model.attn_implementation={run.model.attn_implementation} needs a CUDA GPU, but this run "
                    "is on CPU; use model.attn_implementation=sdpa")
+        from tuneforge.launch.deepspeed import world_size
+
+        if on_cpu(run) and world_size(run) > 1:
+            # checked with axolotl 0.19: each rank asks torch for its accelerator device and fails on CPU
+            yield (f"backend=axolotl runs {world_size(run)} processes only on GPUs (each rank binds to an "
+                   "accelerator device); on CPU use launcher.gpus_per_node=1, or backend=native for CPU data "
+                   "parallel")
         if b.dataset_processes is not None and b.dataset_processes < 1:
             yield f"backend.dataset_processes={b.dataset_processes} must be >= 1 (or null)"
 

@@ -269,6 +269,7 @@ class AccelerateLauncher:
             raise LaunchError(f"node {rank}: {shell_join(cmd)} exited with status {proc.returncode}")
         if rank != 0:
             # node 0's `train` owns the run directory (summary.json); this node only ran its processes
+            print(f"tuneforge: node {rank} finished its processes; node 0 writes {run_dir}/summary.json", flush=True)
             return {"submitted": True, "node_rank": rank, "run_dir": str(run_dir)}
         result_path = run_dir / "worker_result.json"
         return json.loads(result_path.read_text()) if result_path.is_file() else None
