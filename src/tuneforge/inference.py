@@ -60,14 +60,14 @@ def training_system_prompt(art: RunArtifacts) -> str | None:
 
 
 def load_chat_model(run_dir: Path | str, *, merged: bool | None = None, decoding: EvalConfig | None = None,
-                    system_prompt: str | None = None) -> ChatModel:
+                    system_prompt: str | None = None, base: str | None = None) -> ChatModel:
     from tuneforge.evaluation.artifacts import load_finetuned, load_run_tokenizer, open_run
 
-    art = open_run(run_dir)
+    art = open_run(run_dir, base)
     has_merged = (art.merged / "config.json").is_file()
     if merged and not has_merged:
         raise RunArtifactError(f"merged=true but {art.merged} does not exist; run `tuneforge merge "
-                               f"run={art.run_dir}` first, or leave merged unset to use the adapter")
+                               f"run={art.run_dir}` first, or leave merged unset to use {art.weights.name}/")
     use_merged = has_merged if merged is None else merged
     model, source = load_finetuned(art, prefer_merged=use_merged)
     tokenizer = load_run_tokenizer(art, art.merged if use_merged else None)
@@ -150,7 +150,7 @@ def interactive(chat: ChatModel, stdin: TextIO = sys.stdin, stdout: TextIO = sys
 
 
 def cmd_chat(args: list[str]) -> int:
-    """tuneforge chat run=<run_dir> [prompt="..."] [system="..."] [merged=true|false] [eval.do_sample=true ...]"""
+    """tuneforge chat run=<run_dir> [prompt="..."] [system="..."] [merged=true|false] [eval.<key>=...]"""
     from tuneforge.evaluation.run_args import eval_config_with, parse_run_args
 
     parsed = parse_run_args("chat", args, {
@@ -163,7 +163,7 @@ def cmd_chat(args: list[str]) -> int:
     art = open_run(parsed.run_dir)
     chat = load_chat_model(art.run_dir, merged=parsed.flag("merged", None),  # type: ignore[arg-type]
                            decoding=eval_config_with(art.run.eval, parsed.eval_overrides),
-                           system_prompt=parsed.options.get("system"))
+                           system_prompt=parsed.options.get("system"), base=parsed.options.get("base"))
     if "prompt" in parsed.options:
         print(f"[{chat.source}]", file=sys.stderr)
         reply(chat, parsed.options["prompt"], out=sys.stdout, remember=False)

@@ -80,17 +80,23 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 def merge_run(run_dir: Path | str, *, atol: float | None = None, n_prompts: int = PARITY_PROMPTS,
-              quiet: bool = False) -> dict[str, Any]:
+              base: str | None = None, quiet: bool = False) -> dict[str, Any]:
     """Merge ``run_dir``'s adapter into its base, write ``merged/`` and ``merged/parity.json``."""
     import gc
 
-    from tuneforge.evaluation.artifacts import (attach_adapter, check_adapter_base, load_base, load_full_model,
-                                                load_run_tokenizer, open_run)
+    from tuneforge.evaluation.artifacts import (
+        attach_adapter,
+        check_adapter_base,
+        load_base,
+        load_full_model,
+        load_run_tokenizer,
+        open_run,
+    )
     from tuneforge.models import torch_dtype
     from tuneforge.rundir import atomic_write_json
 
     t0 = time.perf_counter()
-    art = open_run(run_dir)
+    art = open_run(run_dir, base)
     if not art.uses_adapter:
         raise RunArtifactError(
             f"run={art.run_dir} is a full fine-tune (method={art.run.method.name}): its model/ is already a "
@@ -119,7 +125,8 @@ def merge_run(run_dir: Path | str, *, atol: float | None = None, n_prompts: int 
         gc.collect()
         # the parity check runs on what was written, so it covers serialization as well as the merge
         parity = compare_logits(reference, logits_of(load_full_model(tmp, art.run), ids, mask), mask)
-        parity.update(atol=tol, dtype=dtype, n_prompts=int(ids.shape[0]), passed=parity["max_abs_diff"] <= tol)
+        parity.update(atol=tol, dtype=dtype, n_prompts=int(ids.shape[0]),
+                      passed=parity["max_abs_diff"] <= tol)
         info = {
             "run_dir": str(art.run_dir),
             "method": art.run.method.name,
@@ -151,20 +158,21 @@ def format_merge(info: dict[str, Any]) -> str:
     lines = [
         "",
         f"tuneforge merge: {info['merged']}",
-        f"  merged      {info['adapter']} into {info['base_model']} ({info['dtype']}), safetensors + tokenizer",
+        (f"  merged      {info['adapter']} into {info['base_model']} ({info['dtype']});"
+         " safetensors + tokenizer"),
     ]
     if info["note"]:
         lines.append(f"  note        {info['note']}")
     lines.append(
-        f"  parity      max |Δlogit| {p['max_abs_diff']:.3g} (mean {p['mean_abs_diff']:.2g}) over {p['n_tokens']} "
-        f"tokens of {p['n_prompts']} test prompts; tolerance {p['atol']:g}: "
+        f"  parity      max |Δlogit| {p['max_abs_diff']:.3g} (mean {p['mean_abs_diff']:.2g}) over "
+        f"{p['n_tokens']} tokens of {p['n_prompts']} test prompts; tolerance {p['atol']:g}: "
         f"{'OK' if p['passed'] else 'FAILED'}; top-1 agreement {p['top1_agreement'] * 100:.1f}%")
     lines.append(f"  details     {info['merged']}/parity.json")
     return "\n".join(lines)
 
 
 def cmd_merge(args: list[str]) -> int:
-    """tuneforge merge run=<run_dir> [atol=<max abs logit difference>]"""
+    """tuneforge merge run=<run_dir> [atol=<max abs logit difference>] [base=<hub id or dir>]"""
     from tuneforge.errors import ConfigError
     from tuneforge.evaluation.run_args import parse_run_args
 
@@ -175,5 +183,5 @@ def cmd_merge(args: list[str]) -> int:
             atol = float(parsed.options["atol"])
         except ValueError:
             raise ConfigError(f"atol={parsed.options['atol']!r} is not a number (e.g. atol=1e-3)") from None
-    merge_run(parsed.run_dir, atol=atol)
+    merge_run(parsed.run_dir, atol=atol, base=parsed.options.get("base"))
     return 0

@@ -43,8 +43,11 @@ def _newest_runs(root: Path, n: int = 3) -> list[str]:
     return [str(p.parent) for p in found[:n]]
 
 
-def open_run(run_dir: Path | str) -> RunArtifacts:
-    """Read ``<run_dir>/config.yaml`` and find the final weights; refuse a run that has none."""
+def open_run(run_dir: Path | str, base: str | None = None) -> RunArtifacts:
+    """Read ``<run_dir>/config.yaml`` and find the final weights; refuse a run that has none.
+
+    ``base``: a hub id or local directory that replaces the run's base model (moved weights, a local mirror,
+    or the cached tiny model a run was trained on after the tiny model's build inputs changed)."""
     from tuneforge.rundir import read_config, weights_dir
 
     run_dir = Path(run_dir).expanduser().resolve()
@@ -56,9 +59,11 @@ def open_run(run_dir: Path | str) -> RunArtifacts:
         )
     try:
         run = read_config(run_dir)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - OmegaConf/YAML raise many types; each is a bad config.yaml
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RunArtifactError(f"{run_dir / 'config.yaml'}: cannot be read as a run config ({first})") from None
+        raise RunArtifactError(f"{run_dir / 'config.yaml'}: not a readable run config ({first})") from None
+    if base:
+        run.model.name_or_path, run.model.tiny = base, None
     weights = weights_dir(run_dir)
     if not weights.is_dir():
         state = "is still training or was killed (RUNNING present)" if (run_dir / "RUNNING").exists() else (
@@ -83,7 +88,7 @@ def adapter_config(art: RunArtifacts) -> dict[str, Any]:
 
 
 def adapter_tensors(art: RunArtifacts) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the adapter's tensors, read from the safetensors header (also detects corruption)."""
+    """Names and shapes of the adapter's tensors, from the safetensors header (also detects corruption)."""
     from safetensors import safe_open
 
     path = art.weights / ADAPTER_WEIGHTS
@@ -91,8 +96,8 @@ def adapter_tensors(art: RunArtifacts) -> dict[str, tuple[int, ...]]:
         raise RunArtifactError(f"{path}: missing: the adapter has no weights")
     try:
         with safe_open(str(path), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as exc:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a bad header
         raise RunArtifactError(f"{path}: corrupted or truncated ({str(exc).splitlines()[0]})") from None
     if not shapes:
         raise RunArtifactError(f"{path}: holds no tensors")
@@ -121,10 +126,12 @@ def check_adapter_base(art: RunArtifacts) -> dict[str, Any]:
     trained_on = str(cfg.get("base_model_name_or_path") or "")
     expected = resolve_model_path(art.run.model)
     if not _same_base(trained_on, expected):
+        hint = (f"; if {trained_on} is the right base, pass base={trained_on}"
+                if Path(trained_on).is_dir() else "; pass base=<hub id or directory> to name the right base")
         raise RunArtifactError(
             f"{art.weights / 'adapter_config.json'}: base_model_name_or_path={trained_on!r} does not match "
             f"the run's base model {expected!r} (model.name_or_path={art.run.model.name_or_path!r}); "
-            "refusing to apply an adapter to a different base"
+            f"refusing to apply an adapter to a different base{hint}"
         )
     return cfg
 
@@ -195,7 +202,7 @@ def attach_adapter(art: RunArtifacts, base: Any) -> Any:
     check_adapter_shapes(art, base)
     try:
         model = PeftModel.from_pretrained(base, str(art.weights), is_trainable=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever PEFT raises, the adapter directory is unusable
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunArtifactError(f"{art.weights}: cannot be loaded as a PEFT adapter ({first})") from None
     return model.eval()
@@ -211,7 +218,7 @@ def load_full_model(path: Path, run: RunConfig) -> Any:
         raise RunArtifactError(f"{path}: no config.json: not a saved model")
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(run))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, safetensors errors: the directory is unusable
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunArtifactError(f"{path}: cannot be loaded ({first})") from None
     return model.to(device()).eval()

@@ -1,4 +1,4 @@
-"""Evaluation schema (what runs after training and in ``tuneforge eval``; ``tuneforge chat`` decodes with it too)."""
+"""Evaluation schema: ``tuneforge eval`` and eval after training; ``tuneforge chat`` decodes with it too."""
 
 from __future__ import annotations
 

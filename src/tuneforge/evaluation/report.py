@@ -1,5 +1,5 @@
-"""The A/B report of an evaluated run: ``report.md`` and a self-contained ``report.html`` (inline CSS, the loss
-curve PNG embedded as base64) next to ``loss_curve.png``, all written from eval.json + metrics.jsonl.
+"""The A/B report of an evaluated run: ``report.md`` and a self-contained ``report.html`` (inline CSS, the
+loss curve PNG embedded as base64) next to ``loss_curve.png``, all written from eval.json + metrics.jsonl.
 
     python -m tuneforge.evaluation.report <run_dir>     re-renders the report from an existing eval.json
 """
@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ class MetricRow:
         return "better" if (self.delta > 0) == self.metric.higher_is_better else "worse"
 
     def fmt(self, v: float) -> str:
-        return self.metric.fmt.format(v) if v == v and abs(v) != float("inf") else str(v)
+        return self.metric.fmt.format(v) if math.isfinite(v) else str(v)
 
     @property
     def delta_text(self) -> str:
@@ -74,8 +75,8 @@ def metrics_table_markdown(results: dict[str, Any]) -> str:
 
 def metrics_table_text(results: dict[str, Any]) -> str:
     rows = metric_rows(results)
-    lines = ["", f"tuneforge eval: {results['name']}  ({results['n_examples']} test examples, "
-                 f"{'sampling' if results['decoding']['do_sample'] else 'greedy'} decoding)",
+    mode = "sampling" if results["decoding"]["do_sample"] else "greedy decoding"
+    lines = ["", f"tuneforge eval: {results['name']}  ({results['n_examples']} test examples, {mode})",
              f"  {'metric':<30}{'base':>12}{'fine-tuned':>12}{'difference':>22}"]
     for r in rows:
         lines.append(f"  {r.metric.label:<30}{r.fmt(r.base):>12}{r.fmt(r.finetuned):>12}{r.delta_text:>22}"
@@ -84,7 +85,7 @@ def metrics_table_text(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# --- loss curves ---------------------------------------------------------------------------------------------
+# --- loss curves -------------------------------------------------------------------------------------------
 
 def read_loss_history(run_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """(train, eval) loss points by step from metrics.jsonl; the last eval record per step wins."""
@@ -160,8 +161,8 @@ def render_markdown(results: dict[str, Any], has_curve: bool) -> str:
         f"**{headline(results)}**",
         "",
         f"- run: `{results['run_dir']}`",
-        f"- base: {results['base_model']}; fine-tuned: {results['finetuned_model']} "
-        f"(method {results['method']}, backend {results['backend']})",
+        (f"- base: {results['base_model']}; fine-tuned: {results['finetuned_model']} "
+         f"(method {results['method']}, backend {results['backend']})"),
         f"- data: {results['n_examples']} examples of the held-out test split of `{results['dataset']}`",
         f"- decoding (same for both): {decoding_text(results)}",
         "",
@@ -201,7 +202,8 @@ h2 { font-size:18px; margin:32px 0 12px; padding-bottom:6px; border-bottom:1px s
            background:var(--goodbg); color:#14532d; border:1px solid #bbf7d0; }
 .verdict.mixed { background:#fef9c3; color:#713f12; border-color:#fde68a; }
 .verdict.worse { background:var(--badbg); color:#7f1d1d; border-color:#fecaca; }
-.cards { display:grid; grid-template-columns:repeat(auto-fit, minmax(170px, 1fr)); gap:12px; margin-top:18px; }
+.cards { display:grid; grid-template-columns:repeat(auto-fit, minmax(170px, 1fr)); gap:12px;
+         margin-top:18px; }
 .card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:12px 14px; }
 .card .label { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
 .card .value { font-size:24px; font-weight:650; margin-top:2px; }
@@ -209,7 +211,8 @@ h2 { font-size:18px; margin:32px 0 12px; padding-bottom:6px; border-bottom:1px s
 .card .delta { font-size:13px; }
 table.metrics { width:100%; border-collapse:collapse; background:#fff; border:1px solid var(--line);
                 border-radius:10px; overflow:hidden; }
-table.metrics th, table.metrics td { padding:9px 14px; border-bottom:1px solid var(--line); text-align:right; }
+table.metrics th, table.metrics td { padding:9px 14px; border-bottom:1px solid var(--line);
+                                      text-align:right; }
 table.metrics th { background:#f3f4f6; font-size:13px; color:#374151; }
 table.metrics th:first-child, table.metrics td:first-child { text-align:left; }
 table.metrics tr:last-child td { border-bottom:none; }
@@ -222,14 +225,17 @@ td.num { font-variant-numeric: tabular-nums; }
 .note { color:var(--muted); font-size:12.5px; margin:8px 2px 0; }
 figure { margin:0; background:#fff; border:1px solid var(--line); border-radius:10px; padding:10px; }
 figure img { width:100%; height:auto; display:block; }
-.sample { background:#fff; border:1px solid var(--line); border-radius:10px; margin:0 0 14px; overflow:hidden; }
-.sample .prompt { padding:10px 14px; background:#f3f4f6; border-bottom:1px solid var(--line); font-weight:600; }
+.sample { background:#fff; border:1px solid var(--line); border-radius:10px; margin:0 0 14px;
+          overflow:hidden; }
+.sample .prompt { padding:10px 14px; background:#f3f4f6; border-bottom:1px solid var(--line);
+                  font-weight:600; }
 .sample .prompt .n { color:var(--muted); font-weight:500; margin-right:6px; }
 .sample .system { display:block; color:var(--muted); font-weight:400; font-size:12px; margin-top:2px; }
 .answers { display:grid; grid-template-columns:repeat(3, minmax(0, 1fr)); }
 .answer { padding:10px 14px; border-right:1px solid var(--line); min-width:0; }
 .answer:last-child { border-right:none; }
-.answer h3 { margin:0 0 4px; font-size:11.5px; text-transform:uppercase; letter-spacing:.05em; color:var(--muted); }
+.answer h3 { margin:0 0 4px; font-size:11.5px; text-transform:uppercase; letter-spacing:.05em;
+             color:var(--muted); }
 .answer.tuned h3 { color:var(--accent); }
 .answer p { margin:0; white-space:pre-wrap; overflow-wrap:anywhere; font-size:14px; }
 .answer p.empty { color:var(--muted); font-style:italic; }
@@ -269,10 +275,11 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
             f'<div class="value">{_e(r.fmt(r.finetuned))}</div>'
             f'<div class="base">base {_e(r.fmt(r.base))}</div>'
             f'<div class="delta {r.verdict}">{_e(r.delta_text)}</div></div>')
-    table = ["<table class=\"metrics\"><thead><tr><th>Metric</th><th>Base</th><th>Fine-tuned</th>"
-             "<th>Difference</th></tr></thead><tbody>"]
+    table = ['<table class="metrics"><thead><tr><th>Metric</th><th>Base</th><th>Fine-tuned</th>'
+             + "<th>Difference</th></tr></thead><tbody>"]
     for r in rows:
-        pill = f'<span class="pill {r.verdict}">{r.verdict}</span>' if r.verdict in ("better", "worse") else ""
+        judged = r.verdict in ("better", "worse")
+        pill = f'<span class="pill {r.verdict}">{r.verdict}</span>' if judged else ""
         table.append(f"<tr><td>{_e(r.metric.label)}</td><td class=\"num\">{_e(r.fmt(r.base))}</td>"
                      f"<td class=\"num\">{_e(r.fmt(r.finetuned))}</td>"
                      f"<td><span class=\"delta {r.verdict}\">{_e(r.delta_text)}</span>{pill}</td></tr>")
@@ -289,9 +296,10 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
     for i, s in enumerate(results["samples"][:n_show], 1):
         system = f'<span class="system">system: {_e(s["system"])}</span>' if s.get("system") else ""
         samples.append(
-            f'<div class="sample"><div class="prompt"><span class="n">#{i}</span>{_e(s["prompt"])}{system}</div>'
-            f'<div class="answers">{_answer("Reference", s["reference"], "ref")}'
-            f'{_answer("Base", s["base"], "base")}{_answer("Fine-tuned", s["finetuned"], "tuned")}</div></div>')
+            f'<div class="sample"><div class="prompt"><span class="n">#{i}</span>{_e(s["prompt"])}{system}'
+            f'</div><div class="answers">{_answer("Reference", s["reference"], "ref")}'
+            f'{_answer("Base", s["base"], "base")}{_answer("Fine-tuned", s["finetuned"], "tuned")}'
+            '</div></div>')
     versions = ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items()
                          if k in ("tuneforge", "torch", "transformers", "peft"))
     return f"""<!doctype html>

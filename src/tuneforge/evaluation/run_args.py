@@ -39,6 +39,7 @@ def parse_run_args(command: str, args: list[str], options: dict[str, str]) -> Ru
     opts: dict[str, str] = {}
     overrides: list[str] = []
     eval_keys = [f.name for f in fields(EvalConfig)]
+    options = {**options, "base": "replace the run's base model (hub id or directory)"}
     valid = ["run", *options, *(f"eval.{k}" for k in eval_keys)]
     for arg in args:
         key, sep, value = arg.partition("=")
@@ -72,9 +73,10 @@ def eval_config_with(base: EvalConfig, overrides: list[str]) -> EvalConfig:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(base), OmegaConf.from_dotlist(overrides))
         cfg = OmegaConf.to_object(merged)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - OmegaConf's validation errors have several types
         first = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"invalid eval override ({', '.join('eval.' + o for o in overrides)}): {first}") from None
+        given = ", ".join("eval." + o for o in overrides)
+        raise ConfigError(f"invalid eval override ({given}): {first}") from None
     from tuneforge.evaluation import check_eval_config
 
     problems = list(check_eval_config(cfg))  # type: ignore[arg-type]

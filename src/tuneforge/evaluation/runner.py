@@ -1,4 +1,4 @@
-"""``tuneforge eval run=<run_dir>``: base vs fine-tuned on the run's held-out test split -> eval.json + report.
+"""``tuneforge eval run=<run_dir>``: base vs fine-tuned on the run's held-out test split -> eval.json, report.
 
 Both models see the same prompts (the conversation up to its last assistant turn, chat template applied)
 with the same decoding settings and seed. Loss is the mean cross-entropy over assistant tokens only (the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -26,6 +27,7 @@ from tuneforge.evaluation.metrics import JUDGED, METRICS, generation_metrics, pe
 
 log = logging.getLogger(__name__)
 
+GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
 # end-of-turn tokens of common chat templates; generation stops at whichever the tokenizer has
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
 
@@ -68,8 +70,8 @@ def load_test_examples(run: RunConfig, max_samples: int) -> list[EvalExample]:
                 break
     if not examples:
         raise DataError(
-            f"dataset {run.dataset.name!r}: the test split ({data.test}) has no conversation with an assistant "
-            f"turn to evaluate; set dataset.split.test > 0 (now {run.dataset.split.test})"
+            f"dataset {run.dataset.name!r}: the test split ({data.test}) has no conversation with an "
+            f"assistant turn to evaluate; set dataset.split.test > 0 (now {run.dataset.split.test})"
         )
     return examples
 
@@ -86,19 +88,23 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
 def assistant_token_mask(tokenizer: Any, messages: list[dict]) -> tuple[list[int], list[int]]:
     """(input_ids, mask of assistant tokens). Uses the template's {% generation %} markers (exactly what the
     trainer masked) and falls back to diffing prefixes of the conversation for templates without them."""
-    if "generation" in (tokenizer.chat_template or ""):
+    if GENERATION_TAG.search(tokenizer.chat_template or ""):
         enc = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
                                             return_assistant_tokens_mask=True)
         return list(enc["input_ids"]), list(enc["assistant_masks"])
     ids = list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
     mask = [0] * len(ids)
+    stops = set(stop_token_ids(tokenizer))
     for i, m in enumerate(messages):
         if m.get("role") != "assistant":
             continue
         start = len(tokenizer.apply_chat_template(messages[:i], tokenize=True, return_dict=True,
                                                   add_generation_prompt=True)["input_ids"])
-        end = len(tokenizer.apply_chat_template(messages[:i + 1], tokenize=True, return_dict=True)["input_ids"])
-        mask[start:end] = [1] * (min(end, len(ids)) - start)
+        end = min(len(tokenizer.apply_chat_template(messages[:i + 1], tokenize=True,
+                                                    return_dict=True)["input_ids"]), len(ids))
+        # the turn ends at its end-of-turn token; a separator the template adds after it is not the answer
+        end = next((j + 1 for j in range(end - 1, start - 1, -1) if ids[j] in stops), end)
+        mask[start:end] = [1] * (end - start)
     return ids, mask
 
 
@@ -113,7 +119,8 @@ def assistant_loss(model: Any, tokenizer: Any, examples: list[EvalExample], cfg:
     pad = tokenizer.pad_token_id
     total, count = 0.0, 0
     dev = next(model.parameters()).device
-    for start in tqdm(range(0, len(encoded), cfg.batch_size), desc=f"{desc}: loss", unit="batch", leave=False):
+    batches = range(0, len(encoded), cfg.batch_size)
+    for start in tqdm(batches, desc=f"{desc}: loss", unit="batch", leave=False):
         batch = encoded[start:start + cfg.batch_size]
         width = max(len(ids) for ids, _ in batch)
         ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in batch], device=dev)
@@ -137,8 +144,10 @@ def assistant_loss(model: Any, tokenizer: Any, examples: list[EvalExample], cfg:
 def generation_config(tokenizer: Any, cfg: EvalConfig) -> Any:
     from transformers import GenerationConfig
 
-    sampling = dict(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p) if cfg.do_sample else dict(
-        do_sample=False, temperature=None, top_p=None, top_k=None)
+    if cfg.do_sample:
+        sampling = {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
+    else:  # None: drop the model's own sampling defaults, which greedy decoding would warn about
+        sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     return GenerationConfig(max_new_tokens=cfg.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                             eos_token_id=stop_token_ids(tokenizer), **sampling)
 
@@ -163,7 +172,8 @@ def generate_answers(model: Any, tokenizer: Any, examples: list[EvalExample], cf
     try:
         for start in tqdm(range(0, len(examples), cfg.batch_size), desc=f"{desc}: generate", unit="batch",
                           leave=False):
-            texts = [prompt_text(tokenizer, ex.prompt_messages) for ex in examples[start:start + cfg.batch_size]]
+            batch = examples[start:start + cfg.batch_size]
+            texts = [prompt_text(tokenizer, ex.prompt_messages) for ex in batch]
             enc = tokenizer(texts, add_special_tokens=False, padding=True, truncation=True,
                             max_length=max(8, seq_len - cfg.max_new_tokens), return_tensors="pt").to(dev)
             with torch.no_grad():
@@ -206,7 +216,8 @@ def _models(art: RunArtifacts) -> Iterator[tuple[str, Any, str, Any]]:
                f"{art.run.model.name_or_path}{quant} + adapter/", lambda: nullcontext(model))
     else:
         yield (art.run.model.name_or_path, lambda: _owned(lambda: load_base(art)),
-               f"full fine-tune {art.weights.name}/", lambda: _owned(lambda: load_full_model(art.weights, art.run)))
+               f"full fine-tune {art.weights.name}/",
+               lambda: _owned(lambda: load_full_model(art.weights, art.run)))
 
 
 @contextmanager
@@ -228,15 +239,15 @@ def _owned(load: Any) -> Iterator[Any]:
         gc.collect()
 
 
-def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, quiet: bool = False,
-                 write_report: bool = True) -> dict[str, Any]:
-    """Evaluate ``run_dir`` (its config.yaml; ``eval_config`` overrides the run's ``eval``) and write
-    eval.json, then report.md / report.html. Returns what eval.json holds."""
+def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: str | None = None,
+                 quiet: bool = False, write_report: bool = True) -> dict[str, Any]:
+    """Evaluate ``run_dir`` (its config.yaml; ``eval_config`` overrides the run's ``eval``, ``base`` its base
+    model) and write eval.json, then report.md / report.html. Returns what eval.json holds."""
     from tuneforge.evaluation.artifacts import open_run
     from tuneforge.rundir import atomic_write_json, versions
 
     t0 = time.perf_counter()
-    art = open_run(run_dir)
+    art = open_run(run_dir, base)
     run, cfg = art.run, eval_config or art.run.eval
     tokenizer = load_run_tokenizer(art)
     examples = load_test_examples(run, cfg.max_samples)
@@ -263,7 +274,8 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, quiet:
         "dataset": run.dataset.name,
         "base_model": base_desc,
         "finetuned_model": tuned_desc,
-        "decoding": {**{k: v for k, v in asdict(cfg).items() if k != "after_training"}, "seed": run.hparams.seed},
+        "decoding": {**{k: v for k, v in asdict(cfg).items() if k != "after_training"},
+                     "seed": run.hparams.seed},
         "base": sides["base"],
         "finetuned": sides["finetuned"],
         "delta": delta,
@@ -302,5 +314,6 @@ def cmd_eval(args: list[str]) -> int:
 
     parsed = parse_run_args("eval", args, {})
     art = open_run(parsed.run_dir)
-    evaluate_run(art.run_dir, eval_config=eval_config_with(art.run.eval, parsed.eval_overrides))
+    evaluate_run(art.run_dir, eval_config=eval_config_with(art.run.eval, parsed.eval_overrides),
+                 base=parsed.options.get("base"))
     return 0

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 WANDB_MODES = ("offline", "online", "disabled")
 # open trackers of this process by run directory: training and the eval that follows share one
-_OPEN: dict[Path, "Tracker"] = {}
+_OPEN: dict[Path, Tracker] = {}
 
 
 def check_tracking(run: RunConfig) -> Iterable[str]:
@@ -54,7 +54,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def train_log_keys(logs: dict[str, Any]) -> dict[str, float]:
-    """Trainer logs -> ``train/<key>`` and ``eval/<key>`` numeric scalars (as transformers' integrations do)."""
+    """Trainer logs -> ``train/<key>`` and ``eval/<key>`` scalars (named as transformers' integrations do)."""
     out: dict[str, float] = {}
     for k, v in logs.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
