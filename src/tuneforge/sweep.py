@@ -67,15 +67,15 @@ class SweepPlan:
 
 def _first_value(override: Any) -> str | None:
     """The first value a sweep override takes (what the preflight composes), as override text."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # noqa: F401  (registers grammar)
     from hydra.core.override_parser.types import IntervalSweep
+    from hydra.errors import HydraException
 
     value = override.value()
     if isinstance(value, IntervalSweep):
         return repr(value.start) if not isinstance(value.start, str) else value.start
     try:
         return next(iter(override.sweep_string_iterator()))
-    except Exception:  # glob() over a config group: enumerating it needs Hydra's config loader
+    except HydraException:  # glob() over a config group: enumerating it needs Hydra's config loader
         return None
 
 
@@ -123,6 +123,7 @@ def _submitit_overrides(run: Any) -> list[str]:
 
 def plan_sweep(args: list[str]) -> SweepPlan:
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
     from tuneforge.config.compose import compose_config, load_run_config
 
@@ -145,7 +146,7 @@ def plan_sweep(args: list[str]) -> SweepPlan:
     parser = OverridesParser.create()
     try:
         parsed = parser.parse_overrides(rest)
-    except Exception as exc:
+    except OverrideParseException as exc:
         raise ConfigError(f"cannot parse the sweep overrides: {exc}") from None
     fixed, hydra_args, sweeps, swept, first = [], [], [], [], []
     for text, o in zip(rest, parsed, strict=True):
@@ -410,7 +411,7 @@ def _study_size(storage: str, study_name: str | None) -> int:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return len(optuna.load_study(study_name=study_name, storage=storage).trials)
-    except Exception:  # no such study yet
+    except KeyError:  # no such study yet
         return 0
 
 
@@ -420,7 +421,7 @@ def _study_summary(storage: str, study_name: str | None) -> str | None:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.load_study(study_name=study_name, storage=storage)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (a study that cannot be read costs the report one line, no more)
         return f"(could not read the study: {exc})"
     states = [t.state.name for t in study.trials]
     text = (f"study `{study_name}` in `{storage}`: {len(states)} trials over all runs of this sweep "
