@@ -34,8 +34,8 @@ class MetricRow:
         """better | worse | same | info (not judged)"""
         if self.metric not in JUDGED:
             return "info"
-        if abs(self.delta) < 1e-9:
-            return "same"
+        if self.metric.fmt.format(abs(self.delta)) == self.metric.fmt.format(0.0):
+            return "same"  # a difference below the shown precision is no difference
         return "better" if (self.delta > 0) == self.metric.higher_is_better else "worse"
 
     def fmt(self, v: float) -> str:
@@ -131,7 +131,8 @@ def loss_curve_png(run_dir: Path, results: dict[str, Any]) -> bytes | None:
         ax.set_ylabel("loss (assistant tokens)")
         ax.grid(True, alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(frameon=False, fontsize=8, ncols=2)
+        # above the axes, so it never covers a curve
+        ax.legend(frameon=False, fontsize=8, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png")

@@ -12,6 +12,7 @@ results through :func:`log_eval_results`, and :func:`close_trackers` ends a run'
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -216,6 +217,13 @@ def open_tracker(run: RunConfig, run_dir: Path) -> Tracker | None:
     if run_dir not in _OPEN:
         _OPEN[run_dir] = TRACKERS[run.tracking.name](run, run_dir)
     return _OPEN[run_dir]
+
+
+@atexit.register
+def _close_all() -> None:
+    """A worker process of a multi-process launch never reaches close_trackers: flush and finish at exit."""
+    for run_dir in list(_OPEN):
+        close_trackers(run_dir)
 
 
 def close_trackers(run_dir: Path) -> None:
