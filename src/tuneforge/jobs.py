@@ -85,6 +85,7 @@ def slurm_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
 
 
 def run_dir_state(run_dir: Path) -> str:
+    """The state a run directory records, for jobs Slurm no longer lists."""
     if (run_dir / "summary.json").is_file():
         return "COMPLETED"
     if (run_dir / "FAILED").is_file():
@@ -92,7 +93,7 @@ def run_dir_state(run_dir: Path) -> str:
     if (run_dir / "PREEMPTED").is_file():
         return "PREEMPTED"
     if (run_dir / "RUNNING").is_file():
-        return "RUNNING?"
+        return "INCOMPLETE"  # Slurm has forgotten the job and it never finished its run directory
     return "UNKNOWN" if run_dir.is_dir() else "MISSING"
 
 

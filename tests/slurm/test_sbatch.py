@@ -114,3 +114,18 @@ def test_plan_commands_one_line_per_node() -> None:
     assert cmds[0] == ["sbatch", str(RUN_DIR / "job.sbatch")]
     assert [c[c.index("--machine_rank") + 1] for c in cmds[1:]] == ["0", "1"]
     assert cmds[1][-3:] == ["-m", "tuneforge.worker", str(RUN_DIR)]
+
+
+def test_without_slurm_client_the_error_says_how_to_get_one(out_root: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuneforge.errors import LaunchError
+    from tuneforge.train import train
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    run = load_run_config(["recipe=lora-tiny", "launcher=slurm", f"output_root={out_root}"])
+    with pytest.raises(LaunchError, match="'sbatch' not found") as err:
+        train(run, quiet=True)
+    assert "local-cluster.sh start" in str(err.value)
+    (run_dir,) = (out_root / "lora-tiny").iterdir()
+    assert (run_dir / "job.sbatch").is_file() and (run_dir / "FAILED").is_file()
+    assert not (run_dir / "summary.json").exists()

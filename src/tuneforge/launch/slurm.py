@@ -210,22 +210,32 @@ def submit(script: Path) -> str:
 
 
 def job_state(job_id: str) -> tuple[str | None, str]:
-    """(state, reason) from squeue, or (None, "") once Slurm no longer lists the job."""
+    """(state, reason) from squeue; (None, "") once Slurm no longer knows the job; ("UNREACHABLE", error)
+    when squeue itself failed (a busy or restarting controller), which says nothing about the job."""
     proc = subprocess.run([_slurm_cmd("squeue"), "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"], check=False,
                           capture_output=True, text=True)
-    line = proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else ""
+    if proc.returncode != 0:
+        if "invalid job id" in proc.stderr.lower():
+            return None, ""
+        return "UNREACHABLE", proc.stderr.strip()
+    line = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
     if not line:
         return None, ""
     state, _, reason = line.partition("|")
     return state, reason
 
 
-def wait_for_job(job_id: str, run_dir: Path, poll_s: float = 2.0) -> dict[str, Any]:
+def wait_for_job(job_id: str, run_dir: Path, poll_s: float = 2.0, max_unreachable: int = 60) -> dict[str, Any]:
     """Block until the job has ended (requeues included); the job's own summary.json is the result."""
     state: str | None = "PENDING"
+    unreachable = 0
     while state is not None and state not in TERMINAL_STATES:  # PENDING after a requeue: keep waiting
         time.sleep(poll_s)
-        state, _ = job_state(job_id)
+        state, why = job_state(job_id)
+        unreachable = unreachable + 1 if state == "UNREACHABLE" else 0
+        if unreachable >= max_unreachable:
+            raise LaunchError(f"lost contact with Slurm while waiting for job {job_id} ({why}); the job may "
+                              f"still run: tuneforge jobs, or its logs in {run_dir / 'logs'}")
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
         return json.loads(summary_path.read_text())
