@@ -205,6 +205,14 @@ def plan_sweep(args: list[str]) -> SweepPlan:
     if on_slurm:
         plan.hydra_overrides += _submitit_overrides(run)
         plan.notes.append("trials run as a Slurm job array (hydra/launcher=submitit_slurm)")
+        from tuneforge.launch.slurm import processes_per_node
+
+        ppn = processes_per_node(run)
+        if ppn > 1:  # inside its task, a trial starts one process per GPU of its node
+            plan.hydra_overrides += ["launcher=accelerate", f"launcher.gpus_per_node={ppn}"]
+            if run.launcher.gpus_per_node == 0:
+                plan.hydra_overrides.append("launcher.cpu=true")
+            plan.notes.append(f"each trial: accelerate launch with {ppn} processes on its node")
     if cfg.hydra.sweeper.get("storage"):
         storage = str(cfg.hydra.sweeper.storage)
         plan.storage, plan.study_name = storage, str(cfg.hydra.sweeper.get("study_name"))

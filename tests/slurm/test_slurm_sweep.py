@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tuneforge.jobs import read_index
 from tuneforge.sweep import cmd_sweep, plan_sweep
@@ -27,9 +28,8 @@ def test_two_trial_sweep_as_a_slurm_job_array(slurm_cluster: str, out_root: Path
     entries = read_index(out_root)
     assert len(entries) == 2 and all(e["kind"] == "sweep-trial" and "_" in e["job_id"] for e in entries)
     assert {e["run_dir"] for e in entries} == {r["run_dir"] for r in rows}
-    for r in rows:  # each trial trained locally inside its task: launcher=slurm is not nested
-        assert "launcher: local" in (Path(r["run_dir"]) / "trial.log").read_text() or \
-            "name: local" in (Path(r["run_dir"]) / "config.yaml").read_text()
+    for r in rows:  # each trial trained in its task with the local launcher: launcher=slurm is not nested
+        assert yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())["launcher"]["name"] == "local"
 
 
 def test_sweep_on_slurm_maps_resources_and_refuses_multi_node(out_root: Path) -> None:
@@ -38,7 +38,11 @@ def test_sweep_on_slurm_maps_resources_and_refuses_multi_node(out_root: Path) ->
     o = plan.hydra_overrides
     assert "hydra/launcher=submitit_slurm" in o and "hydra.launcher.timeout_min=120" in o
     assert "hydra.launcher.partition=gpu" in o and "+hydra.launcher.additional_parameters.account=proj" in o
-    assert not any(x.startswith("launcher") for x in o)
+    assert not any(x.startswith("launcher") for x in o)  # each trial trains in its task (local launcher)
+    multi = plan_sweep(["recipe=lora-llama", f"output_root={out_root}", "launcher=slurm", "launcher.gpus_per_node=4",
+                        "optim.lr=1e-4,2e-4"]).hydra_overrides
+    assert "hydra.launcher.gpus_per_node=4" in multi
+    assert "launcher=accelerate" in multi and "launcher.gpus_per_node=4" in multi  # 4 processes per trial
     from tuneforge.errors import ConfigError
 
     with pytest.raises(ConfigError, match="launcher.nodes=2"):
