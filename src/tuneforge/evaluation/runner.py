@@ -294,9 +294,10 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
 
         write_reports(art.run_dir, results)
     if run.tracking.name != "none":
-        from tuneforge.tracking import log_eval_results
+        from tuneforge.tracking import close_trackers, log_eval_results
 
         log_eval_results(run, art.run_dir, results)
+        close_trackers(art.run_dir)  # eval results are the last thing a run logs
     if not quiet:
         from tuneforge.evaluation.report import metrics_table_text
 

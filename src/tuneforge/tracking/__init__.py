@@ -216,14 +216,19 @@ def open_tracker(run: RunConfig, run_dir: Path) -> Tracker | None:
     run_dir = Path(run_dir).resolve()
     if run_dir not in _OPEN:
         _OPEN[run_dir] = TRACKERS[run.tracking.name](run, run_dir)
+        # registered after wandb.init registered its own teardown, so (atexit runs last-in first-out) a
+        # worker process that never reaches close_trackers finishes its run while wandb can still write
+        atexit.unregister(_close_all)
+        atexit.register(_close_all)
     return _OPEN[run_dir]
 
 
-@atexit.register
 def _close_all() -> None:
-    """A worker process of a multi-process launch never reaches close_trackers: flush and finish at exit."""
     for run_dir in list(_OPEN):
-        close_trackers(run_dir)
+        try:
+            close_trackers(run_dir)
+        except Exception as exc:  # noqa: BLE001 - at interpreter exit a failed flush is reported, not raised
+            log.warning("tracking: could not close the tracker of %s: %s", run_dir, exc)
 
 
 def close_trackers(run_dir: Path) -> None:
