@@ -81,3 +81,20 @@ def test_two_nodes_rendezvous_on_localhost(tmp_path: Path) -> None:
     _assert_data_parallel(run_dir, 2)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["launcher"] == "accelerate"
+
+
+@pytest.mark.slow
+def test_two_process_cpu_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """A 2-rank CPU run stopped after a checkpoint continues from it (optimizer state restored on CPU ranks)."""
+    run_dir = tmp_path / "run"
+    common = ["recipe=lora-tiny", f"run_dir={run_dir}", f"output_root={tmp_path}", "launcher=accelerate",
+              "launcher.gpus_per_node=2", "launcher.cpu=true", "hparams.eval_steps=null", "hparams.save_steps=3"]
+    train(load_run_config([*common, "hparams.max_steps=3", f"launcher.main_process_port={_free_port()}"]),
+          quiet=True)
+    assert (run_dir / "checkpoints" / "checkpoint-3" / "trainer_state.json").is_file()
+    summary = train(load_run_config([*common, "hparams.max_steps=6",
+                                     f"launcher.main_process_port={_free_port()}"]), quiet=True)
+    assert summary["steps"] == 6
+    steps = [r["step"] for r in read_metrics(run_dir) if "loss" in r]
+    # the second launch logged steps 4..6 only: it resumed rather than starting over
+    assert steps[-3:] == [4, 5, 6] and steps.count(1) == 1

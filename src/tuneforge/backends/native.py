@@ -174,6 +174,8 @@ class NativeBackend:
 
         # several ranks: each remembers the ids of the sequences it trained on (ranks/rank-<k>.json)
         trainer_cls = recording_trainer(SFTTrainer) if world_size_from_env() > 1 else SFTTrainer
+        if world_size_from_env() > 1 and not torch.cuda.is_available():
+            trainer_cls = cpu_resumable_trainer(trainer_cls)
         trainer = trainer_cls(
             model=model,
             args=args,
@@ -229,6 +231,35 @@ class NativeBackend:
             "weights": out_name,
             "world_size": trainer.args.world_size,
         }
+
+
+def cpu_resumable_trainer(trainer_cls: type) -> type:
+    """A subclass that can resume a multi-process CPU run.
+
+    With world_size > 1 transformers loads the optimizer state with ``map_location=args.device``; on a CPU
+    rank that is ``torch.device("cpu", k)``, which torch.load cannot restore to ("don't know how to restore
+    data location ... cpu:0"). Every CPU rank's right location is plain "cpu".
+    """
+    import torch
+
+    class CPUResumableTrainer(trainer_cls):  # type: ignore[misc, valid-type]
+        def _load_optimizer_and_scheduler(self, checkpoint: Any) -> Any:
+            original = torch.load
+
+            def load_to_cpu(*args: Any, **kwargs: Any) -> Any:
+                loc = kwargs.get("map_location")
+                if isinstance(loc, torch.device) and loc.type == "cpu" or loc in ("cpu:0",):
+                    kwargs["map_location"] = "cpu"
+                return original(*args, **kwargs)
+
+            torch.load = load_to_cpu
+            try:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            finally:
+                torch.load = original
+
+    CPUResumableTrainer.__name__ = f"CPUResumable{trainer_cls.__name__}"
+    return CPUResumableTrainer
 
 
 def _latest_checkpoint(ckpt_dir: Path) -> str | None:
