@@ -202,6 +202,25 @@ def test_token_counter_matches_the_chat_template(word_tokenizer: Any) -> None:
     assert tc.fast and tc.count(convs) == [tc.exact(c) for c in convs] == [11, 15, 17]
 
 
+def test_token_counting_in_worker_processes_matches_in_process(word_tokenizer: Any) -> None:
+    texts = [" ".join(["chữ"] * (i % 17 + 1)) for i in range(500)]
+    with TokenCounter(word_tokenizer, processes=2) as workers:
+        assert workers.content_lengths(texts) == TokenCounter(word_tokenizer).content_lengths(texts)
+        assert workers.worker_peak_mb > 0
+
+
+def test_large_split_draws_per_group() -> None:
+    from tuneforge.data.split import EXACT_LIMIT
+
+    groups = np.repeat(np.arange(EXACT_LIMIT // 2, dtype=np.uint64), 3)  # 300k examples in 100k groups
+    a = assign_splits(groups, SplitConfig(seed=5))
+    shares = np.bincount(a, minlength=3) / a.size
+    assert abs(shares[TRAIN] - 0.8) < 0.01 and abs(shares[VAL] - 0.1) < 0.01 and abs(shares[TEST] - 0.1) < 0.01
+    per_group = a.reshape(-1, 3)
+    assert (per_group == per_group[:, :1]).all()  # a group's examples share a split
+    assert (assign_splits(groups, SplitConfig(seed=5)) == a).all()
+
+
 def test_padding_packing_and_cost() -> None:
     lengths = np.array([10, 10, 10, 10, 20, 20, 20, 20])
     assert padding_waste(np.array([10, 10, 10, 10]), 64, 2) == 0.0

@@ -138,16 +138,17 @@ def prepare_splits(ds: DatasetConfig, *, run: RunConfig | None = None, count_tok
 def _run(ds: DatasetConfig, src: Path, out: Path, run: RunConfig | None) -> Any:
     from tuneforge.data.pipeline import TokenOptions, run_pipeline
 
-    tokens = None
-    if run is not None:
-        from tuneforge.data.tokens import TokenCounter
-        from tuneforge.models import load_tokenizer
+    if run is None:
+        return run_pipeline(ds, src, out, display_name=_display(src))
+    from tuneforge.data.tokens import TokenCounter, auto_processes
+    from tuneforge.models import load_tokenizer
 
-        settings = token_settings(run)
-        name = run.model.name_or_path if run.model.tiny is None else f"{run.model.name_or_path} (local BPE)"
-        tokens = TokenOptions(TokenCounter(load_tokenizer(run), name=name), max_tokens=settings["max_tokens"],
-                              seq_len=settings["seq_len"], micro_batch_size=settings["micro_batch_size"])
-    return run_pipeline(ds, src, out, tokens=tokens, display_name=_display(src))
+    settings = token_settings(run)
+    name = run.model.name_or_path if run.model.tiny is None else f"{run.model.name_or_path} (local BPE)"
+    with TokenCounter(load_tokenizer(run), name=name, processes=auto_processes(src.stat().st_size)) as counter:
+        tokens = TokenOptions(counter, max_tokens=settings["max_tokens"], seq_len=settings["seq_len"],
+                              micro_batch_size=settings["micro_batch_size"])
+        return run_pipeline(ds, src, out, tokens=tokens, display_name=_display(src))
 
 
 def _display(src: Path) -> str:

@@ -117,13 +117,19 @@ def _lint(ns: argparse.Namespace) -> int:
         ds = DatasetConfig(name=path.stem, path=str(path), format=fmt)
     tokens = None
     if not ns.no_tokens and run is not None:
-        from tuneforge.data.tokens import TokenCounter
+        from tuneforge.data.tokens import TokenCounter, auto_processes
         from tuneforge.models import load_tokenizer
 
         limit = ns.max_tokens or ds.lint.max_tokens or run.hparams.seq_len
-        tokens = TokenOptions(TokenCounter(load_tokenizer(run), name=run.model.name_or_path), max_tokens=limit,
-                              seq_len=run.hparams.seq_len, micro_batch_size=run.hparams.micro_batch_size)
-    result = run_pipeline(ds, path, None, fmt=fmt, tokens=tokens, augment=False, quarantine=ns.quarantine)
+        counter = TokenCounter(load_tokenizer(run), name=run.model.name_or_path,
+                               processes=auto_processes(path.stat().st_size))
+        tokens = TokenOptions(counter, max_tokens=limit, seq_len=run.hparams.seq_len,
+                              micro_batch_size=run.hparams.micro_batch_size)
+    try:
+        result = run_pipeline(ds, path, None, fmt=fmt, tokens=tokens, augment=False, quarantine=ns.quarantine)
+    finally:
+        if tokens is not None:
+            tokens.counter.close()
     report = build_report(ds, path, result, None, run=run, with_tokens=True, fmt=fmt)
     report["cost"] = None  # a lint is not a training plan
     print(render_summary(report))

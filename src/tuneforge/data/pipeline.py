@@ -44,7 +44,8 @@ from tuneforge.data.tokens import TokenCounter
 
 _TOKEN_BATCH = 2048
 _NO_CATEGORY = -1
-_NUMPY_TYPES = {"q": np.int64, "Q": np.uint64, "h": np.int16}
+_MAX_SYSTEM_PROMPTS = 10_000
+_NUMPY_TYPES = {"i": np.int32, "q": np.int64, "Q": np.uint64, "h": np.int16}
 
 
 @dataclass
@@ -72,21 +73,21 @@ class PipelineResult:
 
 
 class _Columns:
-    """Per-example numbers, in compact typed arrays (8 bytes or less each).
+    """Per-example numbers, in compact typed arrays (50 bytes per example in all).
 
     exact/question/answer/system use Python's hash(): salted per process, which is fine for finding equal
     values within one run. The group hash decides the split, so it must be the same in every process.
     """
 
     def __init__(self) -> None:
-        self.line = array("q")
+        self.line = array("i")
         self.exact = array("q")
         self.question = array("q")
         self.answer = array("q")
         self.group = array("Q")
         self.system = array("q")
         self.category = array("h")
-        self.tokens = array("q")
+        self.tokens = array("i")
 
     def view(self, name: str) -> np.ndarray:
         """A numpy view (no copy) of one column; valid once pass 1 stops appending."""
@@ -141,18 +142,27 @@ class _TokenBatcher:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _first_index(keys: np.ndarray) -> np.ndarray:
-    """For each position, the position of the first occurrence of its key."""
-    n = keys.size
+def _repeated(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose key occurs more than once (sorted by key, then row) and, for each, its key's first row.
+
+    Only a sort permutation and two boolean masks are full-size: the index arithmetic runs on the repeated
+    rows alone, which keeps the peak memory of a million-row run low.
+    """
     order = np.argsort(keys, kind="stable")
     sk = keys[order]
-    new = np.empty(n, dtype=bool)
-    new[:1] = True
-    new[1:] = sk[1:] != sk[:-1]
-    starts = np.maximum.accumulate(np.where(new, np.arange(n), 0))
-    first = np.empty(n, dtype=np.int64)
-    first[order] = order[starts]
-    return first
+    eq = sk[1:] == sk[:-1]
+    del sk
+    multi = np.zeros(keys.size, dtype=bool)
+    multi[1:] = eq
+    multi[:-1] |= eq
+    del eq
+    rows = order[multi]
+    del order, multi
+    k = keys[rows]
+    new = np.ones(rows.size, dtype=bool)
+    new[1:] = k[1:] != k[:-1]
+    start = np.maximum.accumulate(np.where(new, np.arange(rows.size), 0))
+    return rows, rows[start]
 
 
 def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: str | None = None,
@@ -174,6 +184,7 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
     batcher = _TokenBatcher(tokens, cols, log) if tokens else None
     categories: dict[str, int] = {}
     cat_names: list[str] = []
+    systems: dict[int, list[int]] = {}  # system prompt hash -> [examples, first line]
     counts = {"source_in": 0, "source_kept": 0, "source_rejected": 0, "blank_lines": 0}
 
     q_path, staged_path = None, None
@@ -216,7 +227,7 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
                 quarantine_row(rec.line, problems, rec.text)
                 continue
             counts["source_kept"] += 1
-            _stage(rec, messages, system_prompt, augmenter, cols, batcher, categories, cat_names, staged)
+            _stage(rec, messages, system_prompt, augmenter, cols, batcher, categories, cat_names, systems, staged)
         if batcher is not None:
             batcher.finish()
     finally:
@@ -226,7 +237,7 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
     n = len(cols.line)
     counts["examples_generated"] = n
     try:
-        status, split = _decide(ds, cols, cat_names, log)
+        status, split = _decide(ds, cols, cat_names, systems, log)
         kept = status == 0
         counts["examples_kept"] = int(kept.sum())
         counts["examples_rejected"] = n - counts["examples_kept"]
@@ -264,7 +275,7 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
 
 def _stage(rec: Record, messages: list[dict[str, str]], system_prompt: str | None, augmenter: Any,
            cols: _Columns, batcher: _TokenBatcher | None, categories: dict[str, int], cat_names: list[str],
-           staged: Any) -> None:
+           systems: dict[int, list[int]], staged: Any) -> None:
     # the source line is reused as output when nothing about the conversation changes
     reuse = rec.canonical and augmenter is None and messages is rec.messages
     if system_prompt and messages[0]["role"] != "system":
@@ -279,9 +290,14 @@ def _stage(rec: Record, messages: list[dict[str, str]], system_prompt: str | Non
         if cat is None:
             cat = categories[rec.category] = len(cat_names)
             cat_names.append(rec.category)
-    system = hash(messages[0]["content"]) if messages[0]["role"] == "system" else 0
     variants = [messages] if augmenter is None else augment_messages(
         messages, augmenter, normalize_text(first_question(messages)))
+    system = hash(messages[0]["content"]) if messages[0]["role"] == "system" else 0
+    seen = systems.get(system)
+    if seen is not None:
+        seen[0] += len(variants)
+    elif len(systems) < _MAX_SYSTEM_PROMPTS:  # past that many, the rest are minorities anyway
+        systems[system] = [len(variants), rec.line]
     line = rec.line
     for v in variants:
         text = rec.text if reuse else chat_line(v)
@@ -298,8 +314,8 @@ def _stage(rec: Record, messages: list[dict[str, str]], system_prompt: str | Non
             batcher.add(v, line)
 
 
-def _decide(ds: DatasetConfig, cols: _Columns, cat_names: list[str], log: FindingLog
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _decide(ds: DatasetConfig, cols: _Columns, cat_names: list[str], systems: dict[int, list[int]],
+            log: FindingLog) -> tuple[np.ndarray, np.ndarray]:
     """Duplicates, contradictions, system prompts, counts, categories and the split, on the arrays.
 
     Returns (status per example: 0 kept / 1 duplicate / 2 near-duplicate, split id per example).
@@ -307,47 +323,54 @@ def _decide(ds: DatasetConfig, cols: _Columns, cat_names: list[str], log: Findin
     n = len(cols.line)
     lines = cols.view("line")
     status = np.zeros(n, dtype=np.int8)
+    cap = log.cap
     if n:
-        exact_first = _first_index(cols.view("exact"))
-        dup = exact_first != np.arange(n)
+        rows, first = _repeated(cols.view("exact"))
+        later = rows != first
+        dup, dup_first = rows[later], first[later]
+        order = np.argsort(dup, kind="stable")  # report in line order
+        dup, dup_first = dup[order], dup_first[order]
         status[dup] = 1
-        idx = np.flatnonzero(dup)
-        log.add_many("D030", lines[idx[:log.cap]],
-                     [f"duplicate of line {lines[exact_first[i]]}" for i in idx[:log.cap]], int(idx.size))
+        log.add_many("D030", lines[dup[:cap]], [f"duplicate of line {lines[f]}" for f in dup_first[:cap]],
+                     int(dup.size))
 
         with np.errstate(over="ignore"):
-            norm = (cols.view("question").view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-                    ^ cols.view("answer").view(np.uint64))
-        norm_first = _first_index(norm)
-        near = (norm_first != np.arange(n)) & ~dup
+            norm = cols.view("question").view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+            norm ^= cols.view("answer").view(np.uint64)
+        rows, first = _repeated(norm)
+        del norm
+        later = (rows != first) & (status[rows] == 0)
+        near, near_first = rows[later], first[later]
+        order = np.argsort(near, kind="stable")
+        near, near_first = near[order], near_first[order]
         status[near] = 2
-        idx = np.flatnonzero(near)
-        log.add_many("D031", lines[idx[:log.cap]],
-                     [f"same as line {lines[norm_first[i]]} up to case, punctuation and spacing"
-                      for i in idx[:log.cap]], int(idx.size))
+        log.add_many("D031", lines[near[:cap]],
+                     [f"same as line {lines[f]} up to case, punctuation and spacing" for f in near_first[:cap]],
+                     int(near.size))
 
     kept = status == 0
     kept_idx = np.flatnonzero(kept)
     if kept_idx.size:
         q = cols.view("question")[kept_idx]
-        a = cols.view("answer")[kept_idx]
-        q_first = _first_index(q)
-        contra = a != a[q_first]
-        idx = np.flatnonzero(contra)
-        log.add_many("D032", lines[kept_idx[idx[:log.cap]]],
-                     [f"same question as line {lines[kept_idx[q_first[i]]]} with a different answer"
-                      for i in idx[:log.cap]], int(idx.size))
+        rows, first = _repeated(q)
+        del q
+        answers = cols.view("answer")
+        contra = answers[kept_idx[rows]] != answers[kept_idx[first]]
+        bad, bad_first = kept_idx[rows[contra]], kept_idx[first[contra]]
+        order = np.argsort(bad, kind="stable")
+        bad, bad_first = bad[order], bad_first[order]
+        log.add_many("D032", lines[bad[:cap]],
+                     [f"same question as line {lines[f]} with a different answer" for f in bad_first[:cap]],
+                     int(bad.size))
 
-        systems = cols.view("system")[kept_idx]
-        uniq, first_pos, cnt = np.unique(systems, return_index=True, return_counts=True)
-        if uniq.size > 1:
-            major = uniq[np.argmax(cnt)]
-            major_line = lines[kept_idx[first_pos[np.argmax(cnt)]]]
-            idx = np.flatnonzero(systems != major)
-            what = f"{int(cnt.max())} of {kept_idx.size} examples use the system prompt of line {major_line}"
-            log.add_many("D040", lines[kept_idx[idx[:log.cap]]],
-                         [("no system prompt" if systems[i] == 0 else "a different system prompt") + f"; {what}"
-                          for i in idx[:log.cap]], int(idx.size))
+        if len(systems) > 1:  # counted in pass 1 (hash -> [count, first line])
+            major, (count, major_line) = max(systems.items(), key=lambda kv: kv[1][0])
+            system_col = cols.view("system")
+            odd = np.flatnonzero((system_col != major) & kept)
+            what = f"{count} examples use the system prompt of line {major_line}"
+            log.add_many("D040", lines[odd[:cap]],
+                         [("no system prompt" if system_col[i] == 0 else "a different system prompt") + f"; {what}"
+                          for i in odd[:cap]], int(odd.size))
 
     n_kept = int(kept_idx.size)
     lint = ds.lint
@@ -365,8 +388,8 @@ def _decide(ds: DatasetConfig, cols: _Columns, cat_names: list[str], log: Findin
         for name in unknown:
             i = cat_names.index(name)
             idx = kept_idx[cats == i]
-            log.add_many("D061", lines[idx[:log.cap]],
-                         [f"category {name!r} is not one of: {', '.join(expected)}"] * min(idx.size, log.cap),
+            log.add_many("D061", lines[idx[:cap]],
+                         [f"category {name!r} is not one of: {', '.join(expected)}"] * min(idx.size, cap),
                          int(idx.size))
         missing = [c for c in expected if c not in have]
         if missing:
@@ -376,6 +399,7 @@ def _decide(ds: DatasetConfig, cols: _Columns, cat_names: list[str], log: Findin
         if have[big] > lint.max_category_ratio * have[small]:
             log.add(0, "D060", f"category {big!r} has {have[big]} examples, {small!r} only {have[small]} "
                                f"(more than {lint.max_category_ratio:g}x)")
+    del cats
 
     split = np.full(n, TRAIN, dtype=np.int8)
     if n_kept:

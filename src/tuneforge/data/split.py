@@ -5,7 +5,7 @@ normalized question). Groups, never examples, are assigned to splits, so variant
 straddle splits and the test score does not measure memorization. Groups are ordered by a seeded hash of
 the group key, so the assignment is the same on every run and for every row order, and adding rows moves few
 groups. Val and test are filled to their share of *examples* first (one group may overshoot by its size);
-the rest is train.
+the rest is train. Over EXACT_LIMIT examples the per-group draw replaces the exact cut (see assign_splits).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from tuneforge.data.config import SplitConfig
 
 TRAIN, VAL, TEST = 0, 1, 2
+EXACT_LIMIT = 200_000
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -30,14 +31,26 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _seeded(groups: np.ndarray, seed: int) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return _mix64(groups ^ _mix64(np.array([seed], dtype=np.uint64))[0])
+
+
 def assign_splits(groups: np.ndarray, cfg: SplitConfig) -> np.ndarray:
-    """groups: uint64 group hash per example -> split id (TRAIN/VAL/TEST) per example."""
+    """groups: uint64 group hash per example -> split id (TRAIN/VAL/TEST) per example.
+
+    Up to EXACT_LIMIT examples, groups are cut at the exact ratios in seeded-hash order. Above it, each
+    group's seeded hash picks its split directly (a uniform draw per group: at that size the shares are
+    within a fraction of a percent of the ratios, with no sort of all groups and no extra memory).
+    """
     n = groups.size
     if n == 0:
         return np.zeros(0, dtype=np.int8)
+    if n > EXACT_LIMIT and cfg.train > 0:
+        u = (_seeded(groups, cfg.seed) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+        return np.where(u < cfg.val, VAL, np.where(u < cfg.val + cfg.test, TEST, TRAIN)).astype(np.int8)
     uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    with np.errstate(over="ignore"):
-        order = np.argsort(_mix64(uniq ^ _mix64(np.array([cfg.seed], dtype=np.uint64))[0]), kind="stable")
+    order = np.argsort(_seeded(uniq, cfg.seed), kind="stable")
     n_val, n_test = round(n * cfg.val), round(n * cfg.test)
     if len(uniq) >= 3:  # a non-zero share gets at least one group
         n_val = max(n_val, 1) if cfg.val > 0 else 0

@@ -7,30 +7,96 @@ with the contents tokenized in batches by the Rust tokenizer. This is exact for 
 message with special tokens and do not rewrite content (ChatML, Llama 3 up to trimming), which
 ``TokenCounter.exact`` checks against the real template in the tests. A template that refuses the probes
 (e.g. one without system support) falls back to rendering each example.
+
+Worker processes (``processes=N``): the Rust tokenizer's Python binding keeps ~64 bytes per encoded
+string for good (huggingface/tokenizers#1539: +120 MB over a million rows), so large inputs are tokenized
+in spawned worker processes that are replaced every few hundred batches, which returns that memory and
+also puts both cores to work. Small inputs are tokenized in process.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 _PROBE_A, _PROBE_B, _PROBE_S = "a", "b", "c"
 _MEMO_LIMIT = 1024  # system prompts whose counts are remembered across batches (bounded: memory stays flat)
+_TASKS_PER_WORKER = 200  # batches a worker tokenizes before it is replaced (bounds the binding's leak)
+
+_IN_PROCESS_BYTES = 32 << 20  # sources smaller than this are tokenized in process
+
+_worker_tokenizer: Any = None
+
+
+def auto_processes(source_bytes: int) -> int:
+    """Worker processes for a source of this size: none for small files, else one per core (at most 8)."""
+    return 0 if source_bytes < _IN_PROCESS_BYTES else max(1, min(8, os.cpu_count() or 1))
+
+
+def _init_worker(spec: str) -> None:
+    global _worker_tokenizer
+    from tokenizers import Tokenizer
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker process
+    _worker_tokenizer = Tokenizer.from_str(spec)
+
+
+def _worker_lengths(texts: list[str]) -> tuple[list[int], float]:
+    """Token lengths, and the worker's peak RSS in MB (VmHWM: its own, not the parent's it was spawned from)."""
+    lengths = [len(e) for e in _worker_tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+    return lengths, peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux /proc; 0.0 where unavailable)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 class TokenCounter:
-    def __init__(self, tokenizer: Any, name: str = "tokenizer"):
+    def __init__(self, tokenizer: Any, name: str = "tokenizer", processes: int = 0):
         self.tokenizer = tokenizer
         self.name = name
         self.backend = getattr(tokenizer, "backend_tokenizer", None)
         self.fixed = self.system = self.pair = 0
         self.fast = False
         self._memo: dict[str, int] = {}
+        self.processes = processes if self.backend is not None else 0
+        self._pool: Any = None
+        self.worker_peak_mb = 0.0  # the largest worker's peak RSS so far
         try:
             self._probe()
             self.fast = True
         except Exception:  # noqa: BLE001 (any template error: count by rendering instead)
             self.fast = False
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _workers(self) -> Any:
+        if self._pool is None:
+            # spawn, not fork: the parent may hold torch and tokenizer threads
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ctx.Pool(self.processes, initializer=_init_worker, initargs=(self.backend.to_str(),),
+                                  maxtasksperchild=_TASKS_PER_WORKER)
+        return self._pool
 
     def _render_len(self, messages: list[dict[str, str]]) -> int:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False)
@@ -49,6 +115,11 @@ class TokenCounter:
         self.system = with_system - one - ts
 
     def content_lengths(self, texts: Sequence[str]) -> list[int]:
+        if self.processes and len(texts) >= 64:
+            step = -(-len(texts) // self.processes)
+            parts = self._workers().map(_worker_lengths, [list(texts[i:i + step]) for i in range(0, len(texts), step)])
+            self.worker_peak_mb = max([self.worker_peak_mb, *(peak for _, peak in parts)])
+            return [n for lengths, _ in parts for n in lengths]
         if self.backend is not None:
             return [len(e) for e in self.backend.encode_batch_fast(list(texts), add_special_tokens=False)]
         return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
