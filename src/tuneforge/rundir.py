@@ -142,3 +142,25 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
+
+
+def finish_run(run: RunConfig, run_dir: Path, result: dict[str, Any], wall_time_s: float,
+               **extra: Any) -> dict[str, Any]:
+    """Write summary.json (last, atomically) and drop the RUNNING marker: the run is now complete."""
+    summary = {
+        "name": run.name,
+        "run_dir": str(run_dir),
+        "method": run.method.name,
+        "model": run.model.name_or_path,
+        "backend": run.backend.name,
+        "launcher": run.launcher.name,
+        **result,
+        "wall_time_s": round(wall_time_s, 3),
+        **extra,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "config": redact(run_to_dict(run)),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    (run_dir / "RUNNING").unlink(missing_ok=True)
+    return summary

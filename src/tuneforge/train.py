@@ -13,8 +13,7 @@ from tuneforge.backends.registry import get_backend
 from tuneforge.config.schema import RunConfig
 from tuneforge.launch.registry import get_launcher
 from tuneforge.plan import write_run_plan
-from tuneforge.rundir import (atomic_write_json, git_commit, new_run_dir, redact, run_to_dict, versions,
-                              write_config)
+from tuneforge.rundir import finish_run, new_run_dir, write_config
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +58,7 @@ def train(run: RunConfig, *, quiet: bool = False) -> dict[str, Any]:
         raise
     if result.get("submitted"):  # a batch job (launcher=slurm) finishes its run directory itself
         return result
-    summary = {
-        "name": run.name,
-        "run_dir": str(run_dir),
-        "method": run.method.name,
-        "model": run.model.name_or_path,
-        "backend": run.backend.name,
-        "launcher": run.launcher.name,
-        **result,
-        "wall_time_s": round(time.perf_counter() - t0, 3),
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "config": redact(run_to_dict(run)),
-    }
-    atomic_write_json(run_dir / "summary.json", summary)
-    running.unlink(missing_ok=True)
+    summary = finish_run(run, run_dir, result, time.perf_counter() - t0)
     if not quiet:
         print(format_summary(summary))
     from tuneforge.evaluation import after_training  # eval.after_training: eval.json + report

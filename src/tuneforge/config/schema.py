@@ -10,7 +10,7 @@ Nothing here imports torch: ``plan`` must stay fast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from omegaconf import MISSING
 

@@ -383,7 +383,7 @@ def requeue(job_id: str) -> bool:
 
 
 def job_end(run_dir: Path, rc: int) -> int:
-    from tuneforge.rundir import atomic_write_json, git_commit, read_config, redact, run_to_dict, versions
+    from tuneforge.rundir import finish_run, read_config
     from tuneforge.train import format_summary
 
     job_id = os.environ.get("SLURM_JOB_ID", "?")
@@ -411,24 +411,9 @@ def job_end(run_dir: Path, rc: int) -> int:
     info_path = _job_info_path(run_dir)
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     # the same fields as tuneforge.train.train writes, plus where and how often the job ran
-    summary = {
-        "name": run.name,
-        "run_dir": str(run_dir),
-        "method": run.method.name,
-        "model": run.model.name_or_path,
-        "backend": run.backend.name,
-        "launcher": run.launcher.name,
-        **result,
-        "wall_time_s": round(time.time() - info.get("first_start_unix", time.time()), 3),
-        "slurm_job_id": job_id,
-        "slurm_restarts": info.get("restarts", 0),
-        "preemptions": info.get("preemptions", []),
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "config": redact(run_to_dict(run)),
-    }
-    atomic_write_json(run_dir / "summary.json", summary)
-    (run_dir / "RUNNING").unlink(missing_ok=True)
+    summary = finish_run(run, run_dir, result, time.time() - info.get("first_start_unix", time.time()),
+                         slurm_job_id=job_id, slurm_restarts=info.get("restarts", 0),
+                         preemptions=info.get("preemptions", []))
     print(format_summary(summary), flush=True)
     return 0
 
