@@ -142,6 +142,30 @@ class _TokenBatcher:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _LineWriter:
+    """Appends lines to a file in chunks (one write per few thousand lines instead of one per line)."""
+
+    def __init__(self, path: Path, chunk: int = 4096):
+        self.file = path.open("w", encoding="utf-8")
+        self.buf: list[str] = []
+        self.chunk = chunk
+
+    def add(self, line: str) -> None:
+        self.buf.append(line)
+        if len(self.buf) >= self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            self.buf.append("")  # join adds the final newline
+            self.file.write("\n".join(self.buf))
+            self.buf.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.file.close()
+
+
 def _repeated(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows whose key occurs more than once (sorted by key, then row) and, for each, its key's first row.
 
@@ -194,7 +218,7 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
     elif quarantine is not None:  # lint only: the quarantine still gets every rejected row, duplicates too
         q_path, staged_path = quarantine, quarantine.parent / f".{quarantine.name}.staged"
     q_file = q_path.open("w", encoding="utf-8") if q_path is not None else None
-    staged = staged_path.open("w", encoding="utf-8") if staged_path is not None else None
+    staged = _LineWriter(staged_path) if staged_path is not None else None
 
     def quarantine_row(line: int, problems: list[tuple[str, str]], text: str) -> None:
         if q_file is not None:
@@ -203,31 +227,35 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
                                     ensure_ascii=False) + "\n")
 
     try:
+        source_in = kept = 0
         for rec in read_records(source, fmt, ds.fields):
+            problems = rec.problems
             if rec.bom:
                 log.add(rec.line, "D003", "file starts with a UTF-8 byte-order mark (BOM); it is stripped")
-            if rec.messages is None and not rec.problems:
+            if problems:
+                if problems[0][0] == BLANK_LINE:
+                    counts["blank_lines"] += 1
+                    log.add(rec.line, BLANK_LINE, problems[0][1])
+                    continue
+            elif rec.messages is None:
                 continue  # a header line: not a row
-            if rec.problems and rec.problems[0][0] == BLANK_LINE:
-                counts["blank_lines"] += 1
-                log.add(rec.line, BLANK_LINE, rec.problems[0][1])
-                continue
-            counts["source_in"] += 1
-            problems = rec.problems
+            source_in += 1
             messages = None
             if rec.messages is not None:
                 messages, more = check_messages(rec.messages)
-                problems.extend(more)
+                if more:
+                    problems.extend(more)
             if messages is not None and guard:
                 problems.extend(guard.check(messages))
-            for rule, msg in problems:
-                log.add(rec.line, rule, msg)
-            if messages is None or any(rule in REJECTING for rule, _ in problems):
-                counts["source_rejected"] += 1
-                quarantine_row(rec.line, problems, rec.text)
-                continue
-            counts["source_kept"] += 1
+            if problems:
+                for rule, msg in problems:
+                    log.add(rec.line, rule, msg)
+                if messages is None or any(rule in REJECTING for rule, _ in problems):
+                    quarantine_row(rec.line, problems, rec.text)
+                    continue
+            kept += 1
             _stage(rec, messages, system_prompt, augmenter, cols, batcher, categories, cat_names, systems, staged)
+        counts.update(source_in=source_in, source_kept=kept, source_rejected=source_in - kept)
         if batcher is not None:
             batcher.finish()
     finally:
@@ -302,7 +330,7 @@ def _stage(rec: Record, messages: list[dict[str, str]], system_prompt: str | Non
     for v in variants:
         text = rec.text if reuse else chat_line(v)
         if staged is not None:
-            staged.write(text + "\n")
+            staged.add(text)
         cols.line.append(line)
         cols.exact.append(hash(text))
         cols.question.append(hash(qkey if v is messages else question_key(v)))
@@ -409,25 +437,35 @@ def _decide(ds: DatasetConfig, cols: _Columns, cat_names: list[str], systems: di
 
 def _route(staged_path: Path, out_dir: Path | None, status: np.ndarray, split: np.ndarray, cols: _Columns,
            q_file: Any) -> dict[str, str]:
-    """Pass 2: staged lines -> train/val/test files (when out_dir is given), duplicates -> quarantine."""
+    """Pass 2: staged lines -> train/val/test files (when out_dir is given), duplicates -> quarantine.
+
+    Kept lines are copied as bytes (no decode/encode) and written in chunks.
+    """
     paths = {name: out_dir / f"{name}.jsonl" for name in SPLIT_NAMES} if out_dir is not None else {}
-    outs = [paths[name].open("w", encoding="utf-8") for name in SPLIT_NAMES] if paths else []
+    outs = [paths[name].open("wb") for name in SPLIT_NAMES] if paths else []
+    bufs: list[list[bytes]] = [[] for _ in SPLIT_NAMES]
     # bytes index faster than numpy scalars in a per-line loop
     st, sp = status.tobytes(), split.tobytes()
     lines = cols.line
     reasons = {1: ("D030", "duplicate of an earlier line"),
                2: ("D031", "same as an earlier line up to case, punctuation and spacing")}
     try:
-        with staged_path.open("r", encoding="utf-8") as f:
-            for i, text in enumerate(f):
+        with staged_path.open("rb") as f:
+            for i, raw in enumerate(f):
                 s = st[i]
                 if s == 0:
                     if outs:
-                        outs[sp[i]].write(text)
+                        buf = bufs[sp[i]]
+                        buf.append(raw)
+                        if len(buf) >= 4096:
+                            outs[sp[i]].write(b"".join(buf))
+                            buf.clear()
                 elif q_file is not None:
                     rule, why = reasons[s]
                     q_file.write(json.dumps({"line": lines[i], "rules": [rule], "reasons": [why],
-                                             "text": text.rstrip("\n")}, ensure_ascii=False) + "\n")
+                                             "text": raw.decode("utf-8").rstrip("\n")}, ensure_ascii=False) + "\n")
+        for out, buf in zip(outs, bufs):
+            out.write(b"".join(buf))
     finally:
         for o in outs:
             o.close()
