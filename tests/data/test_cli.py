@@ -59,3 +59,15 @@ def test_make_data_runs_data_prepare() -> None:
     dry = subprocess.run(["make", "-n", "data", "dataset=dalat-tourism"], cwd=project_root(),
                          capture_output=True, text=True, check=True).stdout
     assert "tuneforge data prepare recipe=lora-tiny dataset=dalat-tourism" in dry
+
+
+def test_data_lint_counts_tokens_with_the_runs_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.json"
+    seed = project_root() / "data" / "dalat" / "seed.csv"
+    assert main(["data", "lint", str(seed), "recipe=lora-tiny", "--max-tokens", "120", "--report", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "tokens        (tiny-llama, seq_len 256) all " in out
+    assert f"{seed}:" in out and " D020 " in out  # the longest answers exceed a 120-token limit
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["tokens"]["max_tokens"] == 120 and data["tokens"]["over_max_tokens"] > 0
+    assert data["cost"] is None and data["splits"] == {}

@@ -131,7 +131,6 @@ def _lint(ns: argparse.Namespace) -> int:
         if tokens is not None:
             tokens.counter.close()
     report = build_report(ds, path, result, None, run=run, with_tokens=True, fmt=fmt)
-    report["cost"] = None  # a lint is not a training plan
     print(render_summary(report))
     if ns.report is not None:
         ns.report.parent.mkdir(parents=True, exist_ok=True)

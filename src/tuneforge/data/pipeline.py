@@ -295,7 +295,8 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
     tok = None
     if tokens is not None:
         lengths = cols.view("tokens")[kept]
-        tok = token_stats(lengths, split[kept], seq_len=tokens.seq_len, max_tokens=tokens.max_tokens,
+        tok = token_stats(lengths, split[kept] if out_dir is not None else None, seq_len=tokens.seq_len,
+                          max_tokens=tokens.max_tokens,
                           micro_batch_size=tokens.micro_batch_size, counter_name=tokens.counter.name)
     return PipelineResult(log=log, counts=counts, sizes=sizes, groups=group_counts, categories=cat_table,
                           tokens=tok, files=files, seconds=time.perf_counter() - t0)

@@ -60,8 +60,10 @@ def build_report(ds: DatasetConfig, src: Path, result: PipelineResult, out_dir: 
     }
     if with_tokens and result.tokens is not None:
         report["tokens"] = result.tokens
-        hparams = run.hparams if run is not None else None
-        report["cost"] = openai_cost(result.tokens["per_split"]["train"]["total"], cost_epochs(hparams))
+        train = result.tokens["per_split"].get("train")
+        if train is not None:  # a lint has no train split, so no training cost
+            hparams = run.hparams if run is not None else None
+            report["cost"] = openai_cost(train["total"], cost_epochs(hparams))
     return report
 
 
@@ -116,7 +118,8 @@ def render_summary(report: dict[str, Any], *, paths: bool = True) -> str:
                    f"   over seq_len: {tok['over_seq_len']}   over limit {tok['max_tokens']}: "
                    f"{tok['over_max_tokens']}")
         out.append(f"batching      padding waste {tok['padding_waste']:.1%} (micro batch {tok['micro_batch_size']})"
-                   f"   packing efficiency {tok['packing_efficiency']:.1%} (train split)")
+                   f"   packing efficiency {tok['packing_efficiency']:.1%} "
+                   f"({tok.get('batching_measured_on', 'train split')})")
     cost = report.get("cost")
     if cost:
         out.extend(render_cost(cost))

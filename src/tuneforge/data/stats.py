@@ -94,10 +94,14 @@ def cost_epochs(hparams: Any) -> float:
     return float(hparams.epochs)
 
 
-def token_stats(lengths: np.ndarray, splits: np.ndarray, *, seq_len: int, max_tokens: int,
+def token_stats(lengths: np.ndarray, splits: np.ndarray | None, *, seq_len: int, max_tokens: int,
                 micro_batch_size: int, counter_name: str) -> dict[str, Any]:
-    """lengths: tokens per kept example; splits: 0 train / 1 val / 2 test for each."""
-    per_split = {name: length_summary(lengths[splits == i]) for i, name in enumerate(("train", "val", "test"))}
+    """lengths: tokens per kept example; splits: 0 train / 1 val / 2 test for each (None: not split, a lint)."""
+    if splits is None:
+        splits = np.zeros(lengths.size, dtype=np.int8)
+        per_split = {"all": length_summary(lengths)}
+    else:
+        per_split = {name: length_summary(lengths[splits == i]) for i, name in enumerate(("train", "val", "test"))}
     return {
         "tokenizer": counter_name,
         "seq_len": seq_len,
@@ -109,4 +113,5 @@ def token_stats(lengths: np.ndarray, splits: np.ndarray, *, seq_len: int, max_to
         "over_max_tokens": int((lengths > max_tokens).sum()),
         "padding_waste": round(padding_waste(lengths[splits == 0], seq_len, micro_batch_size), 4),
         "packing_efficiency": round(packing_efficiency(lengths[splits == 0], seq_len), 4),
+        "batching_measured_on": "train split" if "train" in per_split else "all examples",
     }
