@@ -12,6 +12,7 @@ Layout (the same for every backend, so eval/merge/chat need not know which one t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -137,10 +138,8 @@ def versions() -> dict[str, str]:
     out = {}
     for pkg in ("tuneforge", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "hydra-core",
                 "bitsandbytes", "deepspeed", "axolotl"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
     return out
 
 

@@ -22,6 +22,7 @@ running the same command again resumes the study. ``launcher=slurm`` turns into 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -435,10 +436,8 @@ def _study_summary(storage: str, study_name: str | None) -> str | None:
     text = (f"study `{study_name}` in `{storage}`: {len(states)} trials over all runs of this sweep "
             f"({states.count('COMPLETE')} complete, {states.count('FAIL')} failed); run the same command "
             "again to continue it")
-    try:
+    with contextlib.suppress(ValueError):
         text += f"; best value {study.best_value:.4f} with {study.best_params}"
-    except ValueError:
-        pass
     return text
 
 

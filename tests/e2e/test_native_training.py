@@ -124,7 +124,9 @@ def test_failed_run_never_looks_complete(out_root: Path, tmp_path: Path) -> None
     bad = tmp_path / "broken.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{not json\n')
     run = load_run_config(["recipe=lora-tiny", f"output_root={out_root}", f"dataset.path={bad}"])
-    with pytest.raises(Exception):
+    from tuneforge.errors import DataError
+
+    with pytest.raises(DataError):
         train(run, quiet=True)
     (run_dir,) = list((out_root / "lora-tiny").iterdir())
     assert (run_dir / "FAILED").is_file()

@@ -34,11 +34,11 @@ def compose_config(overrides: Sequence[str] = (), *, return_hydra_config: bool =
 
 def to_run_config(cfg: DictConfig) -> RunConfig:
     """DictConfig -> typed RunConfig (dataclass instances all the way down), resolving interpolations."""
-    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]) if "hydra" in cfg else cfg
+    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
     import dataclasses
 
     allowed = {f.name for f in dataclasses.fields(RunConfig)}
-    extra = sorted(str(k) for k in cfg.keys() if k not in allowed)
+    extra = sorted(str(k) for k in cfg if k not in allowed)
     if extra:
         hint = difflib.get_close_matches(extra[0], allowed, n=1)
         raise ConfigError(
@@ -79,7 +79,7 @@ def _valid_keys(full_key: str) -> list[str]:
         return []
     if isinstance(node, DictConfig) and node._is_missing():
         return []
-    return sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+    return sorted(str(k) for k in node) if isinstance(node, DictConfig) else []
 
 
 def _keys_of_group_option(full_key: str) -> list[str]:
@@ -131,9 +131,11 @@ def explain_compose_error(exc: BaseException) -> str:
         msg = re.sub(r"\n\s*base_\w+", "", msg)
         msg = msg.split("\nConfig search path")[0].split("\nKey '")[0]
         return re.sub(r"\n\s*\n", "\n", msg.replace("In 'config': ", "")).replace("\n\t", "\n  ").strip()
-    bad_value = re.search(r"(Value '.*?' (?:of type '\w+' could not be converted to \w+|is not a valid \w+)[^\n]*)", msg)
+    bad_value = re.search(
+        r"(Value '.*?' (?:of type '\w+' could not be converted to \w+|is not a valid \w+)[^\n]*)", msg)
     if bad_value:
         full_key = full.group("full") if full else "?"
         return f"wrong type for '{full_key}': {bad_value.group(1)}"
-    lines = [ln for ln in msg.splitlines() if ln.strip() and not ln.strip().startswith(("reference_type", "object_type"))]
+    noise = ("reference_type", "object_type")
+    lines = [ln for ln in msg.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
     return "\n  ".join(lines[:4]) if lines else type(exc).__name__
