@@ -111,7 +111,8 @@ def child(path: Path, tokens: bool) -> dict:
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     shutil.rmtree(out, ignore_errors=True)
     c = result.counts
-    return {"rows": c["source_in"], "kept": c["examples_kept"], "rejected": c["source_rejected"] + c["examples_rejected"],
+    rejected = c["source_rejected"] + c["examples_rejected"]
+    return {"rows": c["source_in"], "kept": c["examples_kept"], "rejected": rejected,
             "seconds": round(seconds, 2), "rows_per_s": round(c["source_in"] / seconds),
             "cpu_seconds": round(cpu, 2), "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2),
             "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
