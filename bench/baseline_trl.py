@@ -37,6 +37,11 @@ args = SFTConfig(
     per_device_train_batch_size=settings["micro_batch_size"],
     learning_rate=settings["lr"],
     lr_scheduler_type="cosine",
+    optim="adamw_torch",
+    # TRL's SFTConfig defaults are gradient_checkpointing=True and bf16=True; the run being compared uses
+    # neither (fp32 on CPU, no recomputation), so the baseline states the same settings explicitly.
+    gradient_checkpointing=False,
+    bf16=False,
     max_length=settings["seq_len"],
     assistant_only_loss=True,
     include_num_input_tokens_seen="non_padding",
