@@ -88,7 +88,13 @@ class Plan:
 
 
 def default_run_dir(run: RunConfig) -> Path:
-    return Path(run.run_dir) if run.run_dir else Path(run.output_root) / run.name / "<timestamp>"
+    from tuneforge.rundir import multinode_run_dir
+
+    if run.run_dir:
+        return Path(run.run_dir)
+    if getattr(run.launcher, "num_nodes", 1) > 1:
+        return multinode_run_dir(run)
+    return Path(run.output_root) / run.name / "<timestamp>"
 
 
 def make_plan(run: RunConfig, run_dir: Path | None = None) -> Plan:

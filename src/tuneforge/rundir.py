@@ -100,9 +100,25 @@ def read_config(run_dir: Path) -> RunConfig:
     return OmegaConf.to_object(cfg)  # type: ignore[return-value]
 
 
+def multinode_run_dir(run: RunConfig) -> Path:
+    """The run directory every node of one multi-node launch computes alike (no shared clock needed).
+
+    Named by a hash of the resolved config minus the node's own rank, so the same command on every node
+    (on a shared filesystem) lands in one directory; relaunching the same config resumes there.
+    """
+    import hashlib
+
+    cfg = run_to_dict(run)
+    cfg["launcher"] = {k: v for k, v in cfg["launcher"].items() if k != "node_rank"}
+    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(run.output_root) / run.name / f"multinode-{digest}"
+
+
 def new_run_dir(run: RunConfig) -> Path:
     if run.run_dir:
         d = Path(run.run_dir)
+    elif getattr(run.launcher, "num_nodes", 1) > 1:
+        d = multinode_run_dir(run)
     else:
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         d = Path(run.output_root) / run.name / stamp

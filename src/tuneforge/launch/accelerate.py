@@ -206,9 +206,6 @@ class AccelerateLauncher:
             if not c.main_process_ip:
                 yield (f"launcher.num_nodes={c.num_nodes} needs launcher.main_process_ip: the address of node 0 "
                        "that every node can reach (e.g. launcher.main_process_ip=10.0.0.1)")
-            if not run.run_dir:
-                yield (f"launcher.num_nodes={c.num_nodes}: set run_dir=<a directory every node shares> and use "
-                       "the same value on every node, so all nodes train one run directory")
         if not 0 < c.main_process_port < 65536:
             yield f"launcher.main_process_port={c.main_process_port} must be a TCP port (1..65535)"
         if c.rdzv_backend not in RDZV_BACKENDS:
