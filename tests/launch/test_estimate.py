@@ -13,7 +13,7 @@ def _est(*overrides: str):
 
 
 def test_full_finetune_bytes_per_parameter() -> None:
-    plain = _est("recipe=full-llama")
+    plain = _est("recipe=full-llama", "launcher=local", "distributed=none")
     p = plain.parameters
     # bf16 weights + bf16 grads + AdamW states in bf16 (no DeepSpeed): 2 + 2 + 4 bytes/param
     assert plain.components["weights"] == pytest.approx(2 * p)
@@ -56,6 +56,6 @@ def test_gradient_checkpointing_shrinks_activations() -> None:
 
 def test_warning_above_declared_gpu_memory() -> None:
     assert _est("recipe=qlora-llama", "launcher.gpu_memory_gb=80").warnings == []
-    est = _est("recipe=full-llama", "launcher.gpu_memory_gb=24")
+    est = _est("recipe=full-llama", "launcher=local", "distributed=none", "launcher.gpu_memory_gb=24")
     assert est.total > 24 * GiB
     assert "exceeds launcher.gpu_memory_gb=24" in est.warnings[0] and "distributed=zero3" in est.warnings[0]
