@@ -143,6 +143,18 @@ def test_axolotl_lora_trains_on_cpu(out_root: Path) -> None:
                                                        "hparams.max_steps=12", "hparams.eval_steps=null",
                                                        "backend.dataset_processes=1"]), run_dir)["axolotl.yaml"] \
         == text, "the run wrote a different axolotl.yaml than its plan shows"
+    # eval and merge read only the run directory: an axolotl run works exactly like a native one
+    from tuneforge.evaluation.config import EvalConfig
+    from tuneforge.evaluation.metrics import METRICS
+    from tuneforge.evaluation.runner import evaluate_run
+    from tuneforge.merge import merge_run
+
+    results = evaluate_run(run_dir, eval_config=EvalConfig(max_samples=4, max_new_tokens=8, batch_size=4),
+                           quiet=True)
+    assert {m.key for m in METRICS} <= results["base"].keys() and (run_dir / "eval.json").is_file()
+    assert results["finetuned"]["loss"] < results["base"]["loss"]
+    info = merge_run(run_dir, n_prompts=2, quiet=True)
+    assert info["parity"]["passed"] and (run_dir / "merged" / "parity.json").is_file()
 
 
 @pytest.mark.axolotl
