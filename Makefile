@@ -17,7 +17,7 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train plan data eval merge chat sweep jobs test test-all bench lint clean
+.PHONY: help setup train plan data eval merge chat sweep jobs test test-slow test-all bench lint clean
 
 help: ## show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,9 @@ jobs: $(STAMP) ## submitted Slurm runs: state, run dir (make jobs [output_root=D
 
 test: $(STAMP) ## run the test suite (fast + CPU end-to-end; `make test-all` adds the slow ones)
 	$(SLURM_LOCAL) $(BIN)/pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## only the slow tests (2-node rendezvous, resumes, axolotl QLoRA, ...)
+	$(SLURM_LOCAL) $(BIN)/pytest -m "slow and not gpu" $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## every test except the GPU ones
 	$(SLURM_LOCAL) $(BIN)/pytest -m "not gpu" $(PYTEST_ARGS)

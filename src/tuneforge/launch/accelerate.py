@@ -202,10 +202,9 @@ class AccelerateLauncher:
             yield f"launcher.num_nodes={c.num_nodes} must be >= 1"
         elif not 0 <= c.node_rank < c.num_nodes:
             yield f"launcher.node_rank={c.node_rank} must be in 0..{c.num_nodes - 1} (launcher.num_nodes={c.num_nodes})"
-        if c.num_nodes > 1:
-            if not c.main_process_ip:
-                yield (f"launcher.num_nodes={c.num_nodes} needs launcher.main_process_ip: the address of node 0 "
-                       "that every node can reach (e.g. launcher.main_process_ip=10.0.0.1)")
+        if c.num_nodes > 1 and not c.main_process_ip:
+            yield (f"launcher.num_nodes={c.num_nodes} needs launcher.main_process_ip: the address of node 0 "
+                   "that every node can reach (e.g. launcher.main_process_ip=10.0.0.1)")
         if not 0 < c.main_process_port < 65536:
             yield f"launcher.main_process_port={c.main_process_port} must be a TCP port (1..65535)"
         if c.rdzv_backend not in RDZV_BACKENDS:
