@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tuneforge: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # bitsandbytes warns on every import that an optional CPU kernel package is absent: noise, not advice
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         return COMMANDS[name][0](args)
     except TuneforgeError as exc:
