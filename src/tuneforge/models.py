@@ -166,6 +166,23 @@ def _explain_load_failure(name: str, exc: BaseException) -> str:
     return f"cannot load model '{name}': {hint}.\n  ({text})"
 
 
+def check_model_reachable(run: RunConfig) -> None:
+    """Fail before anything is launched when the base model cannot be found (reads config.json only).
+
+    Without this, a missing or gated model surfaces as a traceback inside the training subprocess
+    (axolotl, accelerate workers) instead of one message naming the model and the fix.
+    """
+    m = run.model
+    if m.tiny is not None:
+        return
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(m.name_or_path, trust_remote_code=m.trust_remote_code, revision=m.revision)
+    except Exception as exc:  # OSError, hub errors, ValueError for bad dirs
+        raise ModelLoadError(_explain_load_failure(m.name_or_path, exc)) from None
+
+
 def load_tokenizer(run: RunConfig, path: str | None = None) -> Any:
     from transformers import AutoTokenizer
 

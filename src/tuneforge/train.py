@@ -43,6 +43,10 @@ def train(run: RunConfig, *, quiet: bool = False) -> dict[str, Any]:
     """Create the run directory, launch the backend through the launcher, write summary.json last."""
     backend = get_backend(run.backend.name)
     launcher = get_launcher(run.launcher.name)
+    if getattr(launcher, "runs_here", True):  # a batch job may see models this host cannot
+        from tuneforge.models import check_model_reachable
+
+        check_model_reachable(run)
     run_dir = new_run_dir(run)
     write_config(run, run_dir)
     running = run_dir / "RUNNING"

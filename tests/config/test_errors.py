@@ -88,3 +88,14 @@ def test_secrets_never_reach_the_resolved_config(monkeypatch, tmp_path: Path) ->
     write_config(run, tmp_path)
     text = (tmp_path / "config.yaml").read_text()
     assert secret not in text and "REDACTED" in text
+
+
+@pytest.mark.parametrize("backend", ["native", "axolotl"])
+def test_unreachable_model_fails_before_launch(backend: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    """No traceback from a training subprocess: one message naming the model, and no run directory."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "outputs"
+    rc = main(["train", "recipe=lora-llama", f"backend={backend}", f"output_root={out}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "meta-llama/Llama-3.1-8B" in err and "HF_TOKEN" in err and "Traceback" not in err
+    assert not out.exists()

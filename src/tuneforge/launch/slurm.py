@@ -246,6 +246,7 @@ def wait_for_job(job_id: str, run_dir: Path, poll_s: float = 2.0, max_unreachabl
 
 class SlurmLauncher:
     name = "slurm"
+    runs_here = False  # the job runs on cluster nodes: the base model is checked there, not on this host
 
     def check(self, run: RunConfig) -> Iterable[str]:
         c = run.launcher
