@@ -46,6 +46,12 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
 }
 
 
+def _recipe_names() -> list[str]:
+    from tuneforge.paths import recipes_dir
+
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
 def usage() -> str:
     lines = ["usage: tuneforge <command> [key=value ...]", "", "commands:"]
     lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -65,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"tuneforge: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
         return 2
+    if name in ("train", "plan") and any(a in ("-h", "--help") for a in args):
+        print(f"usage: tuneforge {name} [recipe=NAME] [group=option ...] [key=value ...]\n\n"
+              f"  {COMMANDS[name][1]}\n  recipes: {', '.join(_recipe_names())}\n"
+              "  groups: method model dataset optim hparams backend launcher distributed tracking\n"
+              "  `tuneforge plan ...` prints the fully resolved config with every key that can be overridden.")
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # bitsandbytes warns on every import that an optional CPU kernel package is absent: noise, not advice
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

@@ -99,3 +99,9 @@ def test_unreachable_model_fails_before_launch(backend: str, tmp_path: Path, mon
     err = capsys.readouterr().err
     assert rc == 2 and "meta-llama/Llama-3.1-8B" in err and "HF_TOKEN" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_train_help_lists_recipes(capsys) -> None:
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: tuneforge train" in out and "qlora-llama" in out and "lora-tiny" in out
