@@ -32,6 +32,8 @@ CASES = [
      ["cannot be quantized", "multiple of 64"]),
     (["recipe=full-tiny", "method.quantization.bits=4"], ["method=qlora"]),
     (["backend.name=nope"], ["backend.name='nope'", "native"]),
+    (["optim.optimizer=adamw_bogus"], ["optim.optimizer='adamw_bogus'", "did you mean", "adamw_torch"]),
+    (["optim.scheduler=cosin"], ["optim.scheduler='cosin'", "cosine"]),
     (["model.name_or_path=/no/such/model", "model.tiny=null"], ["/no/such/model", "config.json"]),
 ]
 
@@ -105,3 +107,14 @@ def test_train_help_lists_recipes(capsys) -> None:
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
     assert "usage: tuneforge train" in out and "qlora-llama" in out and "lora-tiny" in out
+
+
+def test_optimizer_and_scheduler_lists_match_transformers() -> None:
+    """validate.py keeps static copies (plan must not import torch): they must match transformers."""
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from tuneforge.config.validate import OPTIMIZERS, SCHEDULERS
+
+    assert set(OPTIMIZERS) == {o.value for o in OptimizerNames}
+    assert set(SCHEDULERS) == {s.value for s in SchedulerType}

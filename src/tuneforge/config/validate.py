@@ -16,8 +16,21 @@ from tuneforge.tracking import check_tracking
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+# transformers' SchedulerType / OptimizerNames values (5.16), listed here because importing them would pull
+# torch into `plan`; tests/config/test_errors.py checks the lists still match the installed transformers.
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
+              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+              "warmup_stable_decay", "greedy")
+OPTIMIZERS = (
+    "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor", "adamw_anyprecision",
+    "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad", "adamw_bnb_8bit", "adamw_8bit",
+    "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit", "paged_adamw_8bit", "paged_ademamix_32bit",
+    "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit",
+    "rmsprop_bnb_32bit", "galore_adamw", "galore_adamw_8bit", "galore_adafactor", "galore_adamw_layerwise",
+    "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise", "lomo", "adalomo", "grokadamw",
+    "schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd", "apollo_adamw", "apollo_adamw_layerwise",
+    "stable_adamw",
+)
 TRACKERS = ("none", "wandb", "tensorboard")
 
 Check = Callable[[RunConfig], Iterable[str]]
@@ -42,6 +55,13 @@ def check_core(run: RunConfig) -> Iterable[str]:
     yield from _choice("model.dtype", mo.dtype, DTYPES)
     yield from _choice("hparams.mixed_precision", h.mixed_precision, MIXED_PRECISION)
     yield from _choice("optim.scheduler", o.scheduler, SCHEDULERS)
+    if o.optimizer not in OPTIMIZERS:
+        import difflib
+
+        close = difflib.get_close_matches(o.optimizer, OPTIMIZERS, n=3, cutoff=0.5)
+        yield (f"optim.optimizer={o.optimizer!r} is not valid" + (f" (did you mean {', '.join(close)}?)" if close
+               else "") + "; common: adamw_torch, adamw_torch_fused, paged_adamw_8bit, adafactor, sgd "
+               f"(all {len(OPTIMIZERS)}: transformers' OptimizerNames)")
     if not o.lr > 0:
         yield f"optim.lr={o.lr} must be > 0 (typical: 1e-5 .. 3e-4 for LoRA, 1e-5 for full fine-tunes)"
     if o.weight_decay < 0:
