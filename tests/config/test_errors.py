@@ -32,6 +32,7 @@ CASES = [
      ["cannot be quantized", "multiple of 64"]),
     (["recipe=full-tiny", "method.quantization.bits=4"], ["method=qlora"]),
     (["backend.name=nope"], ["backend.name='nope'", "native"]),
+    (["dataset.path=/no/such/data.jsonl"], ["dataset.path='/no/such/data.jsonl'", "file not found"]),
     (["optim.optimizer=adamw_bogus"], ["optim.optimizer='adamw_bogus'", "did you mean", "adamw_torch"]),
     (["optim.scheduler=cosin"], ["optim.scheduler='cosin'", "cosine"]),
     (["model.name_or_path=/no/such/model", "model.tiny=null"], ["/no/such/model", "config.json"]),

@@ -148,3 +148,10 @@ def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str
 def check_dataset(run: RunConfig) -> Iterable[str]:
     """Compose-time check (in tuneforge.config.validate.CHECKS)."""
     yield from dataset_problems(run.dataset)
+    from tuneforge.data import source_path
+    from tuneforge.launch.registry import LAUNCHERS
+
+    # a missing source fails here, before a run directory exists; a batch job's nodes may see other paths
+    if getattr(LAUNCHERS.get(run.launcher.name), "runs_here", True) and not source_path(run.dataset).is_file():
+        yield (f"dataset.path={run.dataset.path!r}: file not found ({source_path(run.dataset)}); point "
+               "dataset.path at the source file, or pick a dataset=... from conf/dataset/")
