@@ -102,8 +102,7 @@ def make_plan(run: RunConfig, run_dir: Path | None = None) -> Plan:
     launcher = get_launcher(run.launcher.name)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(run)
     artifacts: dict[str, str] = {}
-    if hasattr(backend, "artifacts"):
-        artifacts.update(backend.artifacts(run, run_dir))
+    artifacts.update(backend.artifacts(run, run_dir))
     if hasattr(launcher, "artifacts"):
         artifacts.update(launcher.artifacts(run, run_dir, backend))
     artifacts = {name: redact(text) for name, text in artifacts.items()}

@@ -1,7 +1,7 @@
 """The backend protocol: how a RunConfig becomes a concrete training job.
 
-``check`` refuses unsupported combinations at compose time; ``prepare`` writes the backend's native
-artifacts into the run directory (what ``plan`` shows); ``command`` is the per-process entry a launcher
+``check`` refuses unsupported combinations at compose time; ``artifacts`` renders the backend's native
+files (what ``plan`` shows) and ``prepare`` writes them into the run directory; ``command`` is the per-process entry a launcher
 starts (argv after the Python interpreter); ``run_in_process`` trains in the calling process when the
 backend can (the local launcher uses it and saves a second interpreter start-up).
 """
@@ -19,6 +19,8 @@ class Backend(Protocol):
     name: str
 
     def check(self, run: RunConfig) -> Iterable[str]: ...
+
+    def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]: ...
 
     def prepare(self, run: RunConfig, run_dir: Path) -> dict[str, Path]: ...
 

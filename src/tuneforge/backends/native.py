@@ -86,6 +86,9 @@ class NativeBackend:
             yield (f"model.chat_template={run.model.chat_template!r} is not known; "
                    f"choose one of: tokenizer_default, {', '.join(CHAT_TEMPLATES)}")
 
+    def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]:
+        return {}  # config.yaml is all a native run needs (the launcher adds accelerate/DeepSpeed files)
+
     def prepare(self, run: RunConfig, run_dir: Path) -> dict[str, Path]:
         return {"config": run_dir / "config.yaml"}
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tuneforge.backends.axolotl import AxolotlBackend
+from tuneforge.backends.base import Backend
 from tuneforge.backends.native import NativeBackend
 
-BACKENDS: dict[str, Any] = {
+BACKENDS: dict[str, Backend] = {
     "native": NativeBackend(),
     "axolotl": AxolotlBackend(),
     # "openai": OpenAIBackend(),    (hosted fine-tuning)
 }
 
 
-def get_backend(name: str) -> Any:
+def get_backend(name: str) -> Backend:
     from tuneforge.errors import ConfigError
 
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from tuneforge.config.schema import RunConfig
@@ -234,14 +233,3 @@ def validate_ds_config(cfg: dict[str, Any], run: RunConfig, *, source: str = DS_
         raise ConfigError(f"DeepSpeed rejects {source} (distributed={run.distributed.name}, "
                           f"{world} processes): {' '.join(t.strip() for t in text[:4]) or type(exc).__name__}"
                           ) from None
-
-
-def write_ds_config(run: RunConfig, run_dir: Path, *, validate: bool = True) -> Path:
-    from tuneforge.rundir import atomic_write_text
-
-    cfg = build_ds_config(run)
-    if validate:
-        validate_ds_config(cfg, run)
-    path = run_dir / DS_CONFIG_NAME
-    atomic_write_text(path, json.dumps(cfg, indent=2) + "\n")
-    return path
