@@ -1,8 +1,8 @@
 """The backend protocol: how a RunConfig becomes a concrete training job.
 
 ``check`` refuses unsupported combinations at compose time; ``artifacts`` renders the backend's native
-files (what ``plan`` shows) and ``prepare`` writes them into the run directory; ``command`` is the per-process entry a launcher
-starts (argv after the Python interpreter); ``run_in_process`` trains in the calling process when the
+files (what ``plan`` shows) and ``prepare`` writes them into the run directory; ``command`` is the
+per-process entry a launcher starts (argv after the Python interpreter); ``run_in_process`` trains in the calling process when the
 backend can (the local launcher uses it and saves a second interpreter start-up).
 """
 
