@@ -2,8 +2,8 @@
 
 ``check`` refuses unsupported combinations at compose time; ``artifacts`` renders the backend's native
 files (what ``plan`` shows) and ``prepare`` writes them into the run directory; ``command`` is the
-per-process entry a launcher starts (argv after the Python interpreter); ``run_in_process`` trains in the calling process when the
-backend can (the local launcher uses it and saves a second interpreter start-up).
+per-process entry a launcher starts (argv after the Python interpreter); ``run_in_process`` trains in the
+calling process when the backend can (the local launcher uses it and saves a second interpreter start-up).
 """
 
 from __future__ import annotations
