@@ -203,7 +203,9 @@ class NativeBackend:
 
         callbacks = [metrics_cb, *preemption_callbacks(run_dir)]
         trainer, tokenizer = self.build_trainer(run, run_dir, callbacks=callbacks)
-        result = trainer.train(resume_from_checkpoint=_latest_checkpoint(run_dir / "checkpoints"))
+        from tuneforge.preemption import latest_complete_checkpoint  # a killed run's half-written one is skipped
+
+        result = trainer.train(resume_from_checkpoint=latest_complete_checkpoint(run_dir / "checkpoints"))
         eval_loss = None
         if trainer.eval_dataset is not None:
             eval_loss = trainer.evaluate().get("eval_loss")
@@ -263,10 +265,3 @@ def cpu_resumable_trainer(trainer_cls: type) -> type:
 
     CPUResumableTrainer.__name__ = f"CPUResumable{trainer_cls.__name__}"
     return CPUResumableTrainer
-
-
-def _latest_checkpoint(ckpt_dir: Path) -> str | None:
-    """The newest *complete* checkpoint (the Trainer writes trainer_state.json last; it must parse)."""
-    from tuneforge.preemption import latest_complete_checkpoint
-
-    return latest_complete_checkpoint(ckpt_dir)

@@ -105,6 +105,7 @@ def prepare_splits(ds: DatasetConfig, *, run: RunConfig | None = None, count_tok
     rejected rows alone do not stop it: they are in quarantine.jsonl and counted in the report.
     """
     from tuneforge.data.report import build_report
+    from tuneforge.rundir import atomic_write_json
 
     src = _check(ds)
     final = prepared_dir(ds)
@@ -117,9 +118,11 @@ def prepare_splits(ds: DatasetConfig, *, run: RunConfig | None = None, count_tok
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
             result = _run(ds, src, tmp, run if want_tokens else None)
-            _write_json(tmp / "report.json", build_report(ds, src, result, final, run=run, with_tokens=False))
+            report = build_report(ds, src, result, final, run=run, with_tokens=False)
+            atomic_write_json(tmp / "report.json", report)
             if tok_report is not None:
-                _write_json(tmp / tok_report.name, build_report(ds, src, result, final, run=run, with_tokens=True))
+                report = build_report(ds, src, result, final, run=run, with_tokens=True)
+                atomic_write_json(tmp / tok_report.name, report)
             _publish(tmp, final, replace=force)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -156,12 +159,6 @@ def _display(src: Path) -> str:
         return str(src.relative_to(project_root()))
     except ValueError:
         return str(src)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _publish(tmp: Path, final: Path, *, replace: bool) -> None:

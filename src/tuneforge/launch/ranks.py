@@ -9,7 +9,6 @@ Written only when the world size is > 1; torch is imported inside the functions.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 from pathlib import Path
@@ -82,9 +81,8 @@ def write_rank_record(run_dir: Path, trainer: Any) -> Path | None:
         "backend": getattr(getattr(trainer.accelerator, "state", None), "backend", None),
         "distributed_type": str(getattr(trainer.accelerator, "distributed_type", "")),
     }
+    from tuneforge.rundir import atomic_write_json
+
     path = Path(run_dir) / RANKS_DIR / f"rank-{rank}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, record)
     return path
