@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 
+from tuneforge.console import configure_logging
 from tuneforge.data.command import cmd_data
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluation.runner import cmd_eval
@@ -77,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
               "  groups: method model dataset optim hparams backend launcher distributed tracking\n"
               "  `tuneforge plan ...` prints the fully resolved config with every key that can be overridden.")
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # bitsandbytes warns on every import that an optional CPU kernel package is absent: noise, not advice
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    configure_logging()
     try:
         return COMMANDS[name][0](args)
     except TuneforgeError as exc:

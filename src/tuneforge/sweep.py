@@ -236,6 +236,19 @@ def plan_sweep(args: list[str]) -> SweepPlan:
 
 
 def run_trial(cfg: Any) -> float:
+    """One trial; its log also goes to ``<trial dir>/trial.log`` (a handler removed when the trial ends)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from tuneforge.console import configure_logging, log_to_file
+
+    if not logging.getLogger("tuneforge").hasHandlers():
+        configure_logging()  # a submitit trial process starts with none (Hydra's job_logging is none)
+    trial_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
+    with log_to_file(trial_dir / "trial.log"):
+        return _run_trial(cfg, trial_dir)
+
+
+def _run_trial(cfg: Any, trial_dir: Path) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from tuneforge.config.compose import to_run_config
@@ -243,7 +256,6 @@ def run_trial(cfg: Any) -> float:
     from tuneforge.rundir import atomic_write_json
 
     hc = HydraConfig.get()
-    trial_dir = Path(hc.runtime.output_dir).resolve()
     overrides = [o for o in hc.overrides.task if not o.lstrip("+").startswith("sweep=")]
     rec: dict[str, Any] = {"num": hc.job.num, "overrides": overrides, "run_dir": str(trial_dir),
                            "status": "running", "started": datetime.now().isoformat(timespec="seconds")}

@@ -1,0 +1,41 @@
+"""A sweep runs inside the caller's process (a notebook, a service, pytest): it must leave that process's
+logging alone. Hydra's job_logging used to run dictConfig, which closes every handler in the process; absl's
+handler (imported by rouge-score) closes its stream on close, so an eval followed by a sweep closed the
+caller's stderr. Regression test for issue 9."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from tuneforge.sweep import cmd_sweep
+
+
+class ClosingHandler(logging.StreamHandler):
+    """Behaves like absl's PythonHandler: closing the handler closes the stream it writes to."""
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
+
+
+def test_sweep_keeps_the_callers_handlers_and_streams(out_root: Path) -> None:
+    stream = io.StringIO()
+    handler = ClosingHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        status = cmd_sweep(["recipe=lora-tiny", "hparams.max_steps=2", "hparams.eval_steps=null",
+                            f"output_root={out_root}", "sweep=grid", "optim.lr=1e-3"])
+        assert status == 0
+        assert not stream.closed, "the sweep closed a handler's stream that the caller owns"
+        assert handler in root.handlers, "the sweep removed the caller's logging handler"
+        logging.getLogger("tuneforge.test").warning("still logging")
+        assert "still logging" in stream.getvalue()
+    finally:
+        root.removeHandler(handler)
+    (trial_log,) = out_root.glob("sweeps/lora-tiny/*/trial-0/trial.log")
+    assert "trial 0 completed" in trial_log.read_text()
+    tuneforge = logging.getLogger("tuneforge")
+    assert not [h for h in tuneforge.handlers if isinstance(h, logging.FileHandler)], "trial.log handler left open"
