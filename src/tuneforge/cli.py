@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -67,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if "=" in argv[0] or argv[0].startswith("-"):
         argv = ["train", *argv]
+    if "--verbose" in argv or "-v" in argv:  # the Trainer's raw logs and bars; inherited by worker processes
+        argv = [a for a in argv if a not in ("--verbose", "-v")]
+        os.environ["TUNEFORGE_VERBOSE"] = "1"
+    if not argv:
+        print(usage())
+        return 2
     name, args = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"tuneforge: unknown command '{name}'\n\n{usage()}", file=sys.stderr)

