@@ -105,12 +105,11 @@ class NativeBackend:
         from datasets import load_dataset
         from trl import SFTConfig, SFTTrainer
 
+        from tuneforge.console import verbose_requested
         from tuneforge.data import prepare_splits
         from tuneforge.models import load_model, load_tokenizer
         from tuneforge.strategies import get_strategy
         from tuneforge.tracking import tracking_callbacks
-
-        from tuneforge.console import verbose_requested
 
         h, o = run.hparams, run.optim
         verbose = verbose_requested()
