@@ -82,7 +82,7 @@ class StandIn:
         self.contents: dict[str, bytes] = {}
         self.jobs: dict[str, Job] = {}
         self.faults: list[Fault] = []
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, faults included
+        self.requests: list[tuple[str, str, float]] = []  # (method, path, monotonic time), faults included
         self.responses: list[tuple[str, dict[str, Any]]] = []  # (SDK type name, body) of every JSON answer
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
@@ -112,7 +112,10 @@ class StandIn:
             self.server = None
 
     def count(self, method: str, path_regex: str) -> int:
-        return sum(1 for m, p in self.requests if m == method and re.fullmatch(path_regex, p))
+        return len(self.times(method, path_regex))
+
+    def times(self, method: str, path_regex: str) -> list[float]:
+        return [t for m, p, t in self.requests if m == method and re.fullmatch(path_regex, p)]
 
     # --- objects (fields of the SDK's types) ---------------------------------------------------------
 
@@ -326,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query)
         body = self._body()
         with o.lock:
-            o.requests.append((method, path))
+            o.requests.append((method, path, time.monotonic()))
             fault = next((f for f in o.faults if f.method == method and re.fullmatch(f.path, path) and f.times > 0),
                          None)
             if fault is not None:
