@@ -229,7 +229,10 @@ class OpenAIBackend:
                 DATA_CHECK_FILE: json.dumps(check.as_dict(), indent=2, ensure_ascii=False) + "\n"}
 
     def preflight(self, run: RunConfig, *, yes: bool = False) -> Any:
-        """Before the run directory exists: format rules, tokens, cost; asks above backend.max_cost_usd."""
+        """Before the run directory exists: the key, format rules, tokens, cost; asks above backend.max_cost_usd."""
+        from tuneforge.openai_api import api_key
+
+        api_key(run.backend)  # a missing key fails here, not after a run directory was made
         if run.run_dir and (Path(run.run_dir) / JOB_FILE).is_file() and "job_id" in json.loads(
                 (Path(run.run_dir) / JOB_FILE).read_text(encoding="utf-8")):
             return None  # re-attaching: the job exists, nothing is uploaded or paid again
