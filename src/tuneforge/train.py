@@ -7,8 +7,9 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from tuneforge.backends.base import HostedBackend
 from tuneforge.backends.registry import get_backend
 from tuneforge.config.schema import RunConfig
 from tuneforge.launch.registry import get_launcher
@@ -45,9 +46,8 @@ def train(run: RunConfig, *, quiet: bool = False, yes: bool = False) -> dict[str
     ``yes``: a hosted backend starts a job estimated above ``backend.max_cost_usd`` without asking."""
     backend = get_backend(run.backend.name)
     launcher = get_launcher(run.launcher.name)
-    hosted = getattr(backend, "hosted", False)
-    if hosted:  # format rules, tokens, cost (and the question) before a run directory exists
-        backend.preflight(run, yes=yes)
+    if backend.hosted:  # format rules, tokens, cost (and the question) before a run directory exists
+        cast(HostedBackend, backend).preflight(run, yes=yes)
     elif getattr(launcher, "runs_here", True):  # a batch job may see models this host cannot
         from tuneforge.models import check_model_reachable
 

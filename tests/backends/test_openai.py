@@ -61,8 +61,17 @@ def assert_sdk_shapes(standin: StandIn) -> None:
             assert set(item) <= set(types[kind].model_fields), (kind, set(item) - set(types[kind].model_fields))
 
 
-def test_train_eval_chat_jobs_end_to_end(standin: StandIn, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_train_eval_chat_jobs_end_to_end(standin: StandIn, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                        caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "outputs"
+    printed: list[str] = []
+
+    def output() -> str:
+        got = capsys.readouterr()
+        printed.extend([got.out, got.err])
+        return got.out + "\x00" + got.err
+
+    caplog.set_level("DEBUG")
     assert main(["train", *args(out, "hparams.epochs=2", "backend.suffix=support-bot")]) == 0
     run_dir = only_run(out)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -85,7 +94,7 @@ def test_train_eval_chat_jobs_end_to_end(standin: StandIn, tmp_path: Path, capsy
     assert calls[:3] == [("POST", "/files"), ("POST", "/files"), ("POST", "/fine_tuning/jobs")]
     assert standin.count("POST", "/fine_tuning/jobs") == 1 and len(standin.jobs) == 1
     assert calls[-2][1].endswith("/content") and calls[-1][1].endswith("/checkpoints")
-    capsys.readouterr()
+    output()
 
     assert main(["eval", f"run={run_dir}", "eval.max_samples=4"]) == 0
     results = json.loads((run_dir / "eval.json").read_text())
@@ -96,22 +105,35 @@ def test_train_eval_chat_jobs_end_to_end(standin: StandIn, tmp_path: Path, capsy
     assert models == {"gpt-4o-mini-2024-07-18", summary["fine_tuned_model"]}
 
     assert main(["chat", f"run={run_dir}", "prompt=Đà Lạt có biển không?"]) == 0
-    answer = capsys.readouterr().out.strip()
+    answer = output().split("\x00")[0].strip()
     assert answer and "biển" in answer
 
     assert main(["merge", f"run={run_dir}"]) == 2
-    assert "merge does not apply" in capsys.readouterr().err
+    assert "merge does not apply" in output()
 
     assert main(["jobs", f"output_root={out}"]) == 0
-    listing = capsys.readouterr().out
+    listing = output()
     assert job["job_id"] in listing and "succeeded" in listing and summary["fine_tuned_model"] in listing
 
     assert_sdk_shapes(standin)
     for path in out.rglob("*"):
         if path.is_file():
             assert KEY not in path.read_text(errors="replace"), f"the API key leaked into {path}"
-    captured = capsys.readouterr()
-    assert KEY not in captured.out + captured.err
+    output()
+    assert KEY not in "".join(printed) and KEY not in caplog.text  # nor in anything printed or logged
+
+
+def test_missing_key_is_refused_before_a_run_directory(standin: StandIn, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    out = tmp_path / "outputs"
+    assert main(["train", *args(out)]) == 2
+    assert "export OPENAI_API_KEY" in capsys.readouterr().err
+    assert not out.exists() and standin.requests == []
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    assert main(["train", *args(out, f"backend.key_file={key_file}")]) == 0
 
 
 def test_failed_job_records_error_and_failed_marker(standin: StandIn, tmp_path: Path,
@@ -164,15 +186,16 @@ def test_retries_exhausted_leave_the_job_running_and_reattach(standin: StandIn, 
     assert len(standin.jobs) == 1 and (run_dir / "summary.json").is_file() and not (run_dir / "FAILED").exists()
 
 
-def test_killed_follower_reattaches_to_the_same_job(standin: StandIn, tmp_path: Path) -> None:
-    standin.steps_per_poll = 1  # a long job: the follower is killed while it polls
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_stopped_follower_reattaches_to_the_same_job(standin: StandIn, tmp_path: Path, sig: int) -> None:
+    standin.steps_per_poll = 1  # a long job: the follower is stopped while it polls
     out = tmp_path / "outputs"
     run_dir = out / "openai-gpt4o-mini" / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "tuneforge.cli", "train",
                              *args(out, f"run_dir={run_dir}", "backend.poll_interval_s=0.05",
                                    "backend.max_poll_interval_s=0.05")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -181,9 +204,12 @@ def test_killed_follower_reattaches_to_the_same_job(standin: StandIn, tmp_path: 
                 break
             assert proc.poll() is None, "the follower ended before it was killed"
             time.sleep(0.1)
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)
     finally:
-        proc.wait(timeout=30)
+        _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "keeps running on OpenAI's servers" in err and f"run_dir={run_dir}" in err
+    assert next(iter(standin.jobs.values())).body["status"] == "running"  # stopping the follower left the job alone
     assert json.loads((run_dir / "job.json").read_text())["job_id"]
     assert not (run_dir / "summary.json").exists()
     standin.steps_per_poll = None

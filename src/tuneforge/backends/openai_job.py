@@ -336,7 +336,7 @@ def job_state(run_dir: Path) -> dict[str, Any]:
     if not job.get("job_id"):
         return {"state": "NOT CREATED", "source": "run dir"}
     try:
-        client = make_client(read_config(run_dir).backend)
+        client = make_client(read_config(run_dir).backend).with_options(max_retries=1, timeout=15)
         j = _call("retrieving the job", client.fine_tuning.jobs.retrieve, job["job_id"])
         return {"state": j.status, "source": "openai", "fine_tuned_model": j.fine_tuned_model}
     except (TuneforgeError, OSError) as exc:
