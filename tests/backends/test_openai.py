@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("openai")
-
-from tuneforge.cli import main  # noqa: E402
-from tuneforge.openai_standin import Fault, StandIn  # noqa: E402
+from tuneforge.cli import main
+from tuneforge.openai_standin import Fault, StandIn
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "sk-test-SECRET-5f3a9c2e7b1d"  # must never appear in anything a run writes or prints

@@ -168,7 +168,7 @@ class OpenAIBackend:
             yield "backend.poll_interval_s must be > 0 and <= backend.max_poll_interval_s"
         if b.max_retries < 0:
             yield f"backend.max_retries={b.max_retries} must be >= 0"
-        fields = _job_create_fields()
+        fields = _job_create_fields() if b.additional_parameters else None  # importing the SDK takes a second
         if fields is not None:
             for key in b.additional_parameters:
                 if key not in fields:
