@@ -61,7 +61,9 @@ def headline(results: dict[str, Any]) -> str:
     wins = sum(r.verdict == "better" for r in judged)
     loss = next((r for r in rows if r.metric.key == "loss"), None)
     if loss is None:  # a hosted model: no test loss (results["not_applicable"] says why)
-        return f"Fine-tuned is better on {wins} of {len(judged)} metrics; test loss not applicable."
+        why = results.get("not_applicable", {}).get("loss")
+        return (f"Fine-tuned is better on {wins} of {len(judged)} metrics; test loss not applicable"
+                + (f" ({why})." if why else "."))
     return (f"Fine-tuned is better on {wins} of {len(judged)} metrics; test loss {loss.fmt(loss.base)} → "
             f"{loss.fmt(loss.finetuned)} ({loss.delta_text.split(' ', 1)[-1].strip('()')}).")
 
