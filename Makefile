@@ -5,10 +5,10 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-setup
-EXTRAS ?= dev,qlora,deepspeed,slurm,sweep,tracking,eval
+EXTRAS ?= dev,qlora,deepspeed,slurm,sweep,tracking,eval,openai
 recipe ?= lora-tiny
 # command-line `key=value` pairs, minus the ones make itself consumes
-OVERRIDES := $(filter-out recipe=% run=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=%,$(MAKEOVERRIDES))
+OVERRIDES := $(filter-out recipe=% run=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=% yes=% port=%,$(MAKEOVERRIDES))
 PYTEST_ARGS ?=
 # the slurm-marked tests get a one-node Slurm on localhost when Slurm is installed (else they skip)
 SLURM_LOCAL := launchers/slurm/local-cluster.sh run
@@ -17,7 +17,7 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train plan data eval merge chat sweep jobs test test-slow test-all bench lint clean
+.PHONY: help setup train plan data eval merge chat sweep jobs cancel openai-standin test test-slow test-all bench lint clean
 
 help: ## show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,8 +34,8 @@ $(STAMP): pyproject.toml requirements/axolotl-runtime.txt
 	$(BIN)/pip install --no-deps -r requirements/axolotl-runtime.txt
 	touch $(STAMP)
 
-train: $(STAMP) ## train a recipe: make train [recipe=lora-tiny] [key=value ...]
-	$(BIN)/tuneforge train recipe=$(recipe) $(OVERRIDES)
+train: $(STAMP) ## train a recipe: make train [recipe=lora-tiny] [key=value ...] [yes=1: no cost question]
+	$(BIN)/tuneforge train recipe=$(recipe) $(OVERRIDES) $(if $(yes),--yes)
 
 plan: $(STAMP) ## config, axolotl.yaml, ds_config.json, per-node commands, memory/GPU: make plan recipe=qlora-llama
 	$(BIN)/tuneforge plan recipe=$(recipe) $(OVERRIDES)
@@ -55,8 +55,14 @@ chat: $(STAMP) ## chat with a run (prompt="..." for one answer): make chat run=o
 sweep: $(STAMP) ## sweep (Hydra multirun): make sweep sweep=grid|optuna 'optim.lr=1e-4,3e-4' 'method.r=8,16'
 	$(BIN)/tuneforge sweep recipe=$(recipe) $(foreach o,$(OVERRIDES),'$(o)')
 
-jobs: $(STAMP) ## submitted Slurm runs: state, run dir (make jobs [output_root=DIR])
+jobs: $(STAMP) ## submitted Slurm and OpenAI runs: state, fine-tuned model, run dir (make jobs [output_root=DIR])
 	$(BIN)/tuneforge jobs $(OVERRIDES)
+
+cancel: $(STAMP) ## cancel a run's OpenAI fine-tuning job: make cancel run=outputs/openai-gpt4o-mini/<ts>
+	$(BIN)/tuneforge cancel run=$(run)
+
+openai-standin: $(STAMP) ## a local stand-in for OpenAI's API (try backend=openai without a key; prints what to export)
+	$(BIN)/python -m tuneforge.openai_standin $(if $(port),--port $(port))
 
 test: $(STAMP) ## run the test suite (fast + CPU end-to-end; `make test-all` adds the slow ones)
 	$(SLURM_LOCAL) $(BIN)/pytest -m "not slow and not gpu" $(PYTEST_ARGS)

@@ -15,7 +15,7 @@ from tuneforge.data.command import cmd_data
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluation.runner import cmd_eval
 from tuneforge.inference import cmd_chat
-from tuneforge.jobs import cmd_jobs
+from tuneforge.jobs import cmd_cancel, cmd_jobs
 from tuneforge.merge import cmd_merge
 from tuneforge.sweep import cmd_sweep
 
@@ -24,8 +24,9 @@ def cmd_train(args: list[str]) -> int:
     from tuneforge.config.compose import load_run_config
     from tuneforge.train import train
 
-    run = load_run_config(args)
-    train(run)
+    yes = "--yes" in args  # a hosted job above backend.max_cost_usd starts without asking
+    run = load_run_config([a for a in args if a != "--yes"])
+    train(run, yes=yes)
     return 0
 
 
@@ -43,7 +44,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "merge": (cmd_merge, "merge a LoRA adapter into its base: merge run=DIR -> DIR/merged/ (parity-checked)"),
     "chat": (cmd_chat, "chat with a run: chat run=DIR [prompt=\"...\"] (interactive without prompt)"),
     "sweep": (cmd_sweep, "hyperparameter sweep: sweep [sweep=grid|optuna] 'optim.lr=1e-4,3e-4' -> results table"),
-    "jobs": (cmd_jobs, "submitted Slurm runs with their state and run dir: jobs [output_root=DIR]"),
+    "jobs": (cmd_jobs, "submitted Slurm and OpenAI runs with their state and run dir: jobs [output_root=DIR]"),
+    "cancel": (cmd_cancel, "cancel a run's hosted (OpenAI) fine-tuning job: cancel run=DIR"),
 }
 
 

@@ -158,6 +158,13 @@ def cmd_chat(args: list[str]) -> int:
         "system": "system prompt (default: the run's)",
         "merged": "true: use merged/, false: adapter on its base (default: merged/ if present)",
     })
+    from tuneforge.evaluation.hosted import hosted_chat, hosted_run
+
+    if hosted_run(parsed.run_dir):  # the fine-tuned model through chat completions
+        from tuneforge.rundir import read_config
+
+        return hosted_chat(parsed.run_dir, parsed.options.get("prompt"), system_prompt=parsed.options.get("system"),
+                           decoding=eval_config_with(read_config(parsed.run_dir).eval, parsed.eval_overrides))
     from tuneforge.evaluation.artifacts import open_run
 
     art = open_run(parsed.run_dir)

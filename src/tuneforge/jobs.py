@@ -114,11 +114,11 @@ def last_step(run_dir: Path) -> int | None:
 
 def job_rows(output_root: Path) -> list[dict[str, Any]]:
     entries = read_index(output_root)
-    states = slurm_states([e["job_id"] for e in entries])
+    states = slurm_states([e["job_id"] for e in entries if e.get("kind") != "openai"])
     rows = []
     for e in entries:
         run_dir = Path(e["run_dir"])
-        s = states.get(e["job_id"])
+        s = states.get(e["job_id"]) if e.get("kind") != "openai" else hosted_state(run_dir)
         rows.append({
             "job_id": e["job_id"],
             "state": s["state"] if s else run_dir_state(run_dir),
@@ -129,6 +129,7 @@ def job_rows(output_root: Path) -> list[dict[str, Any]]:
             "name": e.get("name", ""),
             "kind": e.get("kind", ""),
             "submitted": e.get("submitted", ""),
+            "model": (s or {}).get("fine_tuned_model") or "",
             "run_dir": str(run_dir),
         })
     return rows
@@ -138,6 +139,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     cols = [("JOB", "job_id"), ("STATE", "state"), ("FROM", "source"), ("TIME", "time"), ("NODES", "nodes"),
             ("STEP", "step"), ("KIND", "kind"), ("NAME", "name"), ("SUBMITTED", "submitted"),
             ("RUN DIR", "run_dir")]
+    if any(r.get("model") for r in rows):  # hosted jobs: the fine-tuned model's id
+        cols.insert(-1, ("FINE-TUNED MODEL", "model"))
     table = [[h for h, _ in cols]] + [["" if r[k] is None else str(r[k]) for _, k in cols] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
@@ -159,4 +162,35 @@ def cmd_jobs(args: list[str]) -> int:
     print(format_rows(rows))
     if "SLURM_CONF" not in os.environ and shutil.which("squeue") is None:
         print("(no Slurm client here: states come from the run directories)", file=sys.stderr)
+    return 0
+
+
+def hosted_state(run_dir: Path) -> dict[str, str]:
+    """An OpenAI job's state (asks the API; job.json when it cannot be reached) in the row's fields."""
+    from tuneforge.backends.openai_job import job_state
+
+    s = job_state(run_dir)
+    return {"state": s["state"], "source": s["source"], "time": "", "nodes": "",
+            "fine_tuned_model": s.get("fine_tuned_model") or ""}
+
+
+def cmd_cancel(args: list[str]) -> int:
+    """tuneforge cancel run=<run_dir>: cancel the run's OpenAI fine-tuning job (Slurm jobs: scancel <id>)."""
+    from tuneforge.backends.openai_job import cancel_run, read_job
+
+    run_dir = None
+    for a in args:
+        key, sep, value = a.partition("=")
+        if key == "run" and sep:
+            run_dir = Path(value)
+        else:
+            raise ConfigError(f"tuneforge cancel: unknown argument '{a}'; valid: run=<run_dir>")
+    if run_dir is None:
+        raise ConfigError("tuneforge cancel: run=<run_dir> is required, e.g. tuneforge cancel "
+                          "run=outputs/openai-gpt4o-mini/<timestamp>")
+    if not read_job(run_dir).get("job_id"):
+        raise ConfigError(f"tuneforge cancel: {run_dir} records no hosted job (no job.json with a job_id); "
+                          "a Slurm job is cancelled with scancel <job id> (tuneforge jobs lists them)")
+    job = cancel_run(run_dir)
+    print(f"OpenAI job {job.id}: {job.status}")
     return 0

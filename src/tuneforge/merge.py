@@ -177,6 +177,12 @@ def cmd_merge(args: list[str]) -> int:
     from tuneforge.evaluation.run_args import parse_run_args
 
     parsed = parse_run_args("merge", args, {"atol": "parity tolerance (max abs logit difference)"})
+    from tuneforge.evaluation.hosted import hosted_run
+
+    if hosted_run(parsed.run_dir):
+        raise RunArtifactError(f"merge does not apply to {parsed.run_dir}: it was fine-tuned by OpenAI, whose weights "
+                               "never leave OpenAI's servers and have no adapter to merge; use the fine-tuned model "
+                               "id in summary.json through the API (tuneforge chat / eval run=...)")
     atol = None
     if "atol" in parsed.options:
         try:

@@ -107,9 +107,9 @@ def make_plan(run: RunConfig, run_dir: Path | None = None) -> Plan:
         artifacts.update(launcher.artifacts(run, run_dir, backend))
     artifacts = {name: redact(text) for name, text in artifacts.items()}
     commands = [[redact(a) for a in c] for c in launcher.commands(run, run_dir, backend)]
-    memory = estimate_memory(run)
+    memory = None if backend.hosted else estimate_memory(run)  # no local GPU for a hosted job
     plan = Plan(run=run, run_dir=run_dir, resolved=redact(run_to_dict(run)), commands=commands,
-                artifacts=artifacts, memory=memory, warnings=list(memory.warnings))
+                artifacts=artifacts, memory=memory, warnings=list(memory.warnings) if memory else [])
     plan.notes += _notes(run, run_dir)
     return plan
 
@@ -132,6 +132,8 @@ def _notes(run: RunConfig, run_dir: Path) -> list[str]:
                      "(\"auto\" values are filled by the Trainer)")
     from tuneforge.data.report import plan_notes
 
+    if get_backend(run.backend.name).hosted:
+        return notes  # the backend's own data check (openai_calls.txt) has the tokens and the cost
     notes += plan_notes(run)  # split sizes, tokens and OpenAI cost once `make data` has run (cached; no work)
     return notes
 

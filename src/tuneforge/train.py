@@ -7,8 +7,9 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from tuneforge.backends.base import HostedBackend
 from tuneforge.backends.registry import get_backend
 from tuneforge.config.schema import RunConfig
 from tuneforge.launch.registry import get_launcher
@@ -39,11 +40,15 @@ def _summary_from_metrics(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def train(run: RunConfig, *, quiet: bool = False) -> dict[str, Any]:
-    """Create the run directory, launch the backend through the launcher, write summary.json last."""
+def train(run: RunConfig, *, quiet: bool = False, yes: bool = False) -> dict[str, Any]:
+    """Create the run directory, launch the backend through the launcher, write summary.json last.
+
+    ``yes``: a hosted backend starts a job estimated above ``backend.max_cost_usd`` without asking."""
     backend = get_backend(run.backend.name)
     launcher = get_launcher(run.launcher.name)
-    if getattr(launcher, "runs_here", True):  # a batch job may see models this host cannot
+    if backend.hosted:  # format rules, tokens, cost (and the question) before a run directory exists
+        cast(HostedBackend, backend).preflight(run, yes=yes)
+    elif getattr(launcher, "runs_here", True):  # a batch job may see models this host cannot
         from tuneforge.models import check_model_reachable
 
         check_model_reachable(run)
@@ -86,6 +91,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  steps       {s.get('steps')}   tokens {s.get('tokens')}   tokens/s {f(tok_s, '{:.0f}')}",
         f"  wall time   {f(s.get('wall_time_s'), '{:.1f}')} s",
         f"  run dir     {s['run_dir']}",
-        f"  weights     {s['run_dir']}/{s.get('weights', 'adapter')}",
+        f"  weights     {s['run_dir']}/{s.get('weights', 'adapter')}" if not s.get("fine_tuned_model") else
+        f"  model       {s['fine_tuned_model']}  (hosted; job {s.get('job_id')}, {s.get('trained_tokens')} trained "
+        "tokens)",
     ]
     return "\n".join(lines)

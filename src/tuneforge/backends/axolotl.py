@@ -280,6 +280,7 @@ def quiet_axolotl_env(offline: bool = False) -> None:
 
 class AxolotlBackend:
     name = "axolotl"
+    hosted = False
 
     def check(self, run: RunConfig) -> Iterable[str]:
         from tuneforge.models import CHAT_TEMPLATES

@@ -4,6 +4,9 @@
 files (what ``plan`` shows) and ``prepare`` writes them into the run directory; ``command`` is the
 per-process entry a launcher starts (argv after the Python interpreter); ``run_in_process`` trains in the
 calling process when the backend can (the local launcher uses it and saves a second interpreter start-up).
+
+``hosted`` backends train on a provider's servers (OpenAI): no local weights, no model download and no
+memory estimate; they are :class:`HostedBackend`, whose ``preflight`` runs before the run directory exists.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from tuneforge.config.schema import RunConfig
 
 class Backend(Protocol):
     name: str
+    hosted: bool
 
     def check(self, run: RunConfig) -> Iterable[str]: ...
 
@@ -27,3 +31,9 @@ class Backend(Protocol):
     def command(self, run: RunConfig, run_dir: Path) -> list[str]: ...
 
     def run_in_process(self, run: RunConfig, run_dir: Path) -> dict[str, Any] | None: ...
+
+
+class HostedBackend(Backend, Protocol):
+    def preflight(self, run: RunConfig, *, yes: bool = False) -> Any:
+        """Checks, counts and the cost question, before a run directory exists; raises TuneforgeError."""
+        ...

@@ -39,6 +39,31 @@ class AxolotlBackendConfig(BackendConfig):
 
 @dataclass
 class OpenAIBackendConfig(BackendConfig):
+    """OpenAI's hosted fine-tuning (``tuneforge.backends.openai_hosted``): the prepared train/val splits are
+    uploaded as chat JSONL and trained by a ``fine_tuning.jobs`` job on ``model.name_or_path``. Keys that have
+    no hosted meaning (LoRA, quantization, DeepSpeed, optimizer, ...) are refused at compose time."""
+
     name: str = "openai"
-    base_model: str = "gpt-4o-mini-2024-07-18"
-    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
+    # the key is read from this variable (or from api_key_file), never stored in the run directory
+    api_key_env: str = "OPENAI_API_KEY"
+    key_file: Optional[str] = None  # a file holding only the API key (mode 600); overrides api_key_env
+    base_url: Optional[str] = None  # default: $OPENAI_BASE_URL, else https://api.openai.com/v1 (Azure: .../openai/v1/)
+    organization: Optional[str] = None  # default: $OPENAI_ORG_ID
+    project: Optional[str] = None  # default: $OPENAI_PROJECT_ID
+    # supervised hyperparameters: null = from hparams (epochs; micro_batch_size x grad_accumulation); "auto" or a number
+    n_epochs: Any = None
+    batch_size: Any = None
+    learning_rate_multiplier: Any = "auto"
+    suffix: Optional[str] = None  # part of the fine-tuned model's name: ft:<model>:<org>:<suffix>:<id>
+    metadata: dict[str, str] = field(default_factory=dict)  # up to 16 key/value pairs attached to the job
+    max_cost_usd: float = 5.0  # `train` asks before starting a job estimated above this (--yes skips the question)
+    # USD per 1M training tokens, per base model (conf/backend/openai.yaml holds the dated table)
+    prices_as_of: Optional[str] = None
+    training_usd_per_1m_tokens: dict[str, float] = field(default_factory=dict)
+    # tokens per training example each base model accepts (OpenAI's fine-tuning limits)
+    example_token_limits: dict[str, int] = field(default_factory=dict)
+    poll_interval_s: float = 5.0  # first wait between polls; doubles while nothing happens, up to the max
+    max_poll_interval_s: float = 60.0
+    max_retries: int = 5  # per request: 429 (honouring Retry-After), 5xx and dropped connections (the SDK's retry)
+    request_timeout_s: float = 120.0
+    follow: bool = True  # false: create the job and return; `train run_dir=<dir>` re-attaches later

@@ -78,6 +78,7 @@ class MetricsCallback:
 
 class NativeBackend:
     name = "native"
+    hosted = False
 
     def check(self, run: RunConfig) -> Iterable[str]:
         from tuneforge.models import CHAT_TEMPLATES

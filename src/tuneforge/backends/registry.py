@@ -5,11 +5,12 @@ from __future__ import annotations
 from tuneforge.backends.axolotl import AxolotlBackend
 from tuneforge.backends.base import Backend
 from tuneforge.backends.native import NativeBackend
+from tuneforge.backends.openai_hosted import OpenAIBackend
 
 BACKENDS: dict[str, Backend] = {
     "native": NativeBackend(),
     "axolotl": AxolotlBackend(),
-    # "openai": OpenAIBackend(),    (hosted fine-tuning)
+    "openai": OpenAIBackend(),  # hosted fine-tuning (OpenAI's servers)
 }
 
 

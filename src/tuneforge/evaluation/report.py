@@ -59,7 +59,11 @@ def headline(results: dict[str, Any]) -> str:
     rows = metric_rows(results)
     judged = [r for r in rows if r.verdict != "info"]
     wins = sum(r.verdict == "better" for r in judged)
-    loss = next(r for r in rows if r.metric.key == "loss")
+    loss = next((r for r in rows if r.metric.key == "loss"), None)
+    if loss is None:  # a hosted model: no test loss (results["not_applicable"] says why)
+        why = results.get("not_applicable", {}).get("loss")
+        return (f"Fine-tuned is better on {wins} of {len(judged)} metrics; test loss not applicable"
+                + (f" ({why})." if why else "."))
     return (f"Fine-tuned is better on {wins} of {len(judged)} metrics; test loss {loss.fmt(loss.base)} → "
             f"{loss.fmt(loss.finetuned)} ({loss.delta_text.split(' ', 1)[-1].strip('()')}).")
 
@@ -126,7 +130,8 @@ def loss_curve_png(run_dir: Path, results: dict[str, Any]) -> bytes | None:
             ax.plot(*zip(*evals), color="#ea580c", lw=1.8, marker="o", ms=4, label="eval loss (val split)")
         for key, color, label in (("base", "#6b7280", "test loss: base"),
                                   ("finetuned", "#16a34a", "test loss: fine-tuned")):
-            ax.axhline(results[key]["loss"], color=color, ls="--", lw=1.2, label=label)
+            if "loss" in results[key]:  # absent for a hosted model (not applicable)
+                ax.axhline(results[key]["loss"], color=color, ls="--", lw=1.2, label=label)
         ax.set_xlabel("step")
         ax.set_ylabel("loss (assistant tokens)")
         ax.grid(True, alpha=0.3)
@@ -264,7 +269,8 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
     by_key = {r.metric.key: r for r in rows}
     judged = [r for r in rows if r.verdict != "info"]
     wins = sum(r.verdict == "better" for r in judged)
-    tone = "" if wins * 2 > len(judged) and by_key["loss"].verdict == "better" else (
+    loss_ok = "loss" not in by_key or by_key["loss"].verdict == "better"  # no loss row: a hosted model
+    tone = "" if wins * 2 > len(judged) and loss_ok else (
         "worse" if wins == 0 else "mixed")
     cards = []
     for key, label in CARDS:

@@ -244,8 +244,11 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
     """Evaluate ``run_dir`` (its config.yaml; ``eval_config`` overrides the run's ``eval``, ``base`` its base
     model) and write eval.json, then report.md / report.html. Returns what eval.json holds."""
     from tuneforge.evaluation.artifacts import open_run
+    from tuneforge.evaluation.hosted import evaluate_hosted_run, hosted_run
     from tuneforge.rundir import atomic_write_json, versions
 
+    if hosted_run(run_dir):
+        return evaluate_hosted_run(run_dir, eval_config=eval_config, quiet=quiet, write_report=write_report)
     t0 = time.perf_counter()
     art = open_run(run_dir, base)
     run, cfg = art.run, eval_config or art.run.eval
@@ -314,6 +317,14 @@ def cmd_eval(args: list[str]) -> int:
     from tuneforge.evaluation.run_args import eval_config_with, parse_run_args
 
     parsed = parse_run_args("eval", args, {})
+    from tuneforge.evaluation.hosted import evaluate_hosted_run, hosted_run
+
+    if hosted_run(parsed.run_dir):  # answers through chat completions; same metrics and report
+        from tuneforge.rundir import read_config
+
+        cfg = eval_config_with(read_config(parsed.run_dir).eval, parsed.eval_overrides)
+        evaluate_hosted_run(parsed.run_dir, eval_config=cfg)
+        return 0
     art = open_run(parsed.run_dir)
     evaluate_run(art.run_dir, eval_config=eval_config_with(art.run.eval, parsed.eval_overrides),
                  base=parsed.options.get("base"))

@@ -1,0 +1,309 @@
+"""The OpenAI backend: the same recipe, trained by OpenAI's hosted fine-tuning API.
+
+    make plan  recipe=openai-gpt4o-mini        files, token counts, cost, the exact request and API calls
+    make train recipe=openai-gpt4o-mini        check, upload, create the job, follow it to the end
+
+Translation (:func:`build_job_request`) is a pure function of the run config: the request body of
+``POST /v1/fine_tuning/jobs`` in the current shape, ``method={"type": "supervised", "supervised":
+{"hyperparameters": {...}}}``. What maps where is :data:`MAPPING`; everything else that a run config can say
+and a hosted job cannot honour (a LoRA rank, a quantization, DeepSpeed, another launcher, optimizer settings,
+max_steps, ...) is refused by :meth:`OpenAIBackend.check` at compose time, never dropped.
+
+Before a run directory exists, :meth:`OpenAIBackend.preflight` checks the files OpenAI would receive by its
+own format rules, counts their tokens with tiktoken, estimates the cost and asks above
+``backend.max_cost_usd`` (``--yes`` skips the question). The job itself is in :mod:`openai_job`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tuneforge.config.schema import HParamsConfig, OptimConfig, RunConfig
+from tuneforge.errors import ConfigError, DataError
+
+TRAIN_FILE = "openai_train.jsonl"
+VAL_FILE = "openai_val.jsonl"
+REQUEST_FILE = "openai_job_request.json"
+CALLS_FILE = "openai_calls.txt"
+DATA_CHECK_FILE = "openai_data_check.json"
+JOB_FILE = "job.json"
+
+# tuneforge key -> what it becomes in the job request (README "OpenAI hosted fine-tuning" shows this table)
+MAPPING: list[tuple[str, str]] = [
+    ("model.name_or_path", "model"),
+    ("dataset (prepared train split)", f"training_file (uploaded {TRAIN_FILE}, purpose fine-tune)"),
+    ("dataset (prepared val split)", f"validation_file (uploaded {VAL_FILE}; omitted when the split is empty)"),
+    ("hparams.epochs  | backend.n_epochs", "method.supervised.hyperparameters.n_epochs"),
+    ("hparams.micro_batch_size x hparams.grad_accumulation  | backend.batch_size",
+     "method.supervised.hyperparameters.batch_size"),
+    ("backend.learning_rate_multiplier", "method.supervised.hyperparameters.learning_rate_multiplier"),
+    ("hparams.seed", "seed"),
+    ("backend.suffix", "suffix"),
+    ("backend.metadata", "metadata"),
+    ("backend.additional_parameters", "merged into the request last (checked against the SDK's JobCreateParams)"),
+]
+# hparams keys the request carries; every other hparams/optim key must keep its schema default
+_MAPPED_HPARAMS = {"epochs", "micro_batch_size", "grad_accumulation", "seed"}
+_REFUSED_WHY = {
+    "max_steps": "a hosted job trains whole epochs: use hparams.epochs",
+    "seq_len": "OpenAI's per-example limit is the model's (backend.example_token_limits)",
+    "packing": "OpenAI batches examples itself",
+}
+
+
+def _hparam(value: Any, key: str, *, integer: bool) -> Iterable[str]:
+    if value is None or value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        yield f"{key}={value!r} must be a number or \"auto\""
+    elif integer and (value != int(value) or value < 1):
+        yield f"{key}={value!r} must be a whole number >= 1 or \"auto\""
+    elif not value > 0:
+        yield f"{key}={value!r} must be > 0 or \"auto\""
+
+
+def hyperparameters(run: RunConfig) -> dict[str, Any]:
+    b, h = run.backend, run.hparams
+    epochs = b.n_epochs if b.n_epochs is not None else h.epochs
+    batch = b.batch_size if b.batch_size is not None else h.micro_batch_size * h.grad_accumulation
+    lrm = b.learning_rate_multiplier
+
+    def num(v: Any) -> Any:
+        return v if v == "auto" else (int(v) if float(v) == int(v) else v)
+
+    return {"n_epochs": num(epochs), "batch_size": num(batch),
+            "learning_rate_multiplier": lrm if lrm == "auto" else float(lrm)}
+
+
+def build_job_request(run: RunConfig, training_file: str, validation_file: str | None) -> dict[str, Any]:
+    """The body of POST /v1/fine_tuning/jobs. Pure: no SDK, no network."""
+    b = run.backend
+    req: dict[str, Any] = {"model": run.model.name_or_path, "training_file": training_file}
+    if validation_file:
+        req["validation_file"] = validation_file
+    req["method"] = {"type": "supervised", "supervised": {"hyperparameters": hyperparameters(run)}}
+    req["seed"] = run.hparams.seed
+    if b.suffix:
+        req["suffix"] = b.suffix
+    if b.metadata:
+        req["metadata"] = dict(b.metadata)
+    req.update(dict(b.additional_parameters))
+    return req
+
+
+def _job_create_fields() -> set[str] | None:
+    try:
+        from openai.types.fine_tuning.job_create_params import JobCreateParams
+    except ImportError:
+        return None
+    return set(JobCreateParams.__annotations__)
+
+
+def _defaults_differ(obj: Any, default: Any, group: str, skip: set[str]) -> Iterable[tuple[str, Any]]:
+    for f in dataclasses.fields(default):
+        if f.name in skip:
+            continue
+        value, base = getattr(obj, f.name), getattr(default, f.name)
+        if value != base:
+            yield f"{group}.{f.name}", value
+
+
+class OpenAIBackend:
+    name = "openai"
+    hosted = True  # trains on the provider's servers: no local weights, memory estimate or model download
+
+    # --- compose time -------------------------------------------------------------------------------
+
+    def check(self, run: RunConfig) -> Iterable[str]:
+        b, m = run.backend, run.method
+        if m.name != "full":
+            yield (f"method={m.name}: backend=openai cannot send LoRA settings (method.r={m.r}, method.alpha="
+                   f"{m.alpha}, target modules): OpenAI decides how its models are tuned; use method=full")
+        if m.quantization.bits is not None:
+            yield (f"method.quantization.bits={m.quantization.bits}: backend=openai cannot quantize a hosted "
+                   "model; set it to null")
+        if run.distributed.name != "none":
+            yield (f"distributed={run.distributed.name}: DeepSpeed has no meaning for backend=openai; use "
+                   "distributed=none")
+        if run.launcher.name != "local":
+            yield (f"launcher={run.launcher.name}: backend=openai runs on OpenAI's servers and is followed from "
+                   "this machine; use launcher=local")
+        if run.model.tiny is not None:
+            yield (f"model={run.model.name_or_path}: a local model cannot be fine-tuned by OpenAI; use "
+                   "model=gpt-4o-mini or model.name_or_path=<an OpenAI fine-tunable model id>")
+        if run.tracking.name != "none":
+            yield f"tracking={run.tracking.name}: not wired for backend=openai (metrics.jsonl has the job's metrics)"
+        for key, value in _defaults_differ(run.optim, OptimConfig(), "optim", set()):
+            yield (f"{key}={value!r} has no meaning for backend=openai (OpenAI picks the optimizer and learning "
+                   "rate; scale it with backend.learning_rate_multiplier); use optim=hosted")
+        for key, value in _defaults_differ(run.hparams, HParamsConfig(), "hparams", _MAPPED_HPARAMS):
+            why = _REFUSED_WHY.get(key.split(".", 1)[1], "a hosted job has no such setting")
+            yield f"{key}={value!r} has no meaning for backend=openai ({why})"
+        h, d = run.hparams, HParamsConfig()
+        if b.n_epochs is not None and h.epochs != d.epochs:
+            yield (f"hparams.epochs={h.epochs} and backend.n_epochs={b.n_epochs!r} both set the epochs; set one "
+                   "(backend.n_epochs=null uses hparams.epochs)")
+        if b.batch_size is not None and (h.micro_batch_size, h.grad_accumulation) != (d.micro_batch_size,
+                                                                                     d.grad_accumulation):
+            yield (f"hparams.micro_batch_size/grad_accumulation and backend.batch_size={b.batch_size!r} both set "
+                   "the batch size; set one (backend.batch_size=null uses micro_batch_size x grad_accumulation)")
+        if b.n_epochs is None and h.epochs != int(h.epochs):
+            yield f"hparams.epochs={h.epochs}: OpenAI trains whole epochs; use a whole number"
+        yield from _hparam(b.n_epochs, "backend.n_epochs", integer=True)
+        yield from _hparam(b.batch_size, "backend.batch_size", integer=True)
+        yield from _hparam(b.learning_rate_multiplier, "backend.learning_rate_multiplier", integer=False)
+        if b.suffix is not None and not 1 <= len(b.suffix) <= 64:
+            yield f"backend.suffix={b.suffix!r} must be 1..64 characters"
+        if len(b.metadata) > 16 or any(len(k) > 64 or len(str(v)) > 512 for k, v in b.metadata.items()):
+            yield "backend.metadata: at most 16 pairs, keys up to 64 and values up to 512 characters"
+        if b.max_cost_usd < 0:
+            yield f"backend.max_cost_usd={b.max_cost_usd} must be >= 0"
+        if not 0 < b.poll_interval_s <= b.max_poll_interval_s:
+            yield "backend.poll_interval_s must be > 0 and <= backend.max_poll_interval_s"
+        if b.max_retries < 0:
+            yield f"backend.max_retries={b.max_retries} must be >= 0"
+        fields = _job_create_fields() if b.additional_parameters else None  # importing the SDK takes a second
+        if fields is not None:
+            for key in b.additional_parameters:
+                if key not in fields:
+                    yield (f"backend.additional_parameters.{key}: not a field of OpenAI's job request; valid: "
+                           + ", ".join(sorted(fields)))
+        yield from self._check_reattach(run)
+
+    def _check_reattach(self, run: RunConfig) -> Iterable[str]:
+        """run_dir= of an earlier job: this config must describe the same job, or it would not be re-attached."""
+        if not run.run_dir:
+            return
+        path = Path(run.run_dir) / JOB_FILE
+        if not path.is_file():
+            return
+        try:
+            job = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            yield f"run_dir={run.run_dir}: {JOB_FILE} is unreadable ({exc}); use a new run_dir"
+            return
+        files = job.get("files", {})
+        if "request" not in job:
+            return  # files uploaded, job not created yet: this run creates it
+        want = build_job_request(run, files.get("train", ""), files.get("val"))
+        diff = sorted(k for k in set(want) | set(job["request"]) if want.get(k) != job["request"].get(k))
+        if diff:
+            yield (f"run_dir={run.run_dir} holds OpenAI job {job.get('job_id')} created with other settings "
+                   f"({', '.join(diff)} differ); re-attach with the same config, or use a new run_dir")
+
+    # --- files --------------------------------------------------------------------------------------
+
+    def _splits(self, run: RunConfig) -> dict[str, Path]:
+        from tuneforge.data import prepare_splits
+
+        data = prepare_splits(run.dataset)
+        files = {"train": Path(data.train)}
+        if data.sizes.get("val", 0) > 0:
+            files["val"] = Path(data.val)
+        return files
+
+    def data_check(self, run: RunConfig) -> Any:
+        from tuneforge.backends.openai_data import check_hosted_data
+
+        b = run.backend
+        model = run.model.name_or_path
+        n_epochs = hyperparameters(run)["n_epochs"]
+        return check_hosted_data(self._splits(run), model=model, n_epochs=n_epochs,
+                                 example_token_limit=b.example_token_limits.get(model),
+                                 usd_per_1m=b.training_usd_per_1m_tokens.get(model), prices_as_of=b.prices_as_of)
+
+    def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]:
+        check = self.data_check(run)
+        train_id, val_id = f"<file id of {TRAIN_FILE}>", (f"<file id of {VAL_FILE}>" if "val" in check.splits
+                                                           else None)
+        request = build_job_request(run, train_id, val_id)
+        return {REQUEST_FILE: json.dumps(request, indent=2, ensure_ascii=False) + "\n",
+                CALLS_FILE: wire_calls(run, request, "val" in check.splits) + "\n# data check\n" + check.render()
+                + "\n",
+                DATA_CHECK_FILE: json.dumps(check.as_dict(), indent=2, ensure_ascii=False) + "\n"}
+
+    def preflight(self, run: RunConfig, *, yes: bool = False) -> Any:
+        """Before the run directory exists: the key, format rules, tokens, cost; asks above backend.max_cost_usd."""
+        from tuneforge.openai_api import api_key
+
+        api_key(run.backend)  # a missing key fails here, not after a run directory was made
+        if run.run_dir and (Path(run.run_dir) / JOB_FILE).is_file() and "job_id" in json.loads(
+                (Path(run.run_dir) / JOB_FILE).read_text(encoding="utf-8")):
+            return None  # re-attaching: the job exists, nothing is uploaded or paid again
+        check = self.data_check(run)
+        print(check.render(), file=sys.stderr)
+        if check.errors:
+            raise DataError(f"{len(check.errors)} example(s) break OpenAI's fine-tuning format rules; nothing was "
+                            "uploaded:\n  " + "\n  ".join(check.errors[:20]))
+        cost, limit = check.cost_usd, run.backend.max_cost_usd
+        if cost is None or cost > limit:
+            what = f"estimated ${cost:,.2f}" if cost is not None else "cost unknown (no price for this model)"
+            if not yes and not _confirm(f"OpenAI fine-tuning job {what}, above backend.max_cost_usd=${limit:,.2f}. "
+                                        "Start it? [y/N] "):
+                raise ConfigError(f"not started: {what} is above backend.max_cost_usd=${limit:,.2f}; re-run with "
+                                  "--yes, or raise backend.max_cost_usd")
+        return check
+
+    def prepare(self, run: RunConfig, run_dir: Path) -> dict[str, Path]:
+        """The exact files that go up (copies of the prepared splits) + the data check, in the run directory."""
+        from tuneforge.rundir import atomic_write_text
+
+        (run_dir / "FAILED").unlink(missing_ok=True)  # re-attaching after a detach or a killed follower
+        out = {}
+        for split, src in self._splits(run).items():
+            dest = run_dir / (TRAIN_FILE if split == "train" else VAL_FILE)
+            if not dest.is_file():
+                tmp = dest.with_name(f".{dest.name}.tmp")
+                shutil.copyfile(src, tmp)
+                tmp.replace(dest)
+            out[split] = dest
+        for name, text in self.artifacts(run, run_dir).items():
+            atomic_write_text(run_dir / name, text)
+            out[name] = run_dir / name
+        return out
+
+    # --- the job ------------------------------------------------------------------------------------
+
+    def command(self, run: RunConfig, run_dir: Path) -> list[str]:
+        return ["-m", "tuneforge.worker", str(run_dir)]
+
+    def train(self, run: RunConfig, run_dir: Path) -> dict[str, Any]:
+        from tuneforge.backends.openai_job import run_job
+
+        return run_job(run, run_dir)
+
+    def run_in_process(self, run: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+        return self.train(run, run_dir)
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin or not sys.stdin.isatty():
+        return False
+    return input(question).strip().lower() in ("y", "yes")
+
+
+def wire_calls(run: RunConfig, request: dict[str, Any], with_val: bool) -> str:
+    """The HTTP calls one run makes, in order (what `plan` shows and the README lists)."""
+    from tuneforge.openai_api import base_url
+
+    url = base_url(run.backend).rstrip("/")
+    body = json.dumps(request, ensure_ascii=False)
+    lines = [f"# OpenAI API calls of this run (base URL {url}; SDK retries: {run.backend.max_retries} per request)",
+             f"POST {url}/files                         multipart: purpose=fine-tune, file={TRAIN_FILE}"]
+    if with_val:
+        lines.append(f"POST {url}/files                         multipart: purpose=fine-tune, file={VAL_FILE}")
+    lines += [f"GET  {url}/fine_tuning/jobs?limit=100      (only when re-attaching to uploaded files: adopt a "
+              "job already created from them)",
+              f"POST {url}/fine_tuning/jobs               {body}",
+              f"GET  {url}/fine_tuning/jobs/<job id>                     every {run.backend.poll_interval_s:g}s, "
+              f"backing off to {run.backend.max_poll_interval_s:g}s while nothing changes",
+              f"GET  {url}/fine_tuning/jobs/<job id>/events?limit=100    after each poll, new events only",
+              f"GET  {url}/fine_tuning/jobs/<job id>/checkpoints         once the job succeeded",
+              f"GET  {url}/files/<result file id>/content                 the result file (per-step metrics CSV)"]
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""Eval and chat of a hosted (OpenAI) run: the same test split, metrics and report as a local run, with the
+answers coming from chat completions of the base model and of the job's ``fine_tuned_model``.
+
+The narrow seam: :func:`hosted_answers` produces the answers; everything after (generation_metrics,
+eval.json, report.md/html) is the local path's. Loss and perplexity are *not applicable*: the API does not
+score a given reference answer (its logprobs cover only the tokens it generates), so they are reported as
+such and never estimated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import RunArtifactError
+from tuneforge.evaluation.config import EvalConfig
+
+log = logging.getLogger(__name__)
+
+NOT_APPLICABLE = ("not applicable for a hosted model: the API does not return the log-probabilities of a "
+                  "reference answer")
+
+
+def hosted_run(run_dir: Path | str) -> bool:
+    """A run directory made by a hosted backend (it records its job in job.json)."""
+    return (Path(run_dir).expanduser() / "job.json").is_file()
+
+
+def hosted_models(run_dir: Path) -> tuple[Any, str, str]:
+    """(run config, base model id, fine-tuned model id); refuses a job that has not succeeded."""
+    from tuneforge.rundir import read_config
+
+    job = json.loads((run_dir / "job.json").read_text(encoding="utf-8"))
+    run = read_config(run_dir)
+    tuned = job.get("fine_tuned_model")
+    if job.get("status") != "succeeded" or not tuned:
+        raise RunArtifactError(f"run={run_dir}: OpenAI job {job.get('job_id')} has status {job.get('status')!r}, "
+                               "so there is no fine-tuned model yet; re-attach with `tuneforge train ... "
+                               f"run_dir={run_dir}` to follow it to the end")
+    return run, job.get("model") or run.model.name_or_path, tuned
+
+
+def _request(model: str, messages: list[dict], cfg: EvalConfig, seed: int) -> dict[str, Any]:
+    sampling = {"temperature": cfg.temperature, "top_p": cfg.top_p} if cfg.do_sample else {"temperature": 0}
+    return {"model": model, "messages": messages, "max_completion_tokens": cfg.max_new_tokens, "seed": seed,
+            **sampling}
+
+
+def hosted_answers(client: Any, model: str, prompts: list[list[dict]], cfg: EvalConfig, seed: int,
+                   desc: str) -> list[tuple[str, int]]:
+    """(answer, completion tokens) per prompt, one chat completion each, same decoding for every model."""
+    import openai
+    from tqdm.auto import tqdm
+
+    from tuneforge.openai_api import api_error
+
+    out = []
+    for messages in tqdm(prompts, desc=f"{desc}: chat completions", unit="prompt", leave=False,
+                         disable=len(prompts) < 2):
+        try:
+            resp = client.chat.completions.create(**_request(model, messages, cfg, seed))
+        except openai.OpenAIError as exc:
+            raise api_error(exc, f"chat completion with {model}") from None
+        text = (resp.choices[0].message.content or "").strip()
+        out.append((text, resp.usage.completion_tokens if resp.usage else len(text.split())))
+    return out
+
+
+def evaluate_hosted_run(run_dir: Path | str, *, eval_config: EvalConfig | None = None, quiet: bool = False,
+                        write_report: bool = True) -> dict[str, Any]:
+    from tuneforge.evaluation.metrics import JUDGED, METRICS, generation_metrics
+    from tuneforge.evaluation.runner import load_test_examples
+    from tuneforge.openai_api import make_client
+    from tuneforge.rundir import atomic_write_json, versions
+
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir).expanduser().resolve()
+    run, base_model, tuned_model = hosted_models(run_dir)
+    cfg = eval_config or run.eval
+    examples = load_test_examples(run, cfg.max_samples)
+    client = make_client(run.backend)
+    log.info("evaluating %s on %d test examples (%s vs %s)", run_dir, len(examples), base_model, tuned_model)
+    sides: dict[str, dict[str, float]] = {}
+    answers: dict[str, list[str]] = {}
+    for side, model, desc in (("base", base_model, "base"), ("finetuned", tuned_model, "fine-tuned")):
+        s0 = time.perf_counter()
+        got = hosted_answers(client, model, [ex.prompt_messages for ex in examples], cfg, run.hparams.seed, desc)
+        answers[side] = [a for a, _ in got]
+        sides[side] = {**generation_metrics(answers[side], [ex.reference for ex in examples]),
+                       "avg_new_tokens": sum(n for _, n in got) / len(got),
+                       "seconds": round(time.perf_counter() - s0, 3)}
+    keys = [m.key for m in METRICS if m.key in sides["base"]]
+    delta = {k: sides["finetuned"][k] - sides["base"][k] for k in keys}
+    better = [m.key for m in JUDGED if m.key in delta and (delta[m.key] > 0) == m.higher_is_better and delta[m.key]]
+    results: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "split": "test",
+        "n_examples": len(examples),
+        "name": run.name,
+        "method": run.method.name,
+        "model": run.model.name_or_path,
+        "backend": run.backend.name,
+        "dataset": run.dataset.name,
+        "base_model": f"{base_model} (OpenAI chat completions)",
+        "finetuned_model": f"{tuned_model} (OpenAI chat completions)",
+        "decoding": {**{k: v for k, v in asdict(cfg).items() if k != "after_training"}, "seed": run.hparams.seed},
+        "base": sides["base"],
+        "finetuned": sides["finetuned"],
+        "delta": delta,
+        "improved": better,
+        "not_applicable": {"loss": NOT_APPLICABLE, "perplexity": NOT_APPLICABLE},
+        "samples": [{"system": ex.system, "prompt": ex.prompt, "reference": ex.reference,
+                     "base": answers["base"][i], "finetuned": answers["finetuned"][i]}
+                    for i, ex in enumerate(examples)],
+        "seconds": round(time.perf_counter() - t0, 3),
+        "versions": versions(),
+    }
+    atomic_write_json(run_dir / "eval.json", results)
+    if write_report:
+        from tuneforge.evaluation.report import write_reports
+
+        write_reports(run_dir, results)
+    if not quiet:
+        from tuneforge.evaluation.report import metrics_table_text
+
+        print(metrics_table_text(results))
+        print(f"  test loss / perplexity: {NOT_APPLICABLE}")
+        print(f"  eval.json   {run_dir / 'eval.json'}")
+        if write_report:
+            print(f"  report      {run_dir / 'report.html'}  (and report.md)")
+    return results
+
+
+def hosted_chat(run_dir: Path | str, prompt: str | None, *, decoding: EvalConfig | None = None,
+                system_prompt: str | None = None) -> int:
+    """``tuneforge chat`` of a hosted run: one answer to ``prompt``, or an interactive loop without it."""
+    import sys
+
+    from tuneforge.openai_api import make_client
+
+    run_dir = Path(run_dir).expanduser().resolve()
+    run, _, tuned = hosted_models(run_dir)
+    cfg = decoding or run.eval
+    client = make_client(run.backend)
+    system = system_prompt or run.dataset.system_prompt
+    history: list[dict] = []
+
+    def ask(user: str) -> str:
+        head = [{"role": "system", "content": system}] if system else []
+        (answer, _), = hosted_answers(client, tuned, [[*head, *history, {"role": "user", "content": user}]], cfg,
+                                      run.hparams.seed, "chat")
+        return answer
+
+    if prompt is not None:
+        print(f"[{tuned}]", file=sys.stderr)
+        print(ask(prompt))
+        return 0
+    print(f"tuneforge chat: {tuned} (OpenAI)\n  /reset clears the history, /exit or Ctrl-D quits")
+    while True:
+        line = sys.stdin.readline()
+        if not line or line.strip() in ("/exit", "/quit"):
+            return 0
+        user = line.strip()
+        if user == "/reset":
+            history.clear()
+            continue
+        if user:
+            answer = ask(user)
+            print(f"assistant> {answer}")
+            history += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
