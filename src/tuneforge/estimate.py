@@ -262,10 +262,12 @@ def estimate_memory(run: RunConfig) -> MemoryEstimate:
     comps["CUDA context + NCCL"] = OVERHEAD_BYTES
     est = MemoryEstimate(parameters=params, trainable=trainable, processes=n, components=comps,
                          assumptions=notes, cpu_offload_bytes=cpu)
-    limit = run.launcher.gpu_memory_gb
+    from tuneforge.gpus import target_memory_gb
+
+    limit, source = target_memory_gb(run)
     if limit is not None and est.total_gib > limit:
         hint = _hint(run)
-        est.warnings.append(f"estimated {est.total_gib:.1f} GiB per GPU exceeds launcher.gpu_memory_gb={limit:g}"
+        est.warnings.append(f"estimated {est.total_gib:.1f} GiB per GPU exceeds {source} ({limit:g} GiB)"
                             + (f"; {hint}" if hint else ""))
     return est
 
@@ -301,12 +303,18 @@ def _zero_buffers(run: RunConfig, shape: Shape, params: float, trainable: float,
 def _hint(run: RunConfig) -> str:
     h, d = run.hparams, run.distributed
     tips = []
+    from tuneforge.launch.deepspeed import world_size
+
+    if (d.zero_stage or 0) >= 1 and world_size(run) == 1:
+        tips.append("more processes, e.g. launcher.gpus_per_node=8 (ZeRO shards across them; one shards nothing)")
     if not h.gradient_checkpointing:
         tips.append("hparams.gradient_checkpointing=true")
     if h.micro_batch_size > 1:
         tips.append("a smaller hparams.micro_batch_size (and a larger hparams.grad_accumulation)")
     if run.method.name == "full" and (d.zero_stage or 0) < 3:
         tips.append("distributed=zero3 over more GPUs")
+    elif (d.zero_stage or 0) >= 3 and not d.offload_params:
+        tips.append("distributed=zero3-offload")
     if run.method.name == "lora":
         tips.append("method=qlora")
     return "try " + ", ".join(tips) if tips else ""

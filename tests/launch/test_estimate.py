@@ -58,7 +58,7 @@ def test_warning_above_declared_gpu_memory() -> None:
     assert _est("recipe=qlora-llama", "launcher.gpu_memory_gb=80").warnings == []
     est = _est("recipe=full-llama", "launcher=local", "distributed=none", "launcher.gpu_memory_gb=24")
     assert est.total > 24 * GiB
-    assert "exceeds launcher.gpu_memory_gb=24" in est.warnings[0] and "distributed=zero3" in est.warnings[0]
+    assert "exceeds launcher.gpu_memory_gb=24 (24 GiB)" in est.warnings[0] and "distributed=zero3" in est.warnings[0]
 
 
 # --- regression cases from public reports ---------------------------------------------------------------------

@@ -164,8 +164,7 @@ def plan_notes(run: RunConfig) -> list[str]:
         d = prepared_dir(run.dataset)
         path = d / f"report-tokens-{tokens_key(run)}.json"
         if not path.is_file():
-            return [(f"dataset {run.dataset.name}: token stats and OpenAI cost not computed yet; run "
-                    f"`make data recipe=... dataset={run.dataset.name}` (tuneforge data prepare ...)")]
+            return []  # plan's verdict shows an estimate and says how to count them
         report = json.loads(path.read_text(encoding="utf-8"))
     except Exception as exc:  # noqa: BLE001 (a plan must not fail on a notes problem)
         return [f"dataset {run.dataset.name}: no data stats ({type(exc).__name__}: {exc})"]
