@@ -5,10 +5,11 @@
 
 The first screen answers "fits? how long? what cost?" for the target GPU (:mod:`tuneforge.verdict`), then
 the memory estimate, the command line(s) and the notes; ``--full`` adds the resolved config and every file.
-plan.txt always holds everything. Shows and writes: the resolved config (secrets redacted), the backend's and launcher's files exactly as the
-run will write them into its run directory (axolotl.yaml, ds_config.json, accelerate.yaml, launch.sh), the
-command line of every node, a memory estimate per GPU and its warnings. The files go to ``--out`` (default
-``<output_root>/<name>/plan/``); ``train`` writes the same plan as ``plan.txt`` into the run directory.
+plan.txt always holds everything. Shows and writes: the resolved config (secrets redacted), the backend's
+and launcher's files exactly as the run will write them into its run directory (axolotl.yaml,
+ds_config.json, accelerate.yaml, launch.sh), the command line of every node, a memory estimate per GPU
+and its warnings. The files go to ``--out`` (default ``<output_root>/<name>/plan/``); ``train`` writes the
+same plan as ``plan.txt`` into the run directory.
 A run executes what its plan wrote: both use the same builders (``artifacts``/``commands``).
 
 The translations are validated by the targets' own validators before every launch; ``--validate`` runs

@@ -134,7 +134,7 @@ class Verdict:
             shape = f"{h.micro_batch_size} x {h.grad_accumulation} accum x {self.gpus} GPU"
             per = (f"{self.tokens_per_step:,} tokens/step ({shape} x {h.seq_len}, packed)" if h.packing
                    else f"~{self.tokens_per_step:,} tokens/step ({shape} x ~{self._mean_tokens():,})")
-            bound = f"max_steps={h.max_steps}" if h.max_steps > 0 else f"{h.epochs:g} epoch{'' if h.epochs == 1 else 's'}"
+            bound = f"max_steps={h.max_steps}" if h.max_steps > 0 else _epochs(h.epochs)
             out.append(f"how long?  {self.steps:,} steps ({bound}) x {per}"
                        f" = {self.steps * self.tokens_per_step / 1e6:,.2f} M tokens")
             if self.wall_s is not None:
@@ -152,7 +152,7 @@ class Verdict:
             from tuneforge.data.stats import cost_epochs, openai_cost
 
             c = openai_cost(self.data.tokens, cost_epochs(h))
-            costs.append(f"OpenAI fine-tuning of the same tokens x {c['epochs']:g} epoch{'' if c['epochs'] == 1 else 's'}: "
+            costs.append(f"OpenAI fine-tuning of the same tokens x {_epochs(c['epochs'])}: "
                          + ", ".join(f"{k.split('-20')[0]} ${v:,.2f}" for k, v in c["usd"].items()))
         out.append("cost?      " + "\n           ".join(costs))
         if self.data.tokens is not None:
@@ -164,6 +164,10 @@ class Verdict:
 
     def _mean_tokens(self) -> int:
         return round(self.data.tokens / max(self.data.examples or 1, 1)) if self.data.tokens else 0
+
+
+def _epochs(n: float) -> str:
+    return f"{n:g} epoch" + ("" if n == 1 else "s")
 
 
 def _duration(seconds: float) -> str:
