@@ -2,6 +2,7 @@
 
     tuneforge train recipe=qlora-tiny optim.lr=1e-4     (also: tuneforge recipe=... with no command)
     tuneforge plan  recipe=qlora-llama
+    tuneforge train my.yaml                             (a recipe file: tuneforge cp lora-tiny my.yaml)
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from tuneforge.evaluation.runner import cmd_eval
 from tuneforge.inference import cmd_chat
 from tuneforge.jobs import cmd_jobs
 from tuneforge.merge import cmd_merge
+from tuneforge.recipes import cmd_cp, cmd_recipes
+from tuneforge.runs import cmd_runs
 from tuneforge.sweep import cmd_sweep
 
 
@@ -24,7 +27,11 @@ def cmd_train(args: list[str]) -> int:
     from tuneforge.train import train
 
     run = load_run_config(args)
-    train(run)
+    summary = train(run)
+    if not summary.get("submitted"):
+        from tuneforge.runs import next_steps
+
+        print(next_steps(summary))
     return 0
 
 
@@ -43,6 +50,9 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "chat": (cmd_chat, "chat with a run: chat run=DIR [prompt=\"...\"] (interactive without prompt)"),
     "sweep": (cmd_sweep, "hyperparameter sweep: sweep [sweep=grid|optuna] 'optim.lr=1e-4,3e-4' -> results table"),
     "jobs": (cmd_jobs, "submitted Slurm runs with their state and run dir: jobs [output_root=DIR]"),
+    "runs": (cmd_runs, "local runs: status, recipe, losses, eval; runs compare RUN RUN -> Markdown + HTML"),
+    "recipes": (cmd_recipes, "the recipes with their one-line purpose"),
+    "cp": (cmd_cp, "copy a recipe to edit: cp qlora-llama my.yaml; then train my.yaml"),
 }
 
 
@@ -65,11 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
-    if "=" in argv[0] or argv[0].startswith("-"):
+    if argv[0] in ("--version", "-V", "version"):
+        from importlib.metadata import version
+
+        print(f"tuneforge {version('tuneforge')}")
+        return 0
+    if "=" in argv[0] or argv[0].startswith("-") or argv[0].endswith((".yaml", ".yml")):
         argv = ["train", *argv]
     name, args = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"tuneforge: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
+        import difflib
+
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        print(f"tuneforge: unknown command '{name}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+              + f"\n\n{usage()}", file=sys.stderr)
         return 2
     if name in ("train", "plan") and any(a in ("-h", "--help") for a in args):
         print(f"usage: tuneforge {name} [recipe=NAME] [group=option ...] [key=value ...]\n\n"

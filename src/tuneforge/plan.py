@@ -238,11 +238,11 @@ def cmd_plan(args: list[str]) -> int:
             if not value:
                 raise ConfigError("plan --out needs a directory: tuneforge plan recipe=... --out DIR")
             out = Path(value)
-        elif a.startswith("--"):
-            raise ConfigError(f"plan: unknown option {a!r}; options: --full, --out DIR, --validate, --gpus")
+        elif a.startswith("--") and a[2:].split("=")[0] in ("help", "h"):
+            raise ConfigError("plan: options are --full, --out DIR, --validate, --gpus")
         else:
-            overrides.append(a)
-    run = load_run_config(overrides)
+            overrides.append(a)  # a stray --key value is explained (with the fixed command) by load_run_config
+    run = load_run_config(overrides, command="plan")
     plan = make_plan(run, for_target=True)
     from tuneforge.launch.accelerate import shell_join
 
