@@ -85,16 +85,27 @@ def _prepare(ns: argparse.Namespace) -> int:
     from tuneforge.data import prepare_splits
     from tuneforge.data.report import render_summary
 
-    run = load_run_config(_overrides(ns.overrides))
+    run = load_run_config(_overrides(ns.overrides), command="data prepare")
+    count_tokens = not ns.no_tokens
+    if count_tokens and run.model.tiny is None:
+        from tuneforge.errors import ModelLoadError
+        from tuneforge.models import load_tokenizer
+
+        try:
+            load_tokenizer(run)
+        except ModelLoadError as exc:  # e.g. a gated tokenizer offline: the data is still prepared
+            print(f"note: no token counts: {str(exc).splitlines()[0]}\n  (preparing without them; "
+                  "`tuneforge plan` estimates tokens from characters)")
+            count_tokens = False
     try:
-        prep = prepare_splits(run.dataset, run=run, count_tokens=not ns.no_tokens, force=ns.force)
+        prep = prepare_splits(run.dataset, run=run, count_tokens=count_tokens, force=ns.force)
         report, report_path = prep.report, prep.report_path
     except DataError:
         from tuneforge.data import prepared_dir, tokens_key
 
         # unusable dataset: show the summary that says why, then fail
         d = prepared_dir(run.dataset)
-        report_path = d / (f"report-tokens-{tokens_key(run)}.json" if not ns.no_tokens else "report.json")
+        report_path = d / (f"report-tokens-{tokens_key(run)}.json" if count_tokens else "report.json")
         if not report_path.is_file():
             raise
         report = json.loads(report_path.read_text(encoding="utf-8"))
