@@ -284,9 +284,8 @@ def cmd_runs(args: list[str]) -> int:
 def next_steps(summary: dict[str, Any]) -> str:
     """What to run after a training run (printed by ``tuneforge train``)."""
     d = summary.get("run_dir", "")
-    lines = ["", "next:", f"  make eval run={d}          # base vs fine-tuned on the test split",
-             f"  make chat run={d}"]
+    lines = ["", "next:", f"  make eval run={d}   # base vs fine-tuned on the test split", f"  make chat run={d}"]
     if summary.get("method") in ("lora", "qlora"):
         lines.append(f"  make merge run={d}")
-    lines.append("  tuneforge runs                      # this run among the others (run=latest picks it)")
+    lines.append("  tuneforge runs   # this run among the others; run=latest names the newest")
     return "\n".join(lines)
