@@ -138,3 +138,14 @@ def test_run_latest_and_recipe_name_and_compare(two_runs: tuple[Path, Path, Path
     monkeypatch.chdir(root.parent)  # outputs/ here, as in a checkout
     err = _err(capsys, "eval", "run=")
     assert "run=latest" in err and "outputs/lora-tiny/" + second.name in err
+
+
+def test_run_dir_latest_resumes_the_newest_run_of_the_recipe(two_runs: tuple[Path, Path, Path]) -> None:
+    from tuneforge.config.compose import load_run_config
+    from tuneforge.errors import ConfigError
+
+    root, _, second = two_runs
+    run = load_run_config(["recipe=lora-tiny", "run_dir=latest", f"output_root={root}"])
+    assert Path(run.run_dir) == second.resolve()
+    with pytest.raises(ConfigError, match="no run of full-tiny"):
+        load_run_config(["recipe=full-tiny", "run_dir=latest", f"output_root={root}"])
