@@ -12,11 +12,12 @@ OVERRIDES := $(filter-out recipe=% run=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=% 
 PYTEST_ARGS ?=
 # the slurm-marked tests get a one-node Slurm on localhost when Slurm is installed (else they skip)
 SLURM_LOCAL := launchers/slurm/local-cluster.sh run
-export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
+# offline is the tests' default, not the user's: `make train recipe=qlora-llama` may download the model
+test test-slow test-all bench: export HF_HUB_OFFLINE ?= 1
 .PHONY: help setup train plan data eval merge chat sweep jobs cancel openai-standin test test-slow test-all bench lint clean
 
 help: ## show this help

@@ -66,6 +66,22 @@ def test_interactive_mode(lora_run: SharedRun) -> None:
     assert len(chat.history) == 2  # only the turn after /reset
 
 
+def test_interactive_commands_never_reach_the_model(lora_run: SharedRun) -> None:
+    from tuneforge.inference import RANDOM_INIT_NOTE, banner
+
+    chat = load_chat_model(lora_run.run_dir, merged=False, decoding=GREEDY)
+    out = io.StringIO()
+    interactive(chat, stdin=io.StringIO("/help\n/system\n/hist\n/exit\n"), stdout=out)
+    text = out.getvalue()
+    assert "assistant> " not in text and chat.history == []  # nothing was sent as a prompt
+    assert "/reset" in text and "/history" in text  # /help listed the commands
+    assert chat.system_prompt in text  # /system
+    assert "unknown command /hist" in text
+    # the tiny model is random-init: the banner says so in one line, so noise is not taken for a bug
+    assert chat.random_init and RANDOM_INIT_NOTE in banner(chat)
+    assert sum(RANDOM_INIT_NOTE in ln for ln in banner(chat).splitlines()) == 1
+
+
 def test_merged_model_answers_like_the_adapter(lora_run: SharedRun, tmp_path: Path) -> None:
     from tuneforge.merge import merge_run
 

@@ -2,6 +2,7 @@
 
     tuneforge train recipe=qlora-tiny optim.lr=1e-4     (also: tuneforge recipe=... with no command)
     tuneforge plan  recipe=qlora-llama
+    tuneforge train my.yaml                             (a recipe file: tuneforge cp lora-tiny my.yaml)
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from tuneforge.evaluation.runner import cmd_eval
 from tuneforge.inference import cmd_chat
 from tuneforge.jobs import cmd_cancel, cmd_jobs
 from tuneforge.merge import cmd_merge
+from tuneforge.recipes import cmd_cp, cmd_recipes
+from tuneforge.runs import cmd_runs
 from tuneforge.sweep import cmd_sweep
 
 
@@ -26,7 +29,11 @@ def cmd_train(args: list[str]) -> int:
 
     yes = "--yes" in args  # a hosted job above backend.max_cost_usd starts without asking
     run = load_run_config([a for a in args if a != "--yes"])
-    train(run, yes=yes)
+    summary = train(run, yes=yes)
+    if not summary.get("submitted"):
+        from tuneforge.runs import next_steps
+
+        print(next_steps(summary))
     return 0
 
 
@@ -46,6 +53,9 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "sweep": (cmd_sweep, "hyperparameter sweep: sweep [sweep=grid|optuna] 'optim.lr=1e-4,3e-4' -> results table"),
     "jobs": (cmd_jobs, "submitted Slurm and OpenAI runs with their state and run dir: jobs [output_root=DIR]"),
     "cancel": (cmd_cancel, "cancel a run's hosted (OpenAI) fine-tuning job: cancel run=DIR"),
+    "runs": (cmd_runs, "local runs: status, recipe, losses, eval; runs compare RUN RUN -> Markdown + HTML"),
+    "recipes": (cmd_recipes, "the recipes with their one-line purpose"),
+    "cp": (cmd_cp, "copy a recipe to edit: cp qlora-llama my.yaml; then train my.yaml"),
 }
 
 
@@ -68,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
-    if "=" in argv[0] or argv[0].startswith("-"):
+    if argv[0] in ("--version", "-V", "version"):
+        from importlib.metadata import version
+
+        print(f"tuneforge {version('tuneforge')}")
+        return 0
+    if "=" in argv[0] or argv[0].startswith("-") or argv[0].endswith((".yaml", ".yml")):
         argv = ["train", *argv]
     if "--verbose" in argv or "-v" in argv:  # the Trainer's raw logs and bars; inherited by worker processes
         argv = [a for a in argv if a not in ("--verbose", "-v")]
@@ -78,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name, args = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"tuneforge: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
+        import difflib
+
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        print(f"tuneforge: unknown command '{name}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+              + f"\n\n{usage()}", file=sys.stderr)
         return 2
     if name in ("train", "plan") and any(a in ("-h", "--help") for a in args):
         print(f"usage: tuneforge {name} [recipe=NAME] [group=option ...] [key=value ...]\n\n"
@@ -95,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tuneforge: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tuneforge plan | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -21,7 +21,21 @@ Sources of the formulas (Ψ = parameters, N = data-parallel processes):
   checkpointing only each layer's input is kept (2·s·b·h per layer) plus one layer's activations being
   recomputed during backward. fp32 activations double these.
 - Logits: s·b·V of 16-bit logits, their fp32 upcast for the loss and its fp32 gradient: 10 bytes x s·b·V.
-- Overhead: ~1 GiB for the CUDA context, kernels and allocator fragmentation.
+- ZeRO buffers (DeepSpeed ``runtime/zero/stage3.py`` and its ``estimate_zero3_model_states_mem_needs``):
+  ZeRO-3 keeps up to ``stage3_max_live_parameters`` gathered 16-bit parameters on the GPU (1e9 in our
+  ds_config.json: 2 GB in bf16), plus the ``stage3_prefetch_bucket_size`` being fetched ("auto" = 0.9·h²), and
+  the largest layer's 16-bit gradient before it is reduce-scattered (the embedding / lm_head for Llama).
+  The optimizer step upcasts the gradient partition to fp32, ``sub_group_size`` parameters at a time
+  (ZeRO-3) or the whole partition Ψ/N (ZeRO-1/2): 4 bytes per parameter, on the GPU unless the optimizer
+  is offloaded.
+- Allocator fragmentation: PyTorch's caching allocator reserves more than it hands out. 10 % of the
+  allocations; 30 % with ZeRO-3, whose gather/release of differently sized buffers fragments most (GMLake,
+  Guo et al., ASPLOS 2024, measured up to ~30 % with ZeRO-3 + offload + recomputation).
+- CUDA context, kernels and NCCL buffers: ~1 GiB.
+
+Checked against reports (tests/launch/test_estimate.py): LLaMA-Factory #5977 (full Llama-3-8B, ZeRO-3,
+8x24 GB: out of memory; ~13 GB/GPU with offload) and #6531 (LoRA Llama-3.1-8B, ZeRO-3, 4x45 GB, 15,000
+tokens: micro batch 1 fits, 2 does not).
 
 It is a first estimate (±20-30 % is typical): packing, attention kernels and allocator behaviour move it.
 """
@@ -36,6 +50,11 @@ from tuneforge.config.schema import RunConfig
 
 GiB = 1024**3
 OVERHEAD_BYTES = 1.0 * GiB
+FRAGMENTATION = 0.10
+FRAGMENTATION_ZERO3 = 0.30
+# what build_ds_config writes for ZeRO-3 (DeepSpeed's defaults too)
+ZERO3_MAX_LIVE_PARAMETERS = 1_000_000_000
+ZERO3_SUB_GROUP_SIZE = 1_000_000_000
 NF4_DQ_BYTES = 4.127 / 8
 
 
@@ -60,6 +79,10 @@ class Shape:
         h, kv = self.hidden, self.kv_heads * self.head_dim
         return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
                 "gate_proj": (h, self.ffn), "up_proj": (h, self.ffn), "down_proj": (self.ffn, h)}
+
+    def largest_layer(self) -> int:
+        """Parameters of the largest single module (embedding / lm_head, or an MLP projection)."""
+        return max(self.vocab * self.hidden, *(i * o for i, o in self.linear_shapes().values()))
 
     def num_parameters(self) -> int:
         per_layer = sum(i * o for i, o in self.linear_shapes().values()) + 2 * self.hidden
@@ -232,26 +255,66 @@ def estimate_memory(run: RunConfig) -> MemoryEstimate:
     logits = 10.0 * s * b * shape.vocab
 
     comps = {"weights": weights, "gradients": grads, "optimizer states": opt, "activations": activations,
-             "logits": logits, "CUDA context + fragmentation": OVERHEAD_BYTES}
+             "logits": logits}
+    comps.update(_zero_buffers(run, shape, params, trainable, n, w_bytes, notes))
+    frag = FRAGMENTATION_ZERO3 if stage >= 3 else FRAGMENTATION
+    comps[f"allocator fragmentation ({frag:.0%})"] = frag * sum(comps.values())
+    comps["CUDA context + NCCL"] = OVERHEAD_BYTES
     est = MemoryEstimate(parameters=params, trainable=trainable, processes=n, components=comps,
                          assumptions=notes, cpu_offload_bytes=cpu)
-    limit = run.launcher.gpu_memory_gb
+    from tuneforge.gpus import target_memory_gb
+
+    limit, source = target_memory_gb(run)
     if limit is not None and est.total_gib > limit:
         hint = _hint(run)
-        est.warnings.append(f"estimated {est.total_gib:.1f} GiB per GPU exceeds launcher.gpu_memory_gb={limit:g}"
+        est.warnings.append(f"estimated {est.total_gib:.1f} GiB per GPU exceeds {source} ({limit:g} GiB)"
                             + (f"; {hint}" if hint else ""))
     return est
+
+
+def _zero_setting(run: RunConfig, key: str, default: Any) -> Any:
+    """A zero_optimization value of ds_config.json, as distributed.additional_parameters may override it."""
+    value = (run.distributed.additional_parameters.get("zero_optimization") or {}).get(key, default)
+    return default if value == "auto" else value
+
+
+def _zero_buffers(run: RunConfig, shape: Shape, params: float, trainable: float, n: int, w_bytes: int,
+                  notes: list[str]) -> dict[str, float]:
+    """DeepSpeed's working buffers beyond the partitioned states (see the module docstring)."""
+    d = run.distributed
+    stage = d.zero_stage or 0
+    out: dict[str, float] = {}
+    if stage >= 3:
+        live = min(float(_zero_setting(run, "stage3_max_live_parameters", ZERO3_MAX_LIVE_PARAMETERS)), params)
+        prefetch = float(_zero_setting(run, "stage3_prefetch_bucket_size", int(0.9 * shape.hidden ** 2)))
+        out["ZeRO-3 live + prefetched parameters"] = (live + prefetch) * w_bytes
+        notes.append(f"ZeRO-3 keeps up to stage3_max_live_parameters={live:.3g} gathered parameters "
+                     "(distributed.additional_parameters.zero_optimization.stage3_max_live_parameters lowers it)")
+        if run.method.name == "full":
+            out["ZeRO-3 largest layer gradient"] = shape.largest_layer() * w_bytes
+    if stage >= 1 and not d.offload_optimizer:
+        part = trainable / n
+        if stage >= 3:
+            part = min(part, float(_zero_setting(run, "sub_group_size", ZERO3_SUB_GROUP_SIZE)))
+        out["fp32 gradients (optimizer step)"] = 4.0 * part
+    return out
 
 
 def _hint(run: RunConfig) -> str:
     h, d = run.hparams, run.distributed
     tips = []
+    from tuneforge.launch.deepspeed import world_size
+
+    if (d.zero_stage or 0) >= 1 and world_size(run) == 1:
+        tips.append("more processes, e.g. launcher.gpus_per_node=8 (ZeRO shards across them; one shards nothing)")
     if not h.gradient_checkpointing:
         tips.append("hparams.gradient_checkpointing=true")
     if h.micro_batch_size > 1:
         tips.append("a smaller hparams.micro_batch_size (and a larger hparams.grad_accumulation)")
     if run.method.name == "full" and (d.zero_stage or 0) < 3:
         tips.append("distributed=zero3 over more GPUs")
+    elif (d.zero_stage or 0) >= 3 and not d.offload_params:
+        tips.append("distributed=zero3-offload")
     if run.method.name == "lora":
         tips.append("method=qlora")
     return "try " + ", ".join(tips) if tips else ""

@@ -1,7 +1,8 @@
 """``tuneforge chat run=<run_dir> [prompt="..."]``: talk to a fine-tuned run.
 
-One-shot with ``prompt=`` (prints the answer, exit), interactive otherwise (``/reset`` clears the history,
-``/exit`` or Ctrl-D quits). Loads ``merged/`` when the run has one (``merged=false`` forces the adapter on
+One-shot with ``prompt=`` (prints the answer, exit), interactive otherwise (``/help`` lists the commands,
+``/reset`` clears the history, ``/exit`` or Ctrl-D quits; a line starting with ``/`` never reaches the model).
+Loads ``merged/`` when the run has one (``merged=false`` forces the adapter on
 its base; ``merged=true`` insists on merged/), else the adapter on its base (4/8-bit for QLoRA, as trained),
 or ``model/`` for a full fine-tune. The conversation goes through the run's chat template with the run's
 system prompt: ``dataset.system_prompt``, else the system turn the training data shares, or ``system=``.
@@ -32,6 +33,7 @@ class ChatModel:
     decoding: EvalConfig
     max_prompt_tokens: int
     history: list[dict] = field(default_factory=list)
+    random_init: bool = False  # the base is model.tiny: built locally with random weights
 
     def messages(self, user: str) -> list[dict]:
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -73,7 +75,8 @@ def load_chat_model(run_dir: Path | str, *, merged: bool | None = None, decoding
     tokenizer = load_run_tokenizer(art, art.merged if use_merged else None)
     cfg = decoding or art.run.eval
     return ChatModel(model, tokenizer, source, system_prompt or training_system_prompt(art), cfg,
-                     max_prompt_tokens=max(16, art.run.hparams.seq_len - cfg.max_new_tokens))
+                     max_prompt_tokens=max(16, art.run.hparams.seq_len - cfg.max_new_tokens),
+                     random_init=art.run.model.tiny is not None and not base)
 
 
 def _stream_writer(tokenizer: Any, out: TextIO | None, parts: list[str]) -> Any:
@@ -122,8 +125,26 @@ def banner(chat: ChatModel) -> str:
     mode = f"sampling (temperature {d.temperature}, top_p {d.top_p})" if d.do_sample else "greedy"
     system = (chat.system_prompt[:80] + "…") if chat.system_prompt and len(chat.system_prompt) > 80 else (
         chat.system_prompt or "none")
-    return (f"tuneforge chat: {chat.source}\n  decoding: {mode}, max {d.max_new_tokens} new tokens\n"
-            f"  system prompt: {system}\n  /reset clears the history, /exit or Ctrl-D quits")
+    text = (f"tuneforge chat: {chat.source}\n  decoding: {mode}, max {d.max_new_tokens} new tokens\n"
+            f"  system prompt: {system}\n  /help lists the commands, /exit or Ctrl-D quits")
+    if chat.random_init:
+        text += f"\n  {RANDOM_INIT_NOTE}"
+    return text
+
+
+RANDOM_INIT_NOTE = ("note: this run's base is a random-init tiny model (model.tiny), so its answers are noise "
+                    "by design, not a bug")
+COMMANDS_HELP = {
+    "/help": "show these commands",
+    "/reset": "clear the conversation history (the system prompt stays)",
+    "/history": "show the conversation so far",
+    "/system": "show the system prompt",
+    "/exit": "quit (also /quit, Ctrl-D)",
+}
+
+
+def help_text() -> str:
+    return "\n".join(f"  {k:<9} {v}" for k, v in COMMANDS_HELP.items())
 
 
 def interactive(chat: ChatModel, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
@@ -143,6 +164,21 @@ def interactive(chat: ChatModel, stdin: TextIO = sys.stdin, stdout: TextIO = sys
         if user == "/reset":
             chat.history.clear()
             print("(history cleared)", file=stdout)
+            continue
+        if user in ("/help", "/?", "/commands"):
+            print(help_text(), file=stdout)
+            continue
+        if user == "/history":
+            for turn in chat.history:
+                print(f"{turn['role']}> {turn['content']}", file=stdout)
+            if not chat.history:
+                print("(no history yet)", file=stdout)
+            continue
+        if user == "/system":
+            print(chat.system_prompt or "(no system prompt)", file=stdout)
+            continue
+        if user.startswith("/") and " " not in user:  # a mistyped command is not a prompt for the model
+            print(f"unknown command {user}; commands:\n{help_text()}", file=stdout)
             continue
         stdout.write("assistant> ")
         reply(chat, user, out=stdout)
@@ -173,6 +209,8 @@ def cmd_chat(args: list[str]) -> int:
                            system_prompt=parsed.options.get("system"), base=parsed.options.get("base"))
     if "prompt" in parsed.options:
         print(f"[{chat.source}]", file=sys.stderr)
+        if chat.random_init:
+            print(RANDOM_INIT_NOTE, file=sys.stderr)
         reply(chat, parsed.options["prompt"], out=sys.stdout, remember=False)
         sys.stdout.write("\n")
         return 0

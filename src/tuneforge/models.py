@@ -271,8 +271,13 @@ def _explain_load_failure(name: str, exc: BaseException) -> str:
     gated = any(s in text.lower() for s in ("gated", "401", "403", "restricted", "authenticat"))
     if gated:
         hint = "it is gated on the Hugging Face Hub: accept its licence there and set HF_TOKEN"
+    elif os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        hint = (f"HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']} is set in this environment, so the Hub was not "
+                "asked and it is not in the local cache; to download it, run with HF_HUB_OFFLINE=0 (e.g. "
+                "`HF_HUB_OFFLINE=0 make train ...`; set HF_TOKEN for gated models such as meta-llama/*), or point "
+                "model.name_or_path at a local directory")
     else:
-        hint = ("the Hugging Face Hub is not reachable (or HF_HUB_OFFLINE=1) and it is not in the local "
+        hint = ("the Hugging Face Hub is not reachable and it is not in the local "
                 "cache; download it where the hub is reachable (set HF_TOKEN for gated models such as "
                 "meta-llama/*), or point model.name_or_path at a local directory")
     return f"cannot load model '{name}': {hint}.\n  ({text})"

@@ -1,11 +1,15 @@
 """``plan``: everything a launch would use, without launching (and without importing torch).
 
-    tuneforge plan recipe=qlora-llama [key=value ...] [--out DIR] [--validate]
+    tuneforge plan recipe=qlora-llama [gpu=h100-80g] [key=value ...] [--full] [--out DIR] [--validate]
+    tuneforge plan --gpus                       the GPU types gpu= names (memory, peak bf16 TFLOP/s, $/hour)
 
-Shows and writes: the resolved config (secrets redacted), the backend's and launcher's files exactly as the
-run will write them into its run directory (axolotl.yaml, ds_config.json, accelerate.yaml, launch.sh), the
-command line of every node, a memory estimate per GPU and its warnings. The files go to ``--out`` (default
-``<output_root>/<name>/plan/``); ``train`` writes the same plan as ``plan.txt`` into the run directory.
+The first screen answers "fits? how long? what cost?" for the target GPU (:mod:`tuneforge.verdict`), then
+the memory estimate, the command line(s) and the notes; ``--full`` adds the resolved config and every file.
+plan.txt always holds everything. Shows and writes: the resolved config (secrets redacted), the backend's
+and launcher's files exactly as the run will write them into its run directory (axolotl.yaml,
+ds_config.json, accelerate.yaml, launch.sh), the command line of every node, a memory estimate per GPU
+and its warnings. The files go to ``--out`` (default ``<output_root>/<name>/plan/``); ``train`` writes the
+same plan as ``plan.txt`` into the run directory.
 A run executes what its plan wrote: both use the same builders (``artifacts``/``commands``).
 
 The translations are validated by the targets' own validators before every launch; ``--validate`` runs
@@ -26,9 +30,12 @@ from tuneforge.config.schema import RunConfig
 from tuneforge.estimate import MemoryEstimate, estimate_memory
 from tuneforge.launch.registry import get_launcher
 from tuneforge.rundir import redact, run_to_dict
+from tuneforge.verdict import Verdict, make_verdict
 
 PLAN_TEXT = "plan.txt"
 MEMORY_JSON = "memory_estimate.json"
+MANIFEST = ".plan-files"  # what the last plan wrote into its --out directory (so a re-plan removes the stale)
+RUN_DIR_VAR = '"$RUN_DIR"'
 
 
 @dataclass
@@ -41,32 +48,59 @@ class Plan:
     memory: MemoryEstimate | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    verdict: Verdict | None = None
+    train_command: str = ""  # the command that runs this plan (cmd_plan: the user's own arguments)
 
     def command_lines(self) -> list[str]:
         from tuneforge.launch.accelerate import shell_join
 
         return [shell_join(c) for c in self.commands]
 
-    def render(self) -> str:
+    def render(self, full: bool = True) -> str:
+        """The verdict first; then memory, commands, notes; with ``full`` the config and every file too."""
         r = self.run
         out = [(f"# tuneforge plan: {r.name} ({r.method.name} on {r.model.name_or_path}; backend={r.backend.name}, "
-                f"launcher={r.launcher.name}, distributed={r.distributed.name})"),
-               f"# run directory: {self.run_dir}", "",
-               "# resolved config (secrets redacted)",
-               yaml.safe_dump(self.resolved, sort_keys=False, allow_unicode=True).rstrip()]
-        for name, content in self.artifacts.items():
-            out += ["", f"# {self.run_dir / name}", content.rstrip()]
-        lines = self.command_lines()
-        out += ["", "# command line(s), one per node"]
-        out += [f"node {i}: {c}" if len(lines) > 1 else c for i, c in enumerate(lines)]
+                f"launcher={r.launcher.name}, distributed={r.distributed.name})")]
+        if self.verdict is not None:
+            out += self.verdict.render()
+        out += [f"next:      {self.next_command()}", ""]
         if self.memory is not None:
-            out += ["", "# memory estimate per GPU (tuneforge.estimate: formulas and sources in its docstring)",
-                    self.memory.render()]
+            out += ["# memory estimate per GPU (tuneforge.estimate: formulas and sources in its docstring)",
+                    self.memory.render(), ""]
+        lines = self.command_lines()
+        out += [f"# command line(s), one per node (run directory: {self.run_dir})"]
+        out += [f"node {i}: {c}" if len(lines) > 1 else c for i, c in enumerate(lines)]
         if self.notes:
             out += ["", "# notes"] + [f"- {n}" for n in self.notes]
         if self.warnings:
             out += ["", "# WARNINGS"] + [f"- {w}" for w in self.warnings]
+        if full:
+            out += ["", "# resolved config (secrets redacted)",
+                    yaml.safe_dump(self.resolved, sort_keys=False, allow_unicode=True).rstrip()]
+            for name, content in self.artifacts.items():
+                out += ["", f"# {self.run_dir / name}", content.rstrip()]
         return "\n".join(out) + "\n"
+
+    def next_command(self) -> str:
+        return (self.train_command or f"make train recipe={self.run.name}") + (
+            "" if self.verdict is None or self.verdict.fits is not False else "   (but it does not fit: see above)")
+
+    def commands_sh(self) -> str:
+        """The per-node commands with the run directory as $RUN_DIR (default: a new timestamped one), and
+        the plan's files copied into it, so the script runs as written."""
+        placeholder = str(self.run_dir)
+        stamp = "<timestamp>"
+        default = placeholder.replace(stamp, "$(date +%Y-%m-%d_%H-%M-%S)") if stamp in placeholder else placeholder
+        body = ["#!/bin/bash", "# what `tuneforge train` runs for this plan, one line per node; `tuneforge train` also",
+                "# writes RUNNING / summary.json around it. RUN_DIR=... picks the run directory.", "set -euo pipefail",
+                'PLAN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
+                f'RUN_DIR="${{RUN_DIR:-{default}}}"', 'mkdir -p "$RUN_DIR"']
+        for name in ["config.yaml", *self.artifacts]:
+            body.append(f'sed "s#{placeholder}#$RUN_DIR#g" "$PLAN_DIR/{name}" > "$RUN_DIR/{name}"')
+        quoted = __import__("shlex").quote(placeholder)
+        for line in self.command_lines():
+            body.append(line.replace(quoted, RUN_DIR_VAR).replace(placeholder, "$RUN_DIR"))
+        return "\n".join(body) + "\n"
 
     def write(self, out_dir: Path) -> dict[str, Path]:
         """plan.txt, config.yaml, memory_estimate.json, commands.sh and every artifact, into ``out_dir``."""
@@ -77,13 +111,25 @@ class Plan:
         atomic_write_text(out_dir / PLAN_TEXT, self.render())
         atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(self.resolved, sort_keys=False,
                                                                   allow_unicode=True))
-        atomic_write_text(out_dir / "commands.sh", "#!/bin/bash\n# one line per node\n"
-                          + "\n".join(self.command_lines()) + "\n")
+        atomic_write_text(out_dir / "commands.sh", self.commands_sh())
+        (out_dir / "commands.sh").chmod(0o755)
+        written["config.yaml"], written["commands.sh"] = out_dir / "config.yaml", out_dir / "commands.sh"
         if self.memory is not None:
             atomic_write_json(out_dir / MEMORY_JSON, self.memory.as_dict())
+            written[MEMORY_JSON] = out_dir / MEMORY_JSON
+        if self.verdict is not None:
+            atomic_write_json(out_dir / "verdict.json", self.verdict.as_dict())
+            written["verdict.json"] = out_dir / "verdict.json"
         for name, content in self.artifacts.items():
             atomic_write_text(out_dir / name, content)
             written[name] = out_dir / name
+        # files an earlier plan wrote here and this one does not (axolotl.yaml after backend=native) go
+        manifest = out_dir / MANIFEST
+        if manifest.is_file():
+            for name in manifest.read_text().split():
+                if name not in written and "/" not in name:
+                    (out_dir / name).unlink(missing_ok=True)
+        atomic_write_text(manifest, "\n".join(sorted(written)) + "\n")
         return written
 
 
@@ -97,7 +143,13 @@ def default_run_dir(run: RunConfig) -> Path:
     return Path(run.output_root) / run.name / "<timestamp>"
 
 
-def make_plan(run: RunConfig, run_dir: Path | None = None) -> Plan:
+def make_plan(run: RunConfig, run_dir: Path | None = None, *, for_target: bool = False) -> Plan:
+    """``for_target``: describe the machine the recipe is for (``plan``), not this host (``train``)."""
+    if for_target:
+        from tuneforge.launch.accelerate import describing_target
+
+        with describing_target():
+            return make_plan(run, run_dir)
     backend = get_backend(run.backend.name)
     launcher = get_launcher(run.launcher.name)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(run)
@@ -110,6 +162,7 @@ def make_plan(run: RunConfig, run_dir: Path | None = None) -> Plan:
     memory = None if backend.hosted else estimate_memory(run)  # no local GPU for a hosted job
     plan = Plan(run=run, run_dir=run_dir, resolved=redact(run_to_dict(run)), commands=commands,
                 artifacts=artifacts, memory=memory, warnings=list(memory.warnings) if memory else [])
+    plan.verdict = make_verdict(run, memory) if memory else None
     plan.notes += _notes(run, run_dir)
     return plan
 
@@ -169,27 +222,38 @@ def cmd_plan(args: list[str]) -> int:
     from tuneforge.errors import ConfigError
 
     out: Path | None = None
-    validate = False
+    validate = full = False
     overrides = []
     it = iter(args)
     for a in it:
+        if a == "--gpus":
+            from tuneforge.verdict import gpu_table
+
+            print(gpu_table())
+            return 0
         if a == "--validate":
             validate = True
+        elif a == "--full":
+            full = True
         elif a == "--out" or a.startswith("--out="):
             value = a.split("=", 1)[1] if "=" in a else next(it, None)
             if not value:
                 raise ConfigError("plan --out needs a directory: tuneforge plan recipe=... --out DIR")
             out = Path(value)
-        elif a.startswith("--"):
-            raise ConfigError(f"plan: unknown option {a!r}; options: --out DIR, --validate")
+        elif a.startswith("--") and a[2:].split("=")[0] in ("help", "h"):
+            raise ConfigError("plan: options are --full, --out DIR, --validate, --gpus")
         else:
-            overrides.append(a)
-    run = load_run_config(overrides)
-    plan = make_plan(run)
+            overrides.append(a)  # a stray --key value is explained (with the fixed command) by load_run_config
+    run = load_run_config(overrides, command="plan")
+    plan = make_plan(run, for_target=True)
+    from tuneforge.launch.accelerate import shell_join
+
+    plan.train_command = shell_join(["tuneforge", "train", *overrides])
     if validate:
         plan.notes += validate_plan(plan)
     out = out or Path(run.output_root) / run.name / "plan"
-    plan.write(out)
-    print(plan.render(), end="")
-    print(f"\n# plan written to {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
+    written = plan.write(out)
+    print(plan.render(full=full), end="")
+    more = "" if full else "; --full prints the resolved config and the files here"
+    print(f"\n# plan written to {out}/ ({', '.join(sorted(written))}){more}")
     return 0

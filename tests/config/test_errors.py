@@ -20,7 +20,7 @@ CASES = [
     (["method.r=abc"], ["method.r", "could not be converted to Integer"]),
     (["hparams.packing=maybe"], ["hparams.packing", "not a valid bool"]),
     (["recipe=qlora-lama"], ["unknown recipe 'qlora-lama'", "qlora-llama", "lora-tiny"]),
-    (["method=lorax"], ["method/lorax", "full", "lora", "qlora"]),
+    (["method=lorax"], ["unknown method 'lorax' (did you mean method=lora?)", "full", "qlora"]),
     (["optim.lr=0"], ["optim.lr=0.0 must be > 0"]),
     (["optim.lr=-3e-4"], ["optim.lr=-0.0003 must be > 0"]),
     (["method.r=0"], ["method.r=0 must be a positive integer"]),
@@ -78,6 +78,14 @@ def test_hub_model_unreachable_names_model_and_fix(monkeypatch) -> None:
     msg = str(exc.value)
     assert "meta-llama/Llama-3.1-8B" in msg
     assert "HF_TOKEN" in msg and "local directory" in msg
+    # the environment set offline mode: the message says so, and how to turn it off
+    assert "HF_HUB_OFFLINE=1 is set in this environment" in msg and "HF_HUB_OFFLINE=0" in msg
+
+
+def test_make_sets_offline_for_tests_only() -> None:
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    lines = [ln for ln in makefile.splitlines() if "HF_HUB_OFFLINE" in ln and not ln.startswith("#")]
+    assert lines == ["test test-slow test-all bench: export HF_HUB_OFFLINE ?= 1"]
 
 
 def test_secrets_never_reach_the_resolved_config(monkeypatch, tmp_path: Path) -> None:

@@ -40,7 +40,9 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
     allowed = {f.name for f in dataclasses.fields(RunConfig)}
     extra = sorted(str(k) for k in cfg if k not in allowed)
     if extra:
-        hint = difflib.get_close_matches(extra[0], allowed, n=1)
+        from tuneforge.config.suggest import key_suggestions
+
+        hint = difflib.get_close_matches(extra[0], allowed, n=1) or key_suggestions(extra[0])
         raise ConfigError(
             f"unknown config key '{extra[0]}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
             + f"\n  valid top-level keys: {', '.join(sorted(allowed))}"
@@ -53,11 +55,22 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
     return obj
 
 
-def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:
-    """Compose, type and validate: the one way a RunConfig is made from the command line."""
+def load_run_config(overrides: Sequence[str] = (), command: str = "train") -> RunConfig:
+    """Compose, type and validate: the one way a RunConfig is made from the command line.
+
+    ``overrides`` are what the user typed (a recipe file, or a slip such as ``--recipe x``, is handled by
+    :func:`tuneforge.config.arguments.normalize_overrides`; ``command`` names the command in its advice)."""
+    from tuneforge.config.arguments import normalize_overrides
     from tuneforge.config.validate import validate
 
-    run = to_run_config(compose_config(overrides))
+    run = to_run_config(compose_config(normalize_overrides(overrides, command)))
+    if run.run_dir == "latest":  # resume the newest run of this recipe: its checkpoints are picked up
+        from tuneforge.runs import find_runs
+
+        found = find_runs(run.output_root, run.name)
+        if not found:
+            raise ConfigError(f"run_dir=latest: no run of {run.name} under {run.output_root}/ to resume")
+        run.run_dir = str(found[0].path.resolve())
     validate(run)
     return run
 
@@ -117,15 +130,35 @@ def explain_compose_error(exc: BaseException) -> str:
         text = f"unknown config key '{full_key}'"
         if hint:
             text += f" (did you mean '{parent}.{hint[0]}'?)" if parent != "<root>" else f" (did you mean '{hint[0]}'?)"
+        else:
+            from tuneforge.config.suggest import key_suggestions
+
+            elsewhere = key_suggestions(full_key)
+            if elsewhere:
+                text += f" (did you mean '{elsewhere[0]}'?)"
         if valid:
             text += f"\n  valid keys under '{parent}': {', '.join(valid)}"
         return text
     if "Could not find 'recipe/" in msg or "Could not load 'recipe/" in msg:
+        from tuneforge.config.suggest import option_suggestion
         from tuneforge.paths import recipes_dir
 
         names = sorted(p.stem for p in recipes_dir().glob("*.yaml"))
         bad = re.search(r"recipe/([^'\s]+)", msg)
-        return f"unknown recipe '{bad.group(1) if bad else '?'}'\n  available recipes: {', '.join(names)}"
+        value = bad.group(1) if bad else "?"
+        close = option_suggestion(value, names)
+        return (f"unknown recipe '{value}'" + (f" (did you mean recipe={close}?)" if close else "")
+                + f"\n  available recipes: {', '.join(names)} (`tuneforge recipes`; a file: recipe=./my.yaml)")
+    option = re.search(r"Could not (?:find|load) '([\w-]+)/([^']+)'", msg)
+    if option:
+        from tuneforge.config.suggest import group_options, option_suggestion
+
+        group, value = option.groups()
+        options = [o for o in group_options(group) if not o.startswith("base_")]
+        if options:
+            close = option_suggestion(value, options)
+            return (f"unknown {group} '{value}'" + (f" (did you mean {group}={close}?)" if close else "")
+                    + f"\n  options in '{group}': {', '.join(options)}")
     if "Available options" in msg or "Could not find" in msg:
         # Hydra lists the group options; hide our schema entries (base_*) from the user.
         msg = re.sub(r"\n\s*base_\w+", "", msg)

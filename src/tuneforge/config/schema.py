@@ -17,6 +17,7 @@ from omegaconf import MISSING
 from tuneforge.backends.config import BackendConfig
 from tuneforge.data.config import DatasetConfig
 from tuneforge.evaluation.config import EvalConfig
+from tuneforge.gpus import GpuConfig
 from tuneforge.launch.config import DistributedConfig, LauncherConfig
 from tuneforge.tracking.config import TrackingConfig
 
@@ -134,6 +135,8 @@ class RunConfig:
     distributed: DistributedConfig = MISSING
     tracking: TrackingConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # the accelerator `plan` sizes the run for (conf/gpu/); a default so older run directories still read
+    gpu: GpuConfig = field(default_factory=lambda: GpuConfig(name="none"))
     # the recipe's name (set by each recipe); names the run directory outputs/<name>/<timestamp>
     name: str = "custom"
     output_root: str = "outputs"

@@ -11,6 +11,7 @@ from hydra.core.config_store import ConfigStore
 from tuneforge.backends import config as backend_cfg
 from tuneforge.config import schema
 from tuneforge.data.config import DatasetConfig
+from tuneforge.gpus import GpuConfig
 from tuneforge.launch import config as launch_cfg
 from tuneforge.tracking.config import TrackingConfig
 
@@ -30,6 +31,7 @@ SCHEMAS: list[tuple[str | None, str, type]] = [
     ("launcher", "base_slurm", launch_cfg.SlurmLauncherConfig),
     ("distributed", "base_distributed", launch_cfg.DistributedConfig),
     ("tracking", "base_tracking", TrackingConfig),
+    ("gpu", "base_gpu", GpuConfig),
 ]
 
 _registered = False

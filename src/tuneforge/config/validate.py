@@ -12,6 +12,7 @@ from tuneforge.config.schema import RunConfig
 from tuneforge.data.config import check_dataset
 from tuneforge.errors import ConfigError
 from tuneforge.evaluation import check_eval
+from tuneforge.gpus import check_gpu
 from tuneforge.tracking import check_tracking
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -119,7 +120,7 @@ def _component_checks(run: RunConfig) -> Iterable[str]:
             yield from component.check(run)
 
 
-CHECKS: list[Check] = [check_core, _component_checks, check_dataset, check_eval, check_tracking]
+CHECKS: list[Check] = [check_core, _component_checks, check_dataset, check_eval, check_tracking, check_gpu]
 
 
 def validate(run: RunConfig) -> RunConfig:

@@ -3,6 +3,7 @@
     tuneforge data prepare dataset=dalat-tourism [recipe=lora-tiny] [key=value ...] [--out DIR] [--force]
     tuneforge data lint path/to/file.jsonl [--format chat|alpaca|completion|sharegpt|csv_qa] [key=value ...]
     tuneforge data rules
+    tuneforge data show [recipe=...] [key=value ...] [--n 3] [--split train] [--color auto|always|never]
 
 ``key=value`` pairs are Hydra overrides: the run config is composed as for ``train``, so token counts use
 the run's tokenizer and seq_len. Exit status: 0 clean, 1 warnings only, 2 errors (or unreadable input).
@@ -26,7 +27,7 @@ or input unreadable). Rules: `tuneforge data rules`."""
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tuneforge data", description="prepare or lint fine-tuning data",
                                 epilog=EPILOG)
-    sub = p.add_subparsers(dest="action", required=True, metavar="{prepare,lint,rules}")
+    sub = p.add_subparsers(dest="action", required=True, metavar="{prepare,lint,rules,show}")
     pp = sub.add_parser("prepare", help="lint + augment + split + stats + cost of dataset=NAME (cached)",
                         epilog=EPILOG)
     pp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=dalat-tourism recipe=lora-tiny")
@@ -42,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--max-tokens", type=int, help="token limit (default: dataset.lint.max_tokens or seq_len)")
     pl.add_argument("--no-tokens", action="store_true", help="skip token counting (no tokenizer load)")
     sub.add_parser("rules", help="list the lint rules")
+    ps = sub.add_parser("show", help="N examples through the chat template, trained tokens marked")
+    ps.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. recipe=qlora-tiny dataset=sample-chat")
+    ps.add_argument("--n", type=int, default=3, help="how many examples (default 3)")
+    ps.add_argument("--split", choices=("train", "val", "test"), default="train")
+    ps.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                    help="auto: colour on a terminal, [[brackets]] when piped")
     return p
 
 
@@ -61,6 +68,15 @@ def cmd_data(args: list[str]) -> int:
         return 0
     if ns.action == "prepare":
         return _prepare(ns)
+    if ns.action == "show":
+        from tuneforge.config.compose import load_run_config
+        from tuneforge.data.show import show_examples, use_color
+
+        if ns.n < 1:
+            raise DataError("--n must be >= 1")
+        run = load_run_config(_overrides(ns.overrides), command="data show")
+        print(show_examples(run, n=ns.n, split=ns.split, color=use_color(ns.color)), end="")
+        return 0
     return _lint(ns)
 
 
@@ -69,16 +85,27 @@ def _prepare(ns: argparse.Namespace) -> int:
     from tuneforge.data import prepare_splits
     from tuneforge.data.report import render_summary
 
-    run = load_run_config(_overrides(ns.overrides))
+    run = load_run_config(_overrides(ns.overrides), command="data prepare")
+    count_tokens = not ns.no_tokens
+    if count_tokens and run.model.tiny is None:
+        from tuneforge.errors import ModelLoadError
+        from tuneforge.models import load_tokenizer
+
+        try:
+            load_tokenizer(run)
+        except ModelLoadError as exc:  # e.g. a gated tokenizer offline: the data is still prepared
+            print(f"note: no token counts: {str(exc).splitlines()[0]}\n  (preparing without them; "
+                  "`tuneforge plan` estimates tokens from characters)")
+            count_tokens = False
     try:
-        prep = prepare_splits(run.dataset, run=run, count_tokens=not ns.no_tokens, force=ns.force)
+        prep = prepare_splits(run.dataset, run=run, count_tokens=count_tokens, force=ns.force)
         report, report_path = prep.report, prep.report_path
     except DataError:
         from tuneforge.data import prepared_dir, tokens_key
 
         # unusable dataset: show the summary that says why, then fail
         d = prepared_dir(run.dataset)
-        report_path = d / (f"report-tokens-{tokens_key(run)}.json" if not ns.no_tokens else "report.json")
+        report_path = d / (f"report-tokens-{tokens_key(run)}.json" if count_tokens else "report.json")
         if not report_path.is_file():
             raise
         report = json.loads(report_path.read_text(encoding="utf-8"))

@@ -1,6 +1,7 @@
 """Lint rules with stable ids, the findings log, the per-row checks and the fact guard.
 
-Each finding prints as ``file:line: RULE message`` (line 0 = the dataset as a whole). A rule has a severity
+Each finding prints as ``file:line: RULE message``; one about the whole file prints as ``file: RULE
+message (whole file)`` (line 0 in report.json). A rule has a severity
 (error | warning) and an action: ``reject`` sends the row to the quarantine file with its reason, ``keep``
 leaves it in the data, ``skip`` drops a line that is not a row (a blank line), ``dataset`` is about the
 whole file. Ids never change meaning; new rules get new ids.
@@ -65,6 +66,13 @@ RULES: dict[str, Rule] = {r.id: r for r in [
 REJECTING = frozenset(r.id for r in RULES.values() if r.action == "reject")
 
 
+def finding_text(file: str, line: int, rule: str, message: str) -> str:
+    """``file:line: RULE message``; a whole-file finding (line 0) names the file alone and says so."""
+    if line <= 0:
+        return f"{file}: {rule} {message} (whole file)"
+    return f"{file}:{line}: {rule} {message}"
+
+
 @dataclass(frozen=True)
 class Finding:
     file: str
@@ -73,7 +81,7 @@ class Finding:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.rule} {self.message}"
+        return finding_text(self.file, self.line, self.rule, self.message)
 
     def to_dict(self) -> dict[str, Any]:
         r = RULES[self.rule]

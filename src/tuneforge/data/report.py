@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.data.config import DatasetConfig
-from tuneforge.data.lint import EXIT_MEANING, RULES, FindingLog
+from tuneforge.data.lint import EXIT_MEANING, RULES, FindingLog, finding_text
 from tuneforge.data.stats import OPENAI_TRAINING_PRICES, cost_epochs, openai_cost
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def render_findings(report: dict[str, Any], per_rule: int = _SHOW_PER_RULE) -> l
     for item in f["items"]:
         if shown.get(item["rule"], 0) < per_rule:
             shown[item["rule"]] = shown.get(item["rule"], 0) + 1
-            lines.append(f"{item['file']}:{item['line']}: {item['rule']} {item['message']}")
+            lines.append(finding_text(item["file"], item["line"], item["rule"], item["message"]))
     for rule, info in f["by_rule"].items():
         more = info["count"] - shown.get(rule, 0)
         if more > 0:
@@ -164,8 +164,7 @@ def plan_notes(run: RunConfig) -> list[str]:
         d = prepared_dir(run.dataset)
         path = d / f"report-tokens-{tokens_key(run)}.json"
         if not path.is_file():
-            return [(f"dataset {run.dataset.name}: token stats and OpenAI cost not computed yet; run "
-                    f"`make data recipe=... dataset={run.dataset.name}` (tuneforge data prepare ...)")]
+            return []  # plan's verdict shows an estimate and says how to count them
         report = json.loads(path.read_text(encoding="utf-8"))
     except Exception as exc:  # noqa: BLE001 (a plan must not fail on a notes problem)
         return [f"dataset {run.dataset.name}: no data stats ({type(exc).__name__}: {exc})"]

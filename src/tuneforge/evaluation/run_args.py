@@ -58,10 +58,12 @@ def parse_run_args(command: str, args: list[str], options: dict[str, str]) -> Ru
             raise ConfigError(f"tuneforge {command}: unknown key '{key}'"
                               + (f" (did you mean '{hint[0]}'?)" if hint else "")
                               + "\n  valid keys: " + ", ".join(valid))
-    if not run_dir:
-        raise ConfigError(f"tuneforge {command}: run=<run_dir> is required, e.g. "
-                          f"tuneforge {command} run=outputs/lora-tiny/<timestamp>")
-    return RunArgs(Path(run_dir), opts, overrides)
+    from tuneforge.runs import recent_runs_hint, resolve_run
+
+    if not run_dir:  # `make eval` without run=: say which runs there are
+        raise ConfigError(f"tuneforge {command}: run=<run_dir> is required (or run=latest, run=<recipe>), e.g. "
+                          f"tuneforge {command} run=latest\n{recent_runs_hint()}")
+    return RunArgs(resolve_run(run_dir), opts, overrides)
 
 
 def eval_config_with(base: EvalConfig, overrides: list[str]) -> EvalConfig:

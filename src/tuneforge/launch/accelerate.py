@@ -21,12 +21,14 @@ combination that gives real multi-process data parallel over gloo (``--cpu`` alo
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +59,24 @@ def runs_on_cpu(run: RunConfig) -> bool:
     if getattr(c, "gpus_per_node", 1) == 0:  # e.g. launcher=slurm launcher.gpus_per_node=0
         return True
     if c.name == "local":
+        if _FOR_TARGET.get() and (run.model.tiny is None or getattr(run, "gpu", None) and run.gpu.name != "none"):
+            return False  # `plan` describes the GPU machine a real-model recipe is for, not this host
         return not _gpu_visible_here()
     return False
+
+
+_FOR_TARGET: contextvars.ContextVar[bool] = contextvars.ContextVar("tuneforge_plan_for_target", default=False)
+
+
+@contextlib.contextmanager
+def describing_target() -> Iterator[None]:
+    """Within: a local launch of a real-model (or gpu=<type>) recipe is described for a GPU host, whatever
+    this host has. ``plan`` uses it; ``train`` does not (on a CPU host it switches to CPU settings)."""
+    token = _FOR_TARGET.set(True)
+    try:
+        yield
+    finally:
+        _FOR_TARGET.reset(token)
 
 
 def _gpu_visible_here() -> bool:
