@@ -22,6 +22,9 @@ def test_recipe_composes_and_validates(recipe: str) -> None:
     run = load_run_config([f"recipe={recipe}"])
     assert run.name == recipe
     method = recipe.split("-")[0]
+    if method == "embed":  # embed-*: an embedding model (backend=sentence-transformers), full or LoRA
+        assert run.backend.name == "sentence-transformers" and run.method.name in ("full", "lora")
+        return
     assert run.method.name == method
     if method == "qlora":
         assert run.method.quantization.bits == 4
