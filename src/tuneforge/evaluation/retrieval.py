@@ -41,12 +41,15 @@ def _score(model: Any, evaluator: Any, by_category: dict[str, Any], tmp: Path) -
 
 def evaluate_retrieval(art: Any, *, quiet: bool = False, write_report: bool = True) -> dict[str, Any]:
     """``art``: an opened run (tuneforge.evaluation.artifacts.RunArtifacts) trained by sentence-transformers."""
-    from tuneforge.backends.sentence_transformers import ir_data, ir_evaluator, load_embedding_model
+    from tuneforge.backends.sentence_transformers import data_shape, ir_data, ir_evaluator, load_embedding_model
     from tuneforge.data import prepare_splits
     from tuneforge.rundir import atomic_write_json, versions
 
     t0 = time.perf_counter()
     run = art.run
+    if data_shape(run) == "scored_pairs":
+        raise ConfigError(f"dataset {run.dataset.name!r} is scored pairs (graded similarity): retrieval eval needs "
+                          "queries with a relevant passage (pairs or triplets); scored-pair eval is not built yet")
     data = prepare_splits(run.dataset)
     queries, corpus, relevant, query_cat = ir_data(run, data.test)
     if not queries:
