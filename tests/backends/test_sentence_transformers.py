@@ -267,3 +267,19 @@ def test_default_recipe_beats_the_base_mrr_by_a_tenth(tmp_path: Path) -> None:
     results = evaluate_run(Path(summary["run_dir"]), quiet=True)
     assert results["n_queries"] >= 200
     assert results["finetuned"]["mrr@10"] >= results["base"]["mrr@10"] + 0.10, results["delta"]
+
+
+def test_sweep_results_rank_a_named_objective_higher_first(tmp_path: Path) -> None:
+    """Trials of an embedding sweep carry val_mrr@10 (run_trial stores minus it as the minimized objective)."""
+    from tuneforge.rundir import atomic_write_json
+    from tuneforge.sweep import write_results
+
+    for num, (lr, mrr) in enumerate((("2e-5", 0.55), ("5e-5", 0.61))):
+        atomic_write_json(tmp_path / f"trial-{num}" / "trial.json", {
+            "num": num, "overrides": ["recipe=embed-minilm", f"optim.lr={lr}"], "run_dir": str(tmp_path / f"t{num}"),
+            "status": "completed", "objective_key": "val_mrr@10", "val_mrr@10": mrr, "objective": -mrr,
+            "eval_loss": None, "train_loss": 1.0})
+    res = write_results(tmp_path, ["optim.lr"])
+    assert [r["optim.lr"] for r in res["rows"]] == ["5e-5", "2e-5"]
+    md = res["markdown"].read_text()
+    assert "val_mrr@10, higher is better" in md and "val_mrr@10 0.6100" in md and "| val_mrr@10 |" in md
