@@ -283,3 +283,23 @@ def test_sweep_results_rank_a_named_objective_higher_first(tmp_path: Path) -> No
     assert [r["optim.lr"] for r in res["rows"]] == ["5e-5", "2e-5"]
     md = res["markdown"].read_text()
     assert "val_mrr@10, higher is better" in md and "val_mrr@10 0.6100" in md and "| val_mrr@10 |" in md
+
+
+def test_lora_adapter_on_the_encoder_trains_and_reloads(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from tuneforge.backends.sentence_transformers import load_embedding_model
+    from tuneforge.train import train
+
+    pairs = _pairs_file(tmp_path / "pairs.jsonl")
+    run = load_run_config(tiny_overrides(pairs, tmp_path / "outputs", "method=lora",
+                                         "method.target_modules=[query,key,value]", "method.r=4",
+                                         "hparams.max_steps=2", "optim.lr=1e-3"))
+    summary = train(run, quiet=True)
+    model_dir = Path(summary["run_dir"]) / "model"
+    assert (model_dir / "adapter_config.json").is_file() and (model_dir / "adapter_model.safetensors").is_file()
+    assert not (model_dir / "model.safetensors").exists()  # the adapter only, not a second copy of the encoder
+    tuned = SentenceTransformer(str(model_dir), device="cpu")
+    assert tuned.active_adapters() == ["default"]
+    base = load_embedding_model(load_run_config(["recipe=embed-minilm"]))
+    assert abs(tuned.encode([QUERY]) - base.encode([QUERY])).max() > 1e-4
