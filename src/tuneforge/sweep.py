@@ -557,9 +557,10 @@ def cmd_sweep(args: list[str]) -> int:
         if res["plot"]:
             print(f"plot     {res['plot']}")
         if res["best"]:
-            key = res["best"].get("objective_key") or "eval_loss"
-            value = res["best"].get(key) if key.startswith("val_") else res["best"]["objective"]
-            print(f"best     {key} {_fmt(value)}: {best_command(res['best'])}")
+            key = res["best"].get("objective_key") or ""
+            label, value = (key, res["best"].get(key)) if key.startswith("val_") else ("eval loss",
+                                                                                      res["best"]["objective"])
+            print(f"best     {label} {_fmt(value)}: {best_command(res['best'])}")
     if status != 0:
         print(f"tuneforge: the sweep stopped early (Hydra exit status {status}); the table lists what ended",
               file=sys.stderr)
