@@ -37,6 +37,12 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
+def cmd_search(args: list[str]) -> int:
+    from tuneforge.evaluation.retrieval import cmd_search as search_command  # imports torch: only when used
+
+    return search_command(args)
+
+
 def cmd_plan(args: list[str]) -> int:
     from tuneforge.plan import cmd_plan as plan_command  # prints + writes the plan (--out DIR, --validate)
 
@@ -51,6 +57,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "merge": (cmd_merge, "merge a LoRA adapter into its base: merge run=DIR -> DIR/merged/ (parity-checked)"),
     "chat": (cmd_chat, "chat with a run: chat run=DIR [prompt=\"...\"] (interactive without prompt)"),
     "sweep": (cmd_sweep, "hyperparameter sweep: sweep [sweep=grid|optuna] 'optim.lr=1e-4,3e-4' -> results table"),
+    "search": (cmd_search, "top passages of an embedding run's corpus: search run=DIR query=\"...\" [k=5]"),
     "jobs": (cmd_jobs, "submitted Slurm and OpenAI runs with their state and run dir: jobs [output_root=DIR]"),
     "cancel": (cmd_cancel, "cancel a run's hosted (OpenAI) fine-tuning job: cancel run=DIR"),
     "runs": (cmd_runs, "local runs: status, recipe, losses, eval; runs compare RUN RUN -> Markdown + HTML"),
@@ -115,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
         print("tuneforge: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `tuneforge plan | head`: the reader left; not an error of ours
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 

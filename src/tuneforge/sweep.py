@@ -289,12 +289,17 @@ def _run_trial(cfg: Any, trial_dir: Path) -> float:
             wall_time_s=summary.get("wall_time_s"),
         )
         objective_key = "eval_loss" if rec["eval_loss"] is not None else "last_loss"
-        if objective_key != "eval_loss":
+        sign = 1.0
+        if summary.get("objective_key"):  # the backend names its own (sentence-transformers: val MRR@10)
+            objective_key = summary["objective_key"]
+            rec[objective_key] = summary.get(objective_key)
+            sign = -1.0 if summary.get("objective_higher_is_better") else 1.0  # the sweep minimizes
+        elif objective_key != "eval_loss":
             log.warning("trial %s has no eval loss (no validation split): using the last training loss",
                         hc.job.num)
         rec["objective_key"] = objective_key
         value = rec[objective_key]
-        objective = float(value) if value is not None else math.nan
+        objective = sign * float(value) if value is not None else math.nan
         if not math.isfinite(objective):
             rec["status"] = "failed"
             rec["error"] = f"objective ({objective_key}) is {value}"
@@ -376,13 +381,15 @@ def write_results(sweep_dir: Path, swept: list[str] | None = None, *, kind: str 
     if not swept:  # keys whose value differs across trials
         keys = {k for m in maps for k in m}
         swept = sorted(k for k in keys if len({m.get(k) for m in maps}) > 1)
-    header = ["rank", "status", *swept, "eval_loss", "train_loss", "tokens_per_s", "wall_time_s", "overrides",
+    named = _named_objective(trials)
+    metric_cols = [named] if named else ["eval_loss"]
+    header = ["rank", "status", *swept, *metric_cols, "train_loss", "tokens_per_s", "wall_time_s", "overrides",
               "run_dir", "error"]
     rows = []
     for i, (t, m) in enumerate(zip(trials, maps, strict=True), 1):
         ok = t.get("status") == "completed"
         rows.append({"rank": i if ok else "", "status": t.get("status"), **{k: m.get(k, "") for k in swept},
-                     "eval_loss": t.get("eval_loss"), "train_loss": t.get("train_loss"),
+                     **{c: t.get(c) for c in metric_cols}, "train_loss": t.get("train_loss"),
                      "tokens_per_s": t.get("tokens_per_s"), "wall_time_s": t.get("wall_time_s"),
                      "overrides": " ".join(m.get(k) and f"{k}={m[k]}" or "" for k in swept).strip()
                      or " ".join(t.get("overrides", [])),
@@ -397,10 +404,11 @@ def write_results(sweep_dir: Path, swept: list[str] | None = None, *, kind: str 
 
     done = [t for t in trials if t.get("status") == "completed"]
     best = done[0] if done else None
-    md_cols = ["rank", "status", *swept, "eval_loss", "train_loss", "tokens_per_s", "wall_time_s", "run_dir"]
+    md_cols = ["rank", "status", *swept, *metric_cols, "train_loss", "tokens_per_s", "wall_time_s", "run_dir"]
     md = [f"# Sweep results: {sweep_dir}", "",
           f"{len(trials)} trials ({len(done)} completed, {len(trials) - len(done)} failed or incomplete), "
-          "sorted by the objective (final eval loss, lower is better)"
+          + ("sorted by the objective (final eval loss, lower is better)" if not named else
+             f"sorted by the objective ({named}, higher is better)")
           + (f"; sweeper: {kind}" if kind else ""),
           "", "| " + " | ".join(md_cols) + " |", "|" + "---|" * len(md_cols)]
     for r in rows:
@@ -411,7 +419,8 @@ def write_results(sweep_dir: Path, swept: list[str] | None = None, *, kind: str 
         md += ["", "## Failed trials", ""]
         md += [f"- `{r['overrides']}`: {r['error'] or r['status']}" for r in failed]
     if best:
-        md += ["", "## Best config", "", f"eval loss {_fmt(best.get('objective'))} in `{best['run_dir']}`",
+        best_value = f"{named} {_fmt(best.get(named))}" if named else f"eval loss {_fmt(best.get('objective'))}"
+        md += ["", "## Best config", "", f"{best_value} in `{best['run_dir']}`",
                "", "```", best_command(best), "```"]
     study = _study_summary(storage, study_name) if storage else None
     if study:
@@ -422,6 +431,12 @@ def write_results(sweep_dir: Path, swept: list[str] | None = None, *, kind: str 
     atomic_write_text(sweep_dir / "results.md", "\n".join(md) + "\n")
     return {"trials": trials, "best": best, "swept": swept, "csv": sweep_dir / "results.csv",
             "markdown": sweep_dir / "results.md", "plot": plot_path, "rows": rows}
+
+
+def _named_objective(trials: list[dict[str, Any]]) -> str | None:
+    """The objective a backend named (e.g. val_mrr@10), when the trials have one."""
+    keys = {t.get("objective_key") for t in trials} - {None, "eval_loss", "last_loss"}
+    return next(iter(keys)) if len(keys) == 1 else None
 
 
 def _study_size(storage: str, study_name: str | None) -> int:
@@ -464,12 +479,14 @@ def plot_objective(path: Path, trials: list[dict[str, Any]], maps: list[dict[str
 
     points = [(t, m) for t, m in zip(trials, maps, strict=True)
               if t.get("status") == "completed" and t.get("objective") is not None]
+    named = _named_objective(trials)
     keys = swept or ["trial"]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False)
     best = min(points, key=lambda p: p[0]["objective"]) if points else None
     for ax, key in zip(axes[0], keys, strict=True):
         raw = [m.get(key) if key != "trial" else str(t.get("num")) for t, m in points]
-        ys = [t["objective"] for t, _ in points]
+        # a named objective (higher is better) is plotted as the metric itself, not its negation
+        ys = [t.get(named, t["objective"]) if named else t["objective"] for t, _ in points]
         nums = [_as_number(v) for v in raw]
         if raw and all(v is not None for v in nums):
             xs: list[Any] = nums
@@ -485,10 +502,10 @@ def plot_objective(path: Path, trials: list[dict[str, Any]], maps: list[dict[str
             ax.scatter([xs[bi]], [ys[bi]], marker="*", s=220, color="tab:orange", zorder=3, label="best")
             ax.legend(loc="best", fontsize=8)
         ax.set_xlabel(key)
-        ax.set_ylabel("eval loss")
+        ax.set_ylabel(named or "eval loss")
         ax.grid(True, alpha=0.3)
     n_failed = len(trials) - len(points)
-    title = f"final eval loss of {len(points)} trials"
+    title = f"final {named or 'eval loss'} of {len(points)} trials"
     title += f" ({n_failed} failed, not shown)" if n_failed else ""
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -498,7 +515,8 @@ def plot_objective(path: Path, trials: list[dict[str, Any]], maps: list[dict[str
 
 
 def format_table(rows: list[dict[str, Any]], swept: list[str]) -> str:
-    cols = ["rank", "status", *swept, "eval_loss", "train_loss", "tokens_per_s", "wall_time_s"]
+    metric = next((k for k in (rows[0] if rows else {}) if k.startswith("val_")), "eval_loss")
+    cols = ["rank", "status", *swept, metric, "train_loss", "tokens_per_s", "wall_time_s"]
     table = [cols] + [[_fmt(r.get(c), c) for c in cols] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table)
@@ -551,7 +569,10 @@ def cmd_sweep(args: list[str]) -> int:
         if res["plot"]:
             print(f"plot     {res['plot']}")
         if res["best"]:
-            print(f"best     eval loss {_fmt(res['best']['objective'])}: {best_command(res['best'])}")
+            key = res["best"].get("objective_key") or ""
+            label, value = (key, res["best"].get(key)) if key.startswith("val_") else ("eval loss",
+                                                                                      res["best"]["objective"])
+            print(f"best     {label} {_fmt(value)}: {best_command(res['best'])}")
     if status != 0:
         print(f"tuneforge: the sweep stopped early (Hydra exit status {status}); the table lists what ended",
               file=sys.stderr)

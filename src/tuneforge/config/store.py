@@ -26,6 +26,7 @@ SCHEMAS: list[tuple[str | None, str, type]] = [
     ("backend", "base_native", backend_cfg.NativeBackendConfig),
     ("backend", "base_axolotl", backend_cfg.AxolotlBackendConfig),
     ("backend", "base_openai", backend_cfg.OpenAIBackendConfig),
+    ("backend", "base_sentence_transformers", backend_cfg.SentenceTransformersBackendConfig),
     ("launcher", "base_local", launch_cfg.LocalLauncherConfig),
     ("launcher", "base_accelerate", launch_cfg.AccelerateLauncherConfig),
     ("launcher", "base_slurm", launch_cfg.SlurmLauncherConfig),

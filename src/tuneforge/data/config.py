@@ -17,7 +17,9 @@ from omegaconf import MISSING
 if TYPE_CHECKING:
     from tuneforge.config.schema import RunConfig
 
-FORMAT_NAMES = ("chat", "alpaca", "completion", "sharegpt", "csv_qa")
+FORMAT_NAMES = ("chat", "alpaca", "completion", "sharegpt", "csv_qa", "pairs", "triplets", "scored_pairs")
+# embedding-training formats (tuneforge.data.embedding_formats); the others are conversations
+EMBEDDING_FORMATS = ("pairs", "triplets", "scored_pairs")
 AUGMENT_METHODS = ("none", "templates")
 
 
@@ -38,6 +40,12 @@ class FieldMap:
     completion: str = "completion"
     question: str = "question"  # csv_qa
     answer: str = "answer"
+    anchor: str = "anchor"  # pairs / triplets (embedding training)
+    positive: str = "positive"
+    negative: str = "negative"  # triplets
+    text1: str = "text1"  # scored_pairs: two texts and a similarity score in [0, 1]
+    text2: str = "text2"
+    score: str = "score"
     category: Optional[str] = "category"  # any format: a per-row category (missing column/key = none)
     group: Optional[str] = None  # any format: rows sharing a value stay in one split (default: same question)
     system: Optional[str] = "system"  # alpaca/completion/csv_qa: a per-row system prompt, if the field exists
@@ -109,6 +117,9 @@ def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str
     """Every problem with a dataset config, each naming its key and what is valid."""
     if ds.format not in FORMAT_NAMES:
         yield f"{prefix}.format={ds.format!r} is not valid; choose one of: {', '.join(FORMAT_NAMES)}"
+    if ds.format in EMBEDDING_FORMATS and ds.system_prompt:
+        yield (f"{prefix}.system_prompt is set, but format {ds.format} holds embedding texts, not conversations; "
+               f"set {prefix}.system_prompt=null")
     s = ds.split
     for key in ("train", "val", "test"):
         v = getattr(s, key)
@@ -148,6 +159,9 @@ def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str
 def check_dataset(run: RunConfig) -> Iterable[str]:
     """Compose-time check (in tuneforge.config.validate.CHECKS)."""
     yield from dataset_problems(run.dataset)
+    if run.dataset.format in ("triplets", "scored_pairs") and run.backend.name != "sentence-transformers":
+        yield (f"dataset.format={run.dataset.format} is embedding data (dataset {run.dataset.name!r}); "
+               f"backend={run.backend.name} trains conversations: use backend=sentence-transformers")
     from tuneforge.data import source_path
     from tuneforge.launch.registry import LAUNCHERS
 

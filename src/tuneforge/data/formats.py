@@ -345,6 +345,22 @@ FORMATS: dict[str, Format] = {
 }
 
 
+def _embedding_formats() -> dict[str, Format]:
+    from tuneforge.data import embedding_formats as ef
+
+    return {
+        "pairs": Format("pairs", _jsonl_reader(ef.pairs_to_messages), ef.pairs_writer,
+                        "JSONL (embeddings): {anchor, positive}"),
+        "triplets": Format("triplets", _jsonl_reader(ef.triplets_to_messages), ef.no_writer("triplets"),
+                           "JSONL (embeddings): {anchor, positive, negative}"),
+        "scored_pairs": Format("scored_pairs", _jsonl_reader(ef.scored_pairs_to_messages),
+                               ef.no_writer("scored_pairs"), "JSONL (embeddings): {text1, text2, score in [0, 1]}"),
+    }
+
+
+FORMATS.update(_embedding_formats())
+
+
 def get_format(name: str) -> Format:
     if name not in FORMATS:
         raise DataError(f"unknown data format {name!r}; choose one of: {', '.join(FORMATS)}")
@@ -365,8 +381,10 @@ def guess_format(path: Path) -> str:
             except ValueError:
                 return "chat"  # lint will report the line
             if isinstance(obj, dict):
+                if "anchor" in obj:
+                    return "triplets" if "negative" in obj else "pairs"
                 for key, name in (("messages", "chat"), ("conversations", "sharegpt"),
-                                  ("instruction", "alpaca"), ("prompt", "completion")):
+                                  ("instruction", "alpaca"), ("prompt", "completion"), ("text1", "scored_pairs")):
                     if key in obj:
                         return name
             return "chat"

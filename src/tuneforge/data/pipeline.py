@@ -329,7 +329,7 @@ def _stage(rec: Record, messages: list[dict[str, str]], system_prompt: str | Non
         systems[system] = [len(variants), rec.line]
     line = rec.line
     for v in variants:
-        text = rec.text if reuse else chat_line(v)
+        text = rec.text if reuse else chat_line(v, rec.extra)
         if staged is not None:
             staged.add(text)
         cols.line.append(line)

@@ -23,7 +23,7 @@ _NON_WORD = re.compile(r"[\W_]+")
 class Record:
     """One conversation read from a source. ``problems`` holds (rule id, message) found while reading."""
 
-    __slots__ = ("bom", "canonical", "category", "group", "line", "messages", "problems", "text")
+    __slots__ = ("bom", "canonical", "category", "extra", "group", "line", "messages", "problems", "text")
 
     def __init__(self, line: int, messages: Any = None, category: str | None = None, group: str | None = None,
                  text: str = "", problems: list[tuple[str, str]] | None = None, bom: bool = False):
@@ -37,6 +37,9 @@ class Record:
         # the source text is already a canonical chat line ({"messages": [{role, content}...]} only), so it
         # can be written as is once lint finds nothing to change (saves re-encoding a million rows)
         self.canonical = False
+        # embedding formats: what the two-message form cannot hold ({"negative": str} or {"score": float}),
+        # written next to "messages" in the prepared line
+        self.extra: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"Record(line={self.line}, messages={self.messages!r}, category={self.category!r})"
@@ -74,10 +77,13 @@ def stable_hash(text: str | bytes) -> int:
     return xxhash.xxh3_64_intdigest(text.encode("utf-8") if isinstance(text, str) else text)
 
 
-def chat_line(messages: list[dict[str, str]]) -> str:
-    """One chat-JSONL line (no newline): only role and content, UTF-8 text kept readable."""
-    return json.dumps({"messages": [{"role": m["role"], "content": m["content"]} for m in messages]},
-                      ensure_ascii=False)
+def chat_line(messages: list[dict[str, str]], extra: dict[str, Any] | None = None) -> str:
+    """One chat-JSONL line (no newline): only role and content, UTF-8 text kept readable; ``extra`` (an
+    embedding row's negative or score) follows the messages."""
+    obj: dict[str, Any] = {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
+    if extra:
+        obj.update(extra)
+    return json.dumps(obj, ensure_ascii=False)
 
 
 def question_key(messages: list[dict[str, str]]) -> bytes:

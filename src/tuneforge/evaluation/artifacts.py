@@ -63,7 +63,7 @@ def open_run(run_dir: Path | str, base: str | None = None) -> RunArtifacts:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RunArtifactError(f"{run_dir / 'config.yaml'}: not a readable run config ({first})") from None
     if base:
-        run.model.name_or_path, run.model.tiny = base, None
+        run.model.name_or_path, run.model.tiny, run.model.package = base, None, None
     weights = weights_dir(run_dir)
     if not weights.is_dir():
         state = "is still training or was killed (RUNNING present)" if (run_dir / "RUNNING").exists() else (

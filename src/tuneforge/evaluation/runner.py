@@ -251,6 +251,10 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
         return evaluate_hosted_run(run_dir, eval_config=eval_config, quiet=quiet, write_report=write_report)
     t0 = time.perf_counter()
     art = open_run(run_dir, base)
+    if art.run.backend.name == "sentence-transformers":  # an embedding model: retrieval metrics, not generation
+        from tuneforge.evaluation.retrieval import evaluate_retrieval
+
+        return evaluate_retrieval(art, quiet=quiet, write_report=write_report)
     run, cfg = art.run, eval_config or art.run.eval
     tokenizer = load_run_tokenizer(art)
     examples = load_test_examples(run, cfg.max_samples)
