@@ -50,6 +50,12 @@ class LossGuardCallback(TrainerCallback):
             if isinstance(v, (int, float)) and not math.isfinite(v):
                 raise TrainingFailedError(f"{key} is {v} at step {state.global_step}: training diverged; "
                                           f"{_non_finite_cause(self.run)}")
+        g = logs.get("grad_norm")
+        # fp16's loss scaler skips an overflowing step on purpose (and logs an inf norm); anywhere else a
+        # non-finite gradient norm means the weights are now NaN (the Trainer logs such a step's loss as 0.0)
+        if isinstance(g, (int, float)) and not math.isfinite(g) and self.run.hparams.mixed_precision != "fp16":
+            raise TrainingFailedError(f"grad_norm is {g} at step {state.global_step}: training diverged; "
+                                      f"{_non_finite_cause(self.run)}")
         loss = logs.get("loss")
         if isinstance(loss, (int, float)):
             self.seen += 1
