@@ -170,6 +170,7 @@ def reset_bookkeeping(run_dir: Path, checkpoint: str | None) -> None:
     """Before a resumed attempt: drop the last attempt's end markers and the metrics it will train again."""
     (run_dir / "FAILED").unlink(missing_ok=True)
     (run_dir / "summary.json").unlink(missing_ok=True)  # this run extends a shorter, complete one
+    (run_dir / "worker_result.json").unlink(missing_ok=True)  # the last attempt's training result
     metrics = run_dir / "metrics.jsonl"
     start = int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else 0
     kept: list[str] = []

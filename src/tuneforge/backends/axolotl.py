@@ -183,7 +183,9 @@ def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | Non
         "save_total_limit": h.save_total_limit,
         "save_safetensors": True,
         "output_dir": str(run_dir / "checkpoints"),
-        "auto_resume_from_checkpoints": True,  # a resubmitted run continues from its latest checkpoint
+        # axolotl's auto-resume takes the highest-numbered checkpoint, torn or not: the plugin resumes from the
+        # latest *complete* one instead (tuneforge.checkpoints), as the native backend does
+        "auto_resume_from_checkpoints": False,
         "plugins": [PLUGIN],
     })
     if h.max_steps > 0:
@@ -391,7 +393,18 @@ def _plugin_class() -> type:
                 # backend does not evaluate before training either
                 trainer.args.eval_on_start = False
             self.metrics_cb = MetricsCallback(run_dir / "metrics.jsonl")
-            return [self.metrics_cb]
+            from tuneforge.preemption import preemption_callbacks
+            from tuneforge.rundir import read_config
+            from tuneforge.training_guards import guard_callbacks  # NaN/zero-loss stop, checkpoint seals
+
+            # the Slurm job's USR1 reaches axolotl's ranks too: they checkpoint and requeue like native ones
+            return [self.metrics_cb, *preemption_callbacks(run_dir), *guard_callbacks(read_config(run_dir))]
+
+        def post_trainer_create(self, cfg: Any, trainer: Any) -> None:
+            from tuneforge.checkpoints import latest_complete_checkpoint
+
+            if cfg.resume_from_checkpoint is None:  # axolotl reads it right after this hook
+                cfg.resume_from_checkpoint = latest_complete_checkpoint(Path(cfg.output_dir))
 
         def post_train(self, cfg: Any, model: Any) -> None:
             if int(os.environ.get("RANK", "0")) != 0 or self.trainer is None:
