@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -196,8 +197,9 @@ _DISK_TEXT = (("No space left on device", errno.ENOSPC), ("Read-only file system
               ("Disk quota exceeded", errno.EDQUOT))
 
 
-def disk_problem(exc: BaseException) -> str | None:
-    """'the disk is full' (etc.) when ``exc`` or its cause is a storage error; torch wraps them in RuntimeError."""
+def disk_problem(exc: BaseException, where: Path | None = None) -> str | None:
+    """'the disk is full' (etc.) when ``exc`` or its cause is a storage error. torch's writer reports only
+    "file write failed", without the errno: then the free space under ``where`` decides."""
     seen: set[int] = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
@@ -208,5 +210,11 @@ def disk_problem(exc: BaseException) -> str | None:
         for text, code in _DISK_TEXT:
             if text in str(e):
                 return _DISK_ERRNOS[code]
+        if where is not None and "file write failed" in str(e):
+            import shutil
+
+            with contextlib.suppress(OSError):
+                if shutil.disk_usage(where).free < 4 * 1024 * 1024:
+                    return f"the disk is full ({where})"
         e = e.__cause__ or e.__context__
     return None

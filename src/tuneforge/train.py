@@ -85,7 +85,7 @@ def _train_in(run: RunConfig, run_dir: Path, resuming: bool, backend: Any, launc
         result = launcher.launch(run, run_dir, backend) or _summary_from_metrics(run_dir)
     except BaseException as exc:
         running.unlink(missing_ok=True)
-        why = disk_problem(exc)
+        why = disk_problem(exc, run_dir)
         with contextlib.suppress(OSError):  # on a full disk even this may fail; RUNNING is gone either way
             (run_dir / "FAILED").write_text(f"{type(exc).__name__}: {why or exc}\n")
         if why is not None:
