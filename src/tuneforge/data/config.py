@@ -152,6 +152,9 @@ def check_dataset(run: RunConfig) -> Iterable[str]:
     from tuneforge.launch.registry import LAUNCHERS
 
     # a missing source fails here, before a run directory exists; a batch job's nodes may see other paths
-    if getattr(LAUNCHERS.get(run.launcher.name), "runs_here", True) and not source_path(run.dataset).is_file():
-        yield (f"dataset.path={run.dataset.path!r}: file not found ({source_path(run.dataset)}); point "
+    from tuneforge.data.source_file import source_file_problem
+
+    problem = source_file_problem(source_path(run.dataset))
+    if getattr(LAUNCHERS.get(run.launcher.name), "runs_here", True) and problem is not None:
+        yield (f"dataset.path={run.dataset.path!r}: {problem} ({source_path(run.dataset)}); point "
                "dataset.path at the source file, or pick a dataset=... from conf/dataset/")
