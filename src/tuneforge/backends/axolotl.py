@@ -220,9 +220,9 @@ def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | Non
             cfg["wandb_entity"] = t.entity
     elif t.name == "tensorboard":
         cfg["use_tensorboard"] = True
-    from tuneforge.launch.deepspeed import deep_merge
+    from tuneforge.backends.escape_hatch import merge_hatch  # a hatch `plugins` list extends tuneforge's
 
-    return deep_merge(cfg, dict(b.additional_parameters))
+    return merge_hatch(cfg, dict(b.additional_parameters))
 
 
 class _BlockStrings(yaml.SafeDumper):
@@ -263,6 +263,13 @@ def validate_axolotl_config(cfg: dict[str, Any], *, source: str = AXOLOTL_YAML,
     try:
         prepare_plugins(dd)
         capabilities, env_capabilities = gpu_capabilities()
+        from axolotl.integrations.config import merge_input_args
+
+        from tuneforge.backends.escape_hatch import unknown_axolotl_keys
+
+        unknown = unknown_axolotl_keys(cfg, merge_input_args()[1])  # axolotl would drop them without a word
+        if unknown:
+            raise ConfigError("; ".join(unknown))
         checked = validate_config(dd, capabilities=capabilities, env_capabilities=env_capabilities)
         if normalize:
             normalize_config(checked)
@@ -298,6 +305,9 @@ class AxolotlBackend:
         if on_cpu(run) and run.model.attn_implementation.startswith("flash_attention"):
             yield (f"model.attn_implementation={run.model.attn_implementation} needs a CUDA GPU, but this run "
                    "is on CPU; use model.attn_implementation=sdpa")
+        from tuneforge.backends.escape_hatch import check_axolotl_hatch
+
+        yield from check_axolotl_hatch(run)
         from tuneforge.launch.deepspeed import world_size
 
         if on_cpu(run) and world_size(run) > 1:

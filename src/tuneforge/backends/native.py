@@ -85,6 +85,9 @@ class NativeBackend:
         if run.model.chat_template not in ("tokenizer_default", *CHAT_TEMPLATES):
             yield (f"model.chat_template={run.model.chat_template!r} is not known; "
                    f"choose one of: tokenizer_default, {', '.join(CHAT_TEMPLATES)}")
+        from tuneforge.backends.escape_hatch import check_native_hatch  # against SFTConfig's own fields
+
+        yield from check_native_hatch(run)
 
     def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]:
         return {}  # config.yaml is all a native run needs (the launcher adds accelerate/DeepSpeed files)

@@ -149,11 +149,10 @@ def check_dataset(run: RunConfig) -> Iterable[str]:
     """Compose-time check (in tuneforge.config.validate.CHECKS)."""
     yield from dataset_problems(run.dataset)
     from tuneforge.data import source_path
+    from tuneforge.data.source_file import source_file_problem
     from tuneforge.launch.registry import LAUNCHERS
 
     # a missing source fails here, before a run directory exists; a batch job's nodes may see other paths
-    from tuneforge.data.source_file import source_file_problem
-
     problem = source_file_problem(source_path(run.dataset))
     if getattr(LAUNCHERS.get(run.launcher.name), "runs_here", True) and problem is not None:
         yield (f"dataset.path={run.dataset.path!r}: {problem} ({source_path(run.dataset)}); point "
