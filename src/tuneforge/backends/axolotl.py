@@ -85,6 +85,17 @@ def _precision(run: RunConfig, cpu: bool) -> dict[str, Any]:
     return {"bf16": "auto", "tf32": "auto"}  # bf16 where the GPU has it (as the native backend's "auto")
 
 
+def _dtype_problems(run: RunConfig) -> Iterable[str]:
+    """axolotl has no load-dtype key: it loads the base in its training precision. (On CPU it trains in fp32
+    whatever the dtype; the plan says so, and a GPU recipe must still plan on a CPU machine.)"""
+    dtype, mp = run.model.dtype, run.hparams.mixed_precision
+    half = {"bfloat16": "bf16", "float16": "fp16"}
+    if dtype in half and (mp == "no" or (mp in half.values() and mp != half[dtype])):
+        precision = f"hparams.mixed_precision={mp}"
+        yield (f"model.dtype={dtype}: axolotl loads the base in its training precision, here {precision}; set "
+               f"model.dtype to match (or auto), or choose the precision with hparams.mixed_precision")
+
+
 def _chat_template(run: RunConfig) -> dict[str, Any]:
     name = run.model.chat_template
     if name == "tokenizer_default":
@@ -175,6 +186,7 @@ def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | Non
         "adam_epsilon": o.adam_epsilon,
         **_precision(run, cpu),
         "gradient_checkpointing": h.gradient_checkpointing,
+        "dataloader_num_workers": h.dataloader_num_workers,
         "attn_implementation": m.attn_implementation,
         "seed": h.seed,
         "logging_steps": h.logging_steps,
@@ -305,9 +317,12 @@ class AxolotlBackend:
         if on_cpu(run) and run.model.attn_implementation.startswith("flash_attention"):
             yield (f"model.attn_implementation={run.model.attn_implementation} needs a CUDA GPU, but this run "
                    "is on CPU; use model.attn_implementation=sdpa")
+        from tuneforge.backends.coverage import check_unsupported
         from tuneforge.backends.escape_hatch import check_axolotl_hatch
 
         yield from check_axolotl_hatch(run)
+        yield from check_unsupported(run, "axolotl")  # a setting axolotl cannot honour is refused, not dropped
+        yield from _dtype_problems(run)
         from tuneforge.launch.deepspeed import world_size
 
         if on_cpu(run) and world_size(run) > 1:

@@ -45,6 +45,7 @@ AXOLOTL_MODELED = {
     "adam_beta1": "optim.adam_beta1", "adam_beta2": "optim.adam_beta2", "adam_epsilon": "optim.adam_epsilon",
     "warmup_steps": "optim.warmup_steps", "warmup_ratio": "optim.warmup_ratio",
     "gradient_checkpointing": "hparams.gradient_checkpointing", "seed": "hparams.seed",
+    "dataloader_num_workers": "hparams.dataloader_num_workers",
     "logging_steps": "hparams.logging_steps", "save_steps": "hparams.save_steps",
     "save_total_limit": "hparams.save_total_limit", "eval_steps": "hparams.eval_steps",
     "output_dir": "run_dir", "adapter": "method", "lora_r": "method.r", "lora_alpha": "method.alpha",
