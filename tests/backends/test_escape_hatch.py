@@ -48,3 +48,15 @@ def test_axolotl_typo_is_refused_against_axolotls_schema() -> None:
     with pytest.raises(ConfigError, match=r"lora_target_lienar is not a field of axolotl's config schema "
                                           r"\(did you mean 'lora_target_linear'\?\)"):
         validate_axolotl_config(cfg, normalize=False)
+
+
+@pytest.mark.axolotl
+def test_axolotl_validator_warnings_reach_the_plan() -> None:
+    from tuneforge.plan import make_plan, validate_plan
+
+    run = load_run_config(["recipe=lora-llama", "backend=axolotl", "launcher=slurm", "launcher.gpus_per_node=1",
+                           "hparams.mixed_precision=bf16", "hparams.packing=true", "model.attn_implementation=sdpa"])
+    plan = make_plan(run)
+    validate_plan(plan)
+    assert any("axolotl: sample_packing & torch sdpa with bf16" in w for w in plan.warnings), plan.warnings
+    assert "# WARNINGS" in plan.render()

@@ -85,3 +85,12 @@ def test_plus_keys_under_free_form_mappings_still_work() -> None:
     assert run.launcher.env == {"MY_VAR": "1"}
     assert run.backend.additional_parameters == {"neftune_noise_alpha": 5}
     assert os.environ.get("MY_VAR") is None
+
+
+def test_an_adapter_larger_than_its_base_is_a_plan_warning() -> None:
+    from tuneforge.plan import make_plan
+
+    big = make_plan(load_run_config(["recipe=lora-tiny", "method.r=100000"]))
+    assert any("larger than the base model" in w and "method.r=100000" in w for w in big.warnings), big.warnings
+    assert "larger than the base model" in big.render()
+    assert not any("larger than the base" in w for w in make_plan(load_run_config(["recipe=lora-tiny"])).warnings)

@@ -19,11 +19,13 @@ the one the native backend uses (the tokenizer's, or tuneforge's named template 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -255,10 +257,46 @@ def render_axolotl_yaml(cfg: dict[str, Any]) -> str:
     return header + yaml.dump(cfg, Dumper=_BlockStrings, sort_keys=False, allow_unicode=True, width=1000)
 
 
+class _WarningRecords(logging.Handler):
+    """Collects the WARNING records axolotl's validators log, so the plan can show them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage().strip()
+        if msg and msg not in self.messages:
+            self.messages.append(msg)
+
+
 def validate_axolotl_config(cfg: dict[str, Any], *, source: str = AXOLOTL_YAML,
-                            normalize: bool | None = None) -> Any:
+                            normalize: bool | None = None, warnings: list[str] | None = None) -> Any:
     """Run axolotl's own ``validate_config`` (and ``normalize_config``, which loads the base model's config:
-    by default only when that is a local directory) on the emitted config. Raises ConfigError."""
+    by default only when that is a local directory) on the emitted config. Raises ConfigError. The
+    warnings axolotl's validators log ("sample_packing & torch sdpa with bf16 ... 0.0 loss") are appended to
+    ``warnings`` (the plan's), or printed when no list is given."""
+    quiet_axolotl_env()
+    # axolotl configures its loggers on import (dictConfig replaces their handlers): import it first; a missing
+    # axolotl is reported by _validate_axolotl_config
+    with contextlib.suppress(ImportError):
+        import axolotl.cli.config  # noqa: F401
+    records = _WarningRecords()
+    axolotl_log = logging.getLogger("axolotl")
+    axolotl_log.addHandler(records)
+    try:
+        return _validate_axolotl_config(cfg, source=source, normalize=normalize)
+    finally:
+        axolotl_log.removeHandler(records)
+        found = [f"axolotl: {m}" for m in records.messages]
+        if warnings is not None:
+            warnings.extend(w for w in found if w not in warnings)
+        else:
+            for w in found:
+                print(f"tuneforge: warning: {w}", file=sys.stderr, flush=True)
+
+
+def _validate_axolotl_config(cfg: dict[str, Any], *, source: str, normalize: bool | None) -> Any:
     from tuneforge.errors import ConfigError
 
     quiet_axolotl_env()
