@@ -32,8 +32,8 @@ from tuneforge.errors import ConfigError, LaunchError
 from tuneforge.rundir import atomic_write_text, is_complete, multinode_run_dir, new_run_dir, redact, run_to_dict
 
 LOCK_NAME = ".tuneforge.lock"
-# files tuneforge itself may put into a run directory before the run starts: a sweep's trial record
-PRE_RUN_FILES = ("trial.json",)
+# files tuneforge (and Hydra, for a sweep trial) put into a run directory before the run starts
+PRE_RUN_FILES = ("trial.json", "trial.log")  # + Hydra's job log of the trial
 # keys that may differ between a run directory's config and the run that resumes it: how long to train,
 # how often to log/eval/save, where and how the processes start, tracking and eval. Everything else
 # (model, data, method, optimizer, seed, ...) is what the checkpoint was trained with.
