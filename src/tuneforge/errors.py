@@ -27,3 +27,9 @@ class LaunchError(TuneforgeError):
 
 class RunArtifactError(TuneforgeError):
     """A run directory's artifacts cannot be used: missing, corrupted, or not matching the run's base model."""
+
+
+class TrainingFailedError(TuneforgeError):
+    """Training ran but produced garbage (a NaN/inf loss, losses stuck at exactly 0): the run is FAILED."""
+
+    exit_code = 1

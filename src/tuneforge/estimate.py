@@ -262,6 +262,10 @@ def estimate_memory(run: RunConfig) -> MemoryEstimate:
     comps["CUDA context + NCCL"] = OVERHEAD_BYTES
     est = MemoryEstimate(parameters=params, trainable=trainable, processes=n, components=comps,
                          assumptions=notes, cpu_offload_bytes=cpu)
+    if run.method.name != "full" and trainable > params:
+        est.warnings.append(f"the adapter ({trainable / 1e6:.4g} M parameters, {trainable * 4 / 2**20:.0f} MiB in "
+                            f"fp32) is larger than the base model ({params / 1e6:.4g} M): method.r={run.method.r} "
+                            "is far beyond a useful LoRA rank (typical: 8..64)")
     from tuneforge.gpus import target_memory_gb
 
     limit, source = target_memory_gb(run)

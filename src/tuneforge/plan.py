@@ -19,6 +19,7 @@ them here too (axolotl's and DeepSpeed's imports take seconds, so a plain plan s
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,7 @@ def validate_plan(plan: Plan) -> list[str]:
         validate_ds_config(json.loads(plan.artifacts[DS_CONFIG_NAME]), plan.run)
         checked.append(f"{DS_CONFIG_NAME}: accepted by DeepSpeedConfig")
     if AXOLOTL_YAML in plan.artifacts:
-        validate_axolotl_config(yaml.safe_load(plan.artifacts[AXOLOTL_YAML]))
+        validate_axolotl_config(yaml.safe_load(plan.artifacts[AXOLOTL_YAML]), warnings=plan.warnings)
         checked.append(f"{AXOLOTL_YAML}: accepted by axolotl's validate_config")
     return checked
 
@@ -211,6 +212,8 @@ def write_run_plan(run: RunConfig, run_dir: Path) -> Path:
     from tuneforge.rundir import atomic_write_json, atomic_write_text
 
     plan = make_plan(run, run_dir)
+    for w in plan.warnings:  # shown when the run starts, not only in plan.txt
+        print(f"tuneforge: warning: {w}", file=sys.stderr, flush=True)
     atomic_write_text(run_dir / PLAN_TEXT, plan.render())
     if plan.memory is not None:
         atomic_write_json(run_dir / MEMORY_JSON, plan.memory.as_dict())

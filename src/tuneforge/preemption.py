@@ -17,7 +17,6 @@ On the requeued run the native backend resumes from :func:`latest_complete_check
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -36,19 +35,11 @@ def enabled() -> bool:
 
 
 def latest_complete_checkpoint(ckpt_dir: Path) -> str | None:
-    """The newest checkpoint whose trainer_state.json (the Trainer writes it last) parses: a checkpoint cut
-    short by a kill has none, or a truncated one, and is skipped."""
-    if not ckpt_dir.is_dir():
-        return None
-    complete = []
-    for p in ckpt_dir.glob("checkpoint-*"):
-        try:
-            step = int(p.name.split("-")[-1])
-            json.loads((p / "trainer_state.json").read_text())
-        except (ValueError, OSError):  # JSONDecodeError is a ValueError
-            continue
-        complete.append((step, p))
-    return str(max(complete)[1]) if complete else None
+    """The newest checkpoint that is whole: its trainer_state.json parses, its safetensors files are as long
+    as their headers say, and its seal (when tuneforge wrote one) matches. See :mod:`tuneforge.checkpoints`."""
+    from tuneforge.checkpoints import latest_complete_checkpoint as verified
+
+    return verified(ckpt_dir)
 
 
 class PreemptionCallback:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import subprocess
 import tempfile
 from dataclasses import asdict, is_dataclass
@@ -27,29 +26,29 @@ import yaml
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.paths import project_root
-
-# whole name parts only: hf_token / api_key are secrets, tokenizer_corpus / max_new_tokens are not
-SECRET_KEY = re.compile(r"(?:^|[_-])(api[_-]?key|token|secret|password|passwd|credentials?)(?:$|[_-])", re.I)
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY", "OPENAI_API_KEY")
-REDACTED = "***REDACTED***"
+from tuneforge.secrets import REDACTED, SECRET_ENV, is_safe_env, is_secret_key  # noqa: F401  (re-exported)
+from tuneforge.secrets import secret_values as _secret_values
 
 
 def secret_values() -> list[str]:
-    return [v for k in SECRET_ENV if (v := os.environ.get(k)) and len(v) >= 6]
+    return _secret_values()
 
 
 def redact(obj: Any) -> Any:
-    """Replace values of secret-looking keys, and any literal secret from the environment, everywhere."""
-    secrets = secret_values()
+    """Replace values of secret-named keys, every launcher.env value not on the safe list, and any literal
+    secret from the environment (or from a launcher.env found in ``obj``), everywhere."""
+    env = obj.get("launcher", {}).get("env", {}) if isinstance(obj, dict) else {}
+    secrets = _secret_values({k: v for k, v in (env or {}).items() if not is_safe_env(str(k))})
 
-    def walk(o: Any, key: str = "") -> Any:
+    def walk(o: Any, path: tuple[str, ...] = ()) -> Any:
+        key = path[-1] if path else ""
         if isinstance(o, dict):
-            return {k: walk(v, str(k)) for k, v in o.items()}
+            return {k: walk(v, (*path, str(k))) for k, v in o.items()}
         if isinstance(o, list):
-            return [walk(v, key) for v in o]
+            return [walk(v, path) for v in o]
         if isinstance(o, str):
-            # a key *named* like a secret keeps the env var's name (api_key_env) but not a literal value
-            if SECRET_KEY.search(key) and not key.endswith("_env") and o:
+            in_env = len(path) >= 2 and path[-2] == "env" and not is_safe_env(key)
+            if o and (in_env or is_secret_key(key)):
                 return REDACTED
             for s in secrets:
                 o = o.replace(s, REDACTED)
@@ -115,19 +114,25 @@ def multinode_run_dir(run: RunConfig) -> Path:
 
 
 def new_run_dir(run: RunConfig) -> Path:
-    if run.run_dir:
-        d = Path(run.run_dir)
-    elif getattr(run.launcher, "num_nodes", 1) > 1:
-        d = multinode_run_dir(run)
-    else:
-        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        d = Path(run.output_root) / run.name / stamp
-        n = 1
-        while d.exists():
-            d = Path(run.output_root) / run.name / f"{stamp}-{n}"
-            n += 1
-    d.mkdir(parents=True, exist_ok=True)
-    return d.resolve()
+    """The run's directory: the explicit (or multi-node) one, created if absent, or a new timestamped one,
+    created atomically: ``mkdir`` without ``exist_ok``, so of several concurrent callers exactly one gets a
+    given name and the others move on to ``<stamp>-<n>``. Ownership of an existing directory is checked by
+    :func:`tuneforge.run_ownership.claim_run_dir`."""
+    if run.run_dir or getattr(run.launcher, "num_nodes", 1) > 1:
+        d = Path(run.run_dir).expanduser() if run.run_dir else multinode_run_dir(run)
+        d.mkdir(parents=True, exist_ok=True)
+        return d.resolve()
+    parent = Path(run.output_root).expanduser() / run.name
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    for n in range(100_000):
+        d = parent / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        return d.resolve()
+    raise FileExistsError(f"no free run directory name under {parent}")
 
 
 def is_complete(run_dir: Path) -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -12,9 +14,11 @@ from typing import Any, cast
 from tuneforge.backends.base import HostedBackend
 from tuneforge.backends.registry import get_backend
 from tuneforge.config.schema import RunConfig
+from tuneforge.errors import LaunchError
 from tuneforge.launch.registry import get_launcher
 from tuneforge.plan import write_run_plan
-from tuneforge.rundir import finish_run, new_run_dir, write_config
+from tuneforge.run_ownership import claim_run_dir, disk_problem, reset_bookkeeping
+from tuneforge.rundir import finish_run, write_config
 
 log = logging.getLogger(__name__)
 
@@ -49,25 +53,57 @@ def train(run: RunConfig, *, quiet: bool = False, yes: bool = False) -> dict[str
     if backend.hosted:  # format rules, tokens, cost (and the question) before a run directory exists
         cast(HostedBackend, backend).preflight(run, yes=yes)
     elif getattr(launcher, "runs_here", True):  # a batch job may see models this host cannot
+        from tuneforge.data import prepare_splits
         from tuneforge.models import check_model_reachable
 
         check_model_reachable(run)
-    run_dir = new_run_dir(run)
-    write_config(run, run_dir)
+        prepare_splits(run.dataset)  # a dataset error is refused before any run directory exists
+    try:
+        claim = claim_run_dir(run)
+    except OSError as exc:
+        why = disk_problem(exc)
+        if why is None:
+            raise
+        raise LaunchError(f"cannot create the run directory under output_root={run.output_root}: {why}") from None
+    try:
+        return _train_in(run, claim.path, claim.resuming, backend, launcher, quiet)
+    finally:
+        claim.release()
+
+
+def _train_in(run: RunConfig, run_dir: Path, resuming: bool, backend: Any, launcher: Any,
+              quiet: bool) -> dict[str, Any]:
+    from tuneforge.preemption import latest_complete_checkpoint
+
+    ckpt = latest_complete_checkpoint(run_dir / "checkpoints") if resuming else None
+    if resuming and getattr(run.launcher, "node_rank", 0) == 0:  # node 0 owns the directory's bookkeeping
+        reset_bookkeeping(run_dir, ckpt)
+    state = f"resuming from {Path(ckpt).name}" if ckpt else "restarting: no complete checkpoint" if resuming else "new"
+    print(f"tuneforge: run directory {run_dir} ({state})", file=sys.stderr, flush=True)
     running = run_dir / "RUNNING"
-    running.write_text(f"pid {os.getpid()}\n")
     t0 = time.perf_counter()
     try:
+        write_config(run, run_dir)
+        running.write_text(f"pid {os.getpid()}\n")
         backend.prepare(run, run_dir)
         write_run_plan(run, run_dir)  # plan.txt + memory_estimate.json: what this run executes
         result = launcher.launch(run, run_dir, backend) or _summary_from_metrics(run_dir)
     except BaseException as exc:
         running.unlink(missing_ok=True)
-        (run_dir / "FAILED").write_text(f"{type(exc).__name__}: {exc}\n")
+        why = disk_problem(exc, run_dir)
+        with contextlib.suppress(OSError):  # on a full disk even this may fail; RUNNING is gone either way
+            (run_dir / "FAILED").write_text(f"{type(exc).__name__}: {why or exc}\n")
+        if why is not None:
+            last = latest_complete_checkpoint(run_dir / "checkpoints")
+            raise LaunchError(f"run {run_dir} stopped: {why}. "
+                              + (f"The last complete checkpoint, {Path(last).name}, is kept: free space and run "
+                                 "the same command to resume from it." if last else
+                                 "No complete checkpoint was written.")) from None
         raise
     if result.get("submitted"):  # a batch job (launcher=slurm) finishes its run directory itself
         return result
-    summary = finish_run(run, run_dir, result, time.perf_counter() - t0)
+    summary = finish_run(run, run_dir, result, time.perf_counter() - t0,
+                         **({"resumed_from": Path(ckpt).name} if ckpt else {}))
     if not quiet:
         print(format_summary(summary))
     from tuneforge.evaluation import after_training  # eval.after_training: eval.json + report

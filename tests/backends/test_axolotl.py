@@ -163,3 +163,23 @@ def test_axolotl_qlora_trains_on_cpu(out_root: Path) -> None:
     run_dir = _train(out_root, "qlora-tiny")
     assert yaml.safe_load((run_dir / "axolotl.yaml").read_text())["load_in_4bit"] is True
     _assert_parity_layout_and_learning(run_dir)
+
+
+@pytest.mark.axolotl
+@pytest.mark.slow
+def test_axolotl_resumes_from_the_latest_complete_checkpoint(out_root: Path) -> None:
+    """Issue 12 §3: axolotl's own auto-resume took the highest-numbered checkpoint, torn or not."""
+    import shutil
+
+    run_dir = out_root / "axo"
+    extra = [f"run_dir={run_dir}", "hparams.save_steps=2", "hparams.max_steps=4", "hparams.save_total_limit=3"]
+    _train(out_root, "lora-tiny", *extra)
+    assert (run_dir / "checkpoints" / "checkpoint-4" / "tuneforge-complete.json").is_file(), "sealed"
+    w = run_dir / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors"
+    w.write_bytes(w.read_bytes()[:-64])  # torn weights, trainer_state.json intact
+    shutil.rmtree(run_dir / "adapter")
+    (run_dir / "summary.json").unlink()
+    _train(out_root, "lora-tiny", *extra)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed_from"] == "checkpoint-2" and summary["steps"] == 4
+    assert [r["step"] for r in read_metrics(run_dir) if r.get("event") == "train"] == [1, 2, 3, 4]

@@ -54,6 +54,7 @@ CASES: dict[str, tuple[list[Any], list[int], list[Any], dict[str, Any]]] = {
                                                  {"role": "assistant", "content": "d"}]}], {}),
     "D014": ([ok(1), ok(2), chat("hỏi", "   \n")], [3], [ok(1), ok(2)], {}),
     "D020": ([ok(1), ok(2), LONG], [3], [ok(1), ok(2)], {"lint": {"max_tokens": 30}}),
+    "D021": ([ok(1), chat("hỏi", "x" * (9 * 1024 * 1024)), ok(3)], [2], [ok(1), ok(3)], {}),
     "D030": ([ok(1), ok(2), ok(1)], [3], [ok(1), ok(2), ok(3)], {}),
     "D031": ([ok(1), ok(2), chat("CÂU HỎI  số 1?", "dạ, ĐÂY là câu trả lời số 1")], [3], [ok(1), ok(2)], {}),
     "D032": ([ok(1), ok(2), chat("Câu hỏi số 1", "Dạ, một câu trả lời khác.")], [3], [ok(1), ok(2)], {}),

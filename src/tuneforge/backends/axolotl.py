@@ -19,11 +19,13 @@ the one the native backend uses (the tokenizer's, or tuneforge's named template 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -81,6 +83,17 @@ def _precision(run: RunConfig, cpu: bool) -> dict[str, Any]:
     if mp == "fp16":
         return {"bf16": False, "fp16": True, "tf32": True}
     return {"bf16": "auto", "tf32": "auto"}  # bf16 where the GPU has it (as the native backend's "auto")
+
+
+def _dtype_problems(run: RunConfig) -> Iterable[str]:
+    """axolotl has no load-dtype key: it loads the base in its training precision. (On CPU it trains in fp32
+    whatever the dtype; the plan says so, and a GPU recipe must still plan on a CPU machine.)"""
+    dtype, mp = run.model.dtype, run.hparams.mixed_precision
+    half = {"bfloat16": "bf16", "float16": "fp16"}
+    if dtype in half and (mp == "no" or (mp in half.values() and mp != half[dtype])):
+        precision = f"hparams.mixed_precision={mp}"
+        yield (f"model.dtype={dtype}: axolotl loads the base in its training precision, here {precision}; set "
+               f"model.dtype to match (or auto), or choose the precision with hparams.mixed_precision")
 
 
 def _chat_template(run: RunConfig) -> dict[str, Any]:
@@ -175,6 +188,7 @@ def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | Non
         "adam_epsilon": o.adam_epsilon,
         **_precision(run, cpu),
         "gradient_checkpointing": h.gradient_checkpointing,
+        "dataloader_num_workers": h.dataloader_num_workers,
         "attn_implementation": m.attn_implementation,
         "seed": h.seed,
         "logging_steps": h.logging_steps,
@@ -183,7 +197,9 @@ def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | Non
         "save_total_limit": h.save_total_limit,
         "save_safetensors": True,
         "output_dir": str(run_dir / "checkpoints"),
-        "auto_resume_from_checkpoints": True,  # a resubmitted run continues from its latest checkpoint
+        # axolotl's auto-resume takes the highest-numbered checkpoint, torn or not: the plugin resumes from the
+        # latest *complete* one instead (tuneforge.checkpoints), as the native backend does
+        "auto_resume_from_checkpoints": False,
         "plugins": [PLUGIN],
     })
     if h.max_steps > 0:
@@ -218,9 +234,9 @@ def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | Non
             cfg["wandb_entity"] = t.entity
     elif t.name == "tensorboard":
         cfg["use_tensorboard"] = True
-    from tuneforge.launch.deepspeed import deep_merge
+    from tuneforge.backends.escape_hatch import merge_hatch  # a hatch `plugins` list extends tuneforge's
 
-    return deep_merge(cfg, dict(b.additional_parameters))
+    return merge_hatch(cfg, dict(b.additional_parameters))
 
 
 class _BlockStrings(yaml.SafeDumper):
@@ -241,10 +257,46 @@ def render_axolotl_yaml(cfg: dict[str, Any]) -> str:
     return header + yaml.dump(cfg, Dumper=_BlockStrings, sort_keys=False, allow_unicode=True, width=1000)
 
 
+class _WarningRecords(logging.Handler):
+    """Collects the WARNING records axolotl's validators log, so the plan can show them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage().strip()
+        if msg and msg not in self.messages:
+            self.messages.append(msg)
+
+
 def validate_axolotl_config(cfg: dict[str, Any], *, source: str = AXOLOTL_YAML,
-                            normalize: bool | None = None) -> Any:
+                            normalize: bool | None = None, warnings: list[str] | None = None) -> Any:
     """Run axolotl's own ``validate_config`` (and ``normalize_config``, which loads the base model's config:
-    by default only when that is a local directory) on the emitted config. Raises ConfigError."""
+    by default only when that is a local directory) on the emitted config. Raises ConfigError. The
+    warnings axolotl's validators log ("sample_packing & torch sdpa with bf16 ... 0.0 loss") are appended to
+    ``warnings`` (the plan's), or printed when no list is given."""
+    quiet_axolotl_env()
+    # axolotl configures its loggers on import (dictConfig replaces their handlers): import it first; a missing
+    # axolotl is reported by _validate_axolotl_config
+    with contextlib.suppress(ImportError):
+        import axolotl.cli.config  # noqa: F401
+    records = _WarningRecords()
+    axolotl_log = logging.getLogger("axolotl")
+    axolotl_log.addHandler(records)
+    try:
+        return _validate_axolotl_config(cfg, source=source, normalize=normalize)
+    finally:
+        axolotl_log.removeHandler(records)
+        found = [f"axolotl: {m}" for m in records.messages]
+        if warnings is not None:
+            warnings.extend(w for w in found if w not in warnings)
+        else:
+            for w in found:
+                print(f"tuneforge: warning: {w}", file=sys.stderr, flush=True)
+
+
+def _validate_axolotl_config(cfg: dict[str, Any], *, source: str, normalize: bool | None) -> Any:
     from tuneforge.errors import ConfigError
 
     quiet_axolotl_env()
@@ -261,6 +313,13 @@ def validate_axolotl_config(cfg: dict[str, Any], *, source: str = AXOLOTL_YAML,
     try:
         prepare_plugins(dd)
         capabilities, env_capabilities = gpu_capabilities()
+        from axolotl.integrations.config import merge_input_args
+
+        from tuneforge.backends.escape_hatch import unknown_axolotl_keys
+
+        unknown = unknown_axolotl_keys(cfg, merge_input_args()[1])  # axolotl would drop them without a word
+        if unknown:
+            raise ConfigError("; ".join(unknown))
         checked = validate_config(dd, capabilities=capabilities, env_capabilities=env_capabilities)
         if normalize:
             normalize_config(checked)
@@ -297,6 +356,12 @@ class AxolotlBackend:
         if on_cpu(run) and run.model.attn_implementation.startswith("flash_attention"):
             yield (f"model.attn_implementation={run.model.attn_implementation} needs a CUDA GPU, but this run "
                    "is on CPU; use model.attn_implementation=sdpa")
+        from tuneforge.backends.coverage import check_unsupported
+        from tuneforge.backends.escape_hatch import check_axolotl_hatch
+
+        yield from check_axolotl_hatch(run)
+        yield from check_unsupported(run, "axolotl")  # a setting axolotl cannot honour is refused, not dropped
+        yield from _dtype_problems(run)
         from tuneforge.launch.deepspeed import world_size
 
         if on_cpu(run) and world_size(run) > 1:
@@ -392,7 +457,18 @@ def _plugin_class() -> type:
                 # backend does not evaluate before training either
                 trainer.args.eval_on_start = False
             self.metrics_cb = MetricsCallback(run_dir / "metrics.jsonl")
-            return [self.metrics_cb]
+            from tuneforge.preemption import preemption_callbacks
+            from tuneforge.rundir import read_config
+            from tuneforge.training_guards import guard_callbacks  # NaN/zero-loss stop, checkpoint seals
+
+            # the Slurm job's USR1 reaches axolotl's ranks too: they checkpoint and requeue like native ones
+            return [self.metrics_cb, *preemption_callbacks(run_dir), *guard_callbacks(read_config(run_dir))]
+
+        def post_trainer_create(self, cfg: Any, trainer: Any) -> None:
+            from tuneforge.checkpoints import latest_complete_checkpoint
+
+            if cfg.resume_from_checkpoint is None:  # axolotl reads it right after this hook
+                cfg.resume_from_checkpoint = latest_complete_checkpoint(Path(cfg.output_dir))
 
         def post_train(self, cfg: Any, model: Any) -> None:
             if int(os.environ.get("RANK", "0")) != 0 or self.trainer is None:

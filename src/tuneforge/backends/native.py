@@ -86,6 +86,9 @@ class NativeBackend:
         if run.model.chat_template not in ("tokenizer_default", *CHAT_TEMPLATES):
             yield (f"model.chat_template={run.model.chat_template!r} is not known; "
                    f"choose one of: tokenizer_default, {', '.join(CHAT_TEMPLATES)}")
+        from tuneforge.backends.escape_hatch import check_native_hatch  # against SFTConfig's own fields
+
+        yield from check_native_hatch(run)
 
     def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]:
         return {}  # config.yaml is all a native run needs (the launcher adds accelerate/DeepSpeed files)
@@ -129,6 +132,9 @@ class NativeBackend:
             device_map = {"": local_rank} if torch.cuda.is_available() else {"": "cpu"}
         model = load_model(run, quantization_config=quant, device_map=device_map)
         model.config.use_cache = False
+        from transformers import set_seed
+
+        set_seed(h.seed)  # the adapter's random init: same config + seed => same weights
         model = strategy.build(run, model)
 
         files = {"train": str(data.train)}
@@ -194,6 +200,9 @@ class NativeBackend:
             processing_class=tokenizer,
             callbacks=[*(callbacks or []), *tracking_callbacks(run, run_dir)],  # tracking=wandb|tensorboard
         )
+        from tuneforge.training_guards import check_train_dataset
+
+        check_train_dataset(trainer, run)  # truncation may have left nothing to train on
         if not verbose:  # one live line (tuneforge.console) instead of the Trainer's printed log dicts
             from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -215,12 +224,13 @@ class NativeBackend:
         t0 = time.perf_counter()
         metrics_cb = MetricsCallback(run_dir / "metrics.jsonl")
         from tuneforge.preemption import preemption_callbacks  # checkpoint + requeue on Slurm's signal
+        from tuneforge.training_guards import guard_callbacks  # NaN/zero-loss stop, checkpoint seals
 
-        callbacks = [metrics_cb, *preemption_callbacks(run_dir)]
+        callbacks = [metrics_cb, *preemption_callbacks(run_dir), *guard_callbacks(run)]
         trainer, tokenizer = self.build_trainer(run, run_dir, callbacks=callbacks)
-        from tuneforge.preemption import latest_complete_checkpoint  # a killed run's half-written one is skipped
+        from tuneforge.checkpoints import train_or_resume  # from the latest *complete* checkpoint, exactly
 
-        result = trainer.train(resume_from_checkpoint=latest_complete_checkpoint(run_dir / "checkpoints"))
+        result = train_or_resume(trainer, run_dir)
         eval_loss = None
         if trainer.eval_dataset is not None:
             eval_loss = trainer.evaluate().get("eval_loss")

@@ -64,6 +64,7 @@ def load_run_config(overrides: Sequence[str] = (), command: str = "train") -> Ru
     from tuneforge.config.validate import validate
 
     run = to_run_config(compose_config(normalize_overrides(overrides, command)))
+    check_added_keys(run, overrides)
     if run.run_dir == "latest":  # resume the newest run of this recipe: its checkpoints are picked up
         from tuneforge.runs import find_runs
 
@@ -73,6 +74,36 @@ def load_run_config(overrides: Sequence[str] = (), command: str = "train") -> Ru
         run.run_dir = str(found[0].path.resolve())
     validate(run)
     return run
+
+
+def check_added_keys(run: RunConfig, overrides: Sequence[str]) -> None:
+    """A ``+key=value`` adds a key Hydra's struct check would refuse; typing the config into RunConfig then
+    drops it without a word (``+optim.lrr=1e-4``). Every added key must survive typing: be a field, or sit
+    under a free-form mapping (``+launcher.env.X``, ``+backend.additional_parameters.x``)."""
+    import dataclasses
+
+    typed = dataclasses.asdict(run)
+    for ov in overrides:
+        if not ov.startswith("+") or "=" not in ov:
+            continue
+        key = ov.lstrip("+").split("=", 1)[0].split("@", 1)[0]
+        if key.startswith("hydra.") or key == "hydra" or (conf_dir() / key.replace(".", "/")).is_dir():
+            continue  # a config group (+sweep=grid) or Hydra's own settings
+        node: object = typed
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+                continue
+            parent = ".".join(parts[:i])
+            valid = sorted(map(str, node)) if isinstance(node, dict) else []
+            hint = difflib.get_close_matches(part, valid, n=1)
+            where = f"'{parent}'" if parent else "the root"
+            raise ConfigError(
+                f"unknown config key '{key}' (added with '+')"
+                + (f" (did you mean '{(parent + '.') if parent else ''}{hint[0]}'?)" if hint else "")
+                + (f"\n  valid keys under {where}: {', '.join(valid)}" if valid else
+                   f"\n  '{parent}' holds a value, not keys"))
 
 
 # --- error messages -----------------------------------------------------------------------------------

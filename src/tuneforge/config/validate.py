@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from tuneforge.config.run_checks import check_run
 from tuneforge.config.schema import RunConfig
 from tuneforge.data.config import check_dataset
 from tuneforge.errors import ConfigError
@@ -97,10 +98,12 @@ def check_core(run: RunConfig) -> Iterable[str]:
                    "meta-llama/Llama-3.1-8B")
     if mo.tiny is not None:
         t = mo.tiny
-        if t.hidden_size % t.num_attention_heads:
+        if t.num_attention_heads < 1 or t.num_key_value_heads < 1:
+            pass  # run_checks names the non-positive size; the divisions below would raise
+        elif t.hidden_size % t.num_attention_heads:
             yield (f"model.tiny.hidden_size={t.hidden_size} must be divisible by "
                    f"model.tiny.num_attention_heads={t.num_attention_heads}")
-        if t.num_attention_heads % t.num_key_value_heads:
+        elif t.num_attention_heads % t.num_key_value_heads:
             yield "model.tiny.num_attention_heads must be a multiple of model.tiny.num_key_value_heads"
         if h.seq_len > t.max_position_embeddings:
             yield (f"hparams.seq_len={h.seq_len} exceeds model.tiny.max_position_embeddings="
@@ -120,7 +123,8 @@ def _component_checks(run: RunConfig) -> Iterable[str]:
             yield from component.check(run)
 
 
-CHECKS: list[Check] = [check_core, _component_checks, check_dataset, check_eval, check_tracking, check_gpu]
+CHECKS: list[Check] = [check_core, _component_checks, check_dataset, check_eval, check_tracking, check_gpu,
+                       check_run]
 
 
 def validate(run: RunConfig) -> RunConfig:

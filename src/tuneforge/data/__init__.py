@@ -92,8 +92,10 @@ def _check(ds: DatasetConfig) -> Path:
     if problems:
         raise DataError("invalid dataset config: " + "; ".join(problems))
     src = source_path(ds)
-    if not src.is_file():
-        raise DataError(f"dataset.path: file not found: {src} (dataset {ds.name!r})")
+    from tuneforge.data.source_file import source_file_problem
+
+    if (problem := source_file_problem(src)) is not None:
+        raise DataError(f"dataset.path: {src}: {problem} (dataset {ds.name!r})")
     return src
 
 

@@ -127,8 +127,10 @@ def _lint(ns: argparse.Namespace) -> int:
     from tuneforge.data.report import build_report, render_summary
 
     path: Path = ns.path
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    from tuneforge.data.source_file import source_file_problem
+
+    if (problem := source_file_problem(path)) is not None:
+        raise DataError(f"{path}: {problem}")
     overrides = _overrides(ns.overrides)
     explicit_dataset = any(o.split("=", 1)[0].lstrip("+~") == "dataset" for o in overrides)
     run = None

@@ -163,9 +163,11 @@ def check_dataset(run: RunConfig) -> Iterable[str]:
         yield (f"dataset.format={run.dataset.format} is embedding data (dataset {run.dataset.name!r}); "
                f"backend={run.backend.name} trains conversations: use backend=sentence-transformers")
     from tuneforge.data import source_path
+    from tuneforge.data.source_file import source_file_problem
     from tuneforge.launch.registry import LAUNCHERS
 
     # a missing source fails here, before a run directory exists; a batch job's nodes may see other paths
-    if getattr(LAUNCHERS.get(run.launcher.name), "runs_here", True) and not source_path(run.dataset).is_file():
-        yield (f"dataset.path={run.dataset.path!r}: file not found ({source_path(run.dataset)}); point "
+    problem = source_file_problem(source_path(run.dataset))
+    if getattr(LAUNCHERS.get(run.launcher.name), "runs_here", True) and problem is not None:
+        yield (f"dataset.path={run.dataset.path!r}: {problem} ({source_path(run.dataset)}); point "
                "dataset.path at the source file, or pick a dataset=... from conf/dataset/")

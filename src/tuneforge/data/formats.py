@@ -29,6 +29,30 @@ BOM = b"\xef\xbb\xbf"
 
 # rule ids the readers attach (the full table is tuneforge.data.lint.RULES)
 INVALID_JSON, BAD_ENCODING, HAS_BOM, BLANK_LINE, BAD_SCHEMA = "D001", "D002", "D003", "D004", "D010"
+OVERSIZED = "D021"
+# a row longer than this is rejected unread: a JSON line is parsed (and later tokenized) whole, at many times
+# its size in memory; 8 MiB is some two million tokens, far beyond any seq_len
+MAX_LINE_BYTES = 8 * 1024 * 1024
+
+
+def _bounded_lines(f: Any, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[bytes, int]]:
+    """(line, its full length) per line, holding at most ``limit`` bytes of one: the rest of a longer line
+    is read past in chunks and the line comes back as its first 200 bytes."""
+    while True:
+        raw = f.readline(limit + 1)
+        if not raw:
+            return
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield raw, len(raw)
+            continue
+        n = len(raw)
+        head = raw[:200]
+        while True:
+            chunk = f.readline(1 << 20)
+            n += len(chunk)
+            if not chunk or chunk.endswith(b"\n"):
+                break
+        yield head, n
 
 
 # --- JSON lines ---------------------------------------------------------------------------------------
@@ -41,7 +65,12 @@ def _read_json_records(path: Path, to_messages: Callable[[dict, Record], Any], f
     decoder = json.JSONDecoder()
     decode = decoder.decode
     with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
+        for lineno, (raw, size) in enumerate(_bounded_lines(f), 1):
+            if size > MAX_LINE_BYTES:
+                yield Record(lineno, text=raw.decode("utf-8", errors="replace"), problems=[
+                    (OVERSIZED, f"line of {size:,} bytes exceeds {MAX_LINE_BYTES:,}: rejected without parsing "
+                                "(split the example, or trim it)")])
+                continue
             bom = lineno == 1 and raw.startswith(BOM)
             if bom:
                 raw = raw[len(BOM):]

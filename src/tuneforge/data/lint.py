@@ -49,6 +49,8 @@ RULES: dict[str, Rule] = {r.id: r for r in [
     Rule("D014", "empty-content", "error", "reject", "a message is empty or whitespace"),
     Rule("D020", "too-long", "warning", "keep",
          "the example exceeds the token limit (run's tokenizer); the trainer truncates it"),
+    Rule("D021", "oversized-line", "error", "reject",
+         "the line is longer than 8 MiB: rejected unread, so one row cannot exhaust memory"),
     Rule("D030", "duplicate", "warning", "reject", "the same example appeared on an earlier line"),
     Rule("D031", "near-duplicate", "warning", "reject",
          "same example up to case, punctuation and spacing as an earlier line"),

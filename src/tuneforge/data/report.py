@@ -110,7 +110,9 @@ def render_summary(report: dict[str, Any], *, paths: bool = True) -> str:
         cats = report["categories"]
         out.append("categories    " + ", ".join(f"{k} {sum(v.values())}" for k, v in sorted(cats.items())))
     tok = report.get("tokens")
-    if tok:
+    if tok and tok["per_example"].get("median") is None:  # no example was kept: nothing to measure
+        out.append(f"tokens        ({tok['tokenizer']}, seq_len {tok['seq_len']}) no examples kept")
+    elif tok:
         pe = tok["per_example"]
         out.append(f"tokens        ({tok['tokenizer']}, seq_len {tok['seq_len']}) "
                    + " / ".join(f"{k} {_n(v['total'])}" for k, v in tok["per_split"].items()))

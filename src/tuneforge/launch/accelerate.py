@@ -182,7 +182,11 @@ def shell_join(argv: Iterable[str]) -> str:
 def render_launch_script(run: RunConfig, run_dir: Path, backend: Any) -> str:
     """``<run_dir>/launch.sh [node_rank]`` from launchers/accelerate/node.sh: env + this node's command."""
     template = (project_root() / TEMPLATE).read_text()
-    exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in process_env(run).items())
+    from tuneforge.secrets import export_by_name, is_safe_env
+
+    secret = {k for k in run.launcher.env if not is_safe_env(k)}  # passed on by name, never written
+    exports = "\n".join(export_by_name(k) if k in secret else f"export {k}={shlex.quote(v)}"
+                         for k, v in process_env(run).items())
     cmd = node_command(run, run_dir, backend, "$NODE_RANK")
     if run.launcher.num_nodes == 1:
         cmd = node_command(run, run_dir, backend, 0)
@@ -278,7 +282,11 @@ class AccelerateLauncher:
         script = self.prepare(run, run_dir, backend)[LAUNCH_SCRIPT_NAME]
         rank = run.launcher.node_rank
         cmd = ["bash", str(script), str(rank)]
-        proc = subprocess.run(cmd, cwd=project_root(), check=False)
+        from tuneforge.secrets import split_env
+
+        # launch.sh exports launcher.env secrets by name: they reach it through this environment only
+        env = {**os.environ, **split_env(run.launcher.env)[1]}
+        proc = subprocess.run(cmd, cwd=project_root(), check=False, env=env)
         if proc.returncode != 0:
             raise LaunchError(f"node {rank}: {shell_join(cmd)} exited with status {proc.returncode}")
         if rank != 0:

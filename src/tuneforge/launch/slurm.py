@@ -151,9 +151,13 @@ def environment(run: RunConfig) -> list[tuple[str, str, bool]]:
 def render_sbatch(run: RunConfig, run_dir: Path, backend: Any, python: str | None = None) -> str:
     c = run.launcher
     template = (project_root() / TEMPLATE).read_text()
+    from tuneforge.secrets import export_by_name, is_safe_env
+
     exports = []
     for name, value, overridable in environment(run):
-        if overridable:
+        if name in c.env and not is_safe_env(name):  # a secret: sbatch --export=ALL carries it, by name
+            exports.append(export_by_name(name))
+        elif overridable:
             exports.append(f'export {name}="${{{name}:-{value}}}"')
         else:
             exports.append(f"export {name}={shlex.quote(value)}")
@@ -199,9 +203,12 @@ def _slurm_cmd(name: str) -> str:
     return path
 
 
-def submit(script: Path) -> str:
+def submit(script: Path, secret_env: dict[str, str] | None = None) -> str:
+    """``sbatch`` the script; ``secret_env`` (launcher.env secrets) reaches the job through sbatch's default
+    ``--export=ALL`` of this environment, so the script names those variables but never holds their values."""
+    env = {**os.environ, **(secret_env or {})}
     proc = subprocess.run([_slurm_cmd("sbatch"), "--parsable", str(script)], check=False, capture_output=True,
-                          text=True)
+                          text=True, env=env)
     if proc.returncode != 0:
         said = "\n".join("  " + ln for ln in (proc.stderr or proc.stdout).strip().splitlines())
         raise LaunchError(f"Slurm refused the job (sbatch exit {proc.returncode}); it said:\n{said}\n"
@@ -330,7 +337,9 @@ class SlurmLauncher:
         from tuneforge.jobs import record_job
 
         script = self.prepare(run, run_dir, backend)[SCRIPT_NAME]
-        job_id = submit(script)
+        from tuneforge.secrets import split_env
+
+        job_id = submit(script, split_env(run.launcher.env)[1])
         record_job(Path(run.output_root), job_id=job_id, run_dir=run_dir, name=run.name, kind="train",
                    nodes=run.launcher.nodes, gpus_per_node=run.launcher.gpus_per_node)
         c = run.launcher

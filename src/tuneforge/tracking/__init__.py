@@ -140,17 +140,24 @@ class WandbTracker(Tracker):
         # kept set while the run is open: wandb reads WANDB_CACHE_DIR etc. lazily, not only in init()
         self.environment = ExitStack()
         self.environment.enter_context(_wandb_environment(run, run_dir))
+        # wandb records the process's argv (and program) in its run files: a secret typed on the command line
+        # (+launcher.env.X=...) would land there. Hide argv while the run starts; metadata stays off.
+        import sys
+
+        argv, sys.argv = sys.argv, sys.argv[:1]
         try:
             self.wb = wandb.init(
                 project=t.project, entity=t.entity, mode=t.mode, dir=str(run_dir),
                 id=wandb_run_id(run, run_dir), resume="allow", name=f"{run.name}/{run_dir.name}",
                 tags=list(t.tags) or None, config=redact(run_to_dict(run)), reinit="create_new",
-                settings=wandb.Settings(console="off", x_disable_stats=True, save_code=False,
+                settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True, save_code=False,
                                         disable_git=True),
             )
         except BaseException:
             self.environment.close()
             raise
+        finally:
+            sys.argv = argv
         log.info("wandb %s run %s in %s", t.mode, self.wb.id, run_dir / "wandb")
 
     def log(self, scalars: dict[str, float], step: int) -> None:
