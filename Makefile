@@ -50,7 +50,7 @@ lock: ## regenerate requirements/lock.txt (every package, exact versions) from p
 	$(LOCK_VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links \
 	  --find-links /opt/wheels -c requirements/torch.txt --extra $(EXTRAS) -o requirements/lock.txt pyproject.toml
 
-train: $(STAMP) ## train a recipe: make train [recipe=lora-tiny] [key=value ...] [yes=1: no cost question]
+train: $(STAMP) ## train a recipe: make train [recipe=lora-smollm2] [key=value ...] [yes=1: no cost question]
 	$(BIN)/tuneforge train recipe=$(recipe) $(OVERRIDES) $(if $(yes),--yes)
 
 plan: $(STAMP) ## config, axolotl.yaml, ds_config.json, per-node commands, memory/GPU: make plan recipe=qlora-llama

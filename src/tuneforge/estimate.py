@@ -95,6 +95,7 @@ KNOWN_SHAPES: dict[str, Shape] = {
     "meta-llama/Llama-3.1-8B": Shape(4096, 32, 32, 8, 14336, 128256),
     "meta-llama/Llama-3.1-8B-Instruct": Shape(4096, 32, 32, 8, 14336, 128256),
     "meta-llama/Llama-3.2-1B": Shape(2048, 16, 32, 8, 8192, 128256, tied_embeddings=True),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": Shape(576, 30, 9, 3, 1536, 49152, tied_embeddings=True),
     "meta-llama/Llama-3.2-3B": Shape(3072, 28, 24, 8, 8192, 128256, tied_embeddings=True),
     "mistralai/Mistral-7B-v0.3": Shape(4096, 32, 32, 8, 14336, 32768),
     "Qwen/Qwen2.5-7B": Shape(3584, 28, 28, 4, 18944, 152064),

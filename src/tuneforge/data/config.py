@@ -92,6 +92,19 @@ class ForbiddenClaim:
 
 
 @dataclass
+class StyleCheck:
+    """A trait every generated answer should show (regex, case-insensitive), scored by eval on both models.
+
+    ``when_reference``: the check applies only to examples whose reference answer matches this regex (e.g. the
+    price disclaimer only where the reference answer is about prices); null: every example."""
+
+    id: str = MISSING
+    pattern: str = MISSING
+    description: str = ""
+    when_reference: Optional[str] = None
+
+
+@dataclass
 class LintConfig:
     max_tokens: Optional[int] = None  # token limit per example; null: the run's hparams.seq_len
     min_examples_error: int = 10
@@ -111,6 +124,7 @@ class DatasetConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     lint: LintConfig = field(default_factory=LintConfig)
     forbidden_claims: list[ForbiddenClaim] = field(default_factory=list)  # the fact guard
+    style_checks: list[StyleCheck] = field(default_factory=list)  # eval: the answering style, per answer
 
 
 def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str]:
@@ -146,6 +160,15 @@ def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str
     if lint.max_category_ratio < 1:
         yield f"{prefix}.lint.max_category_ratio={lint.max_category_ratio} must be >= 1"
     seen: set[str] = set()
+    for i, check in enumerate(ds.style_checks):
+        for key in ("pattern", "when_reference"):
+            value = getattr(check, key)
+            if value is None:
+                continue
+            try:
+                re.compile(value)
+            except re.error as exc:
+                yield f"{prefix}.style_checks[{i}].{key} ({check.id}): invalid regex {value!r}: {exc}"
     for i, claim in enumerate(ds.forbidden_claims):
         if claim.id in seen:
             yield f"{prefix}.forbidden_claims[{i}].id={claim.id!r} is used twice"

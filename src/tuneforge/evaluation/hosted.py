@@ -94,10 +94,19 @@ def evaluate_hosted_run(run_dir: Path | str, *, eval_config: EvalConfig | None =
         sides[side] = {**generation_metrics(answers[side], [ex.reference for ex in examples]),
                        "avg_new_tokens": sum(n for _, n in got) / len(got),
                        "seconds": round(time.perf_counter() - s0, 3)}
+        from tuneforge.evaluation.style import score_style
+
+        style_side = score_style(run.dataset, answers[side], [ex.reference for ex in examples])
+        if style_side["style_rate"] is not None:
+            sides[side]["style_rate"] = 100 * style_side["style_rate"]
+        sides[side]["forbidden_claims"] = len(style_side["forbidden_claims"])
+        sides.setdefault("_style", {})[side] = style_side  # type: ignore[assignment]
+    style = sides.pop("_style")
     keys = [m.key for m in METRICS if m.key in sides["base"]]
     delta = {k: sides["finetuned"][k] - sides["base"][k] for k in keys}
     better = [m.key for m in JUDGED if m.key in delta and (delta[m.key] > 0) == m.higher_is_better and delta[m.key]]
     results: dict[str, Any] = {
+        "style": style,
         "run_dir": str(run_dir),
         "created": datetime.now().isoformat(timespec="seconds"),
         "split": "test",

@@ -28,6 +28,8 @@ METRICS = (
     Metric("bleu", "BLEU", True),
     Metric("chrf", "chrF", True),
     Metric("rouge_l", "ROUGE-L F1", True),
+    Metric("style_rate", "Style checks passed (%)", True, "{:.0f}"),
+    Metric("forbidden_claims", "Forbidden claims (fact guard)", False, "{:.0f}"),
     Metric("avg_new_tokens", "Answer length (tokens)", True, "{:.1f}"),
 )
 # metrics that say whether the model got better (answer length is shown, not judged)

@@ -62,10 +62,19 @@ def headline(results: dict[str, Any]) -> str:
     loss = next((r for r in rows if r.metric.key == "loss"), None)
     if loss is None:  # a hosted model: no test loss (results["not_applicable"] says why)
         why = results.get("not_applicable", {}).get("loss")
+        from tuneforge.evaluation.style import style_headline
+
+        style = style_headline(results.get("style", {}))
         return (f"Fine-tuned is better on {wins} of {len(judged)} metrics; test loss not applicable"
-                + (f" ({why})." if why else "."))
+                + (f" ({why})" if why else "") + (f"; {style}" if style else "") + ".")
+    from tuneforge.evaluation.style import style_headline
+
+    style = style_headline(results.get("style", {}))
+    note = " (the base is a random-init tiny model: its answers are noise by design)" if results.get(
+        "random_init_base") else ""
     return (f"Fine-tuned is better on {wins} of {len(judged)} metrics; test loss {loss.fmt(loss.base)} → "
-            f"{loss.fmt(loss.finetuned)} ({loss.delta_text.split(' ', 1)[-1].strip('()')}).")
+            f"{loss.fmt(loss.finetuned)} ({loss.delta_text.split(' ', 1)[-1].strip('()')})"
+            + (f"; {style}" if style else "") + f".{note}")
 
 
 def metrics_table_markdown(results: dict[str, Any]) -> str:
@@ -152,6 +161,20 @@ def _md_cell(text: str) -> str:
     return (text or "∅").replace("|", "\\|").replace("\n", "<br>")
 
 
+def hparams_text(results: dict[str, Any]) -> str:
+    hp = results.get("hyperparameters") or {}
+    return ", ".join(f"{k} {v}" for k, v in hp.items() if v is not None) or "(not recorded)"
+
+
+def answer_flags(results: dict[str, Any], side: str, i: int) -> str:
+    """' [cut off at max_new_tokens]' / ' [degenerate]' for sample ``i`` of ``side``."""
+    st = results.get("style", {}).get(side, {})
+    flags = [label for key, label in (("cut_off", "cut off at max_new_tokens"), ("degenerate", "degenerate"))
+             if i in st.get(key, [])]
+    flags += [f"forbidden claim {c['id']}" for c in st.get("forbidden_claims", []) if c["example"] == i]
+    return "".join(f" [{f}]" for f in flags)
+
+
 def decoding_text(results: dict[str, Any]) -> str:
     d = results["decoding"]
     mode = (f"sampling (temperature {d['temperature']}, top_p {d['top_p']}, seed {d['seed']})"
@@ -171,6 +194,7 @@ def render_markdown(results: dict[str, Any], has_curve: bool) -> str:
          f"(method {results['method']}, backend {results['backend']})"),
         f"- data: {results['n_examples']} examples of the held-out test split of `{results['dataset']}`",
         f"- decoding (same for both): {decoding_text(results)}",
+        f"- hyperparameters: {hparams_text(results)}",
         "",
         "## Metrics",
         "",
@@ -305,7 +329,8 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
         samples.append(
             f'<div class="sample"><div class="prompt"><span class="n">#{i}</span>{_e(s["prompt"])}{system}'
             f'</div><div class="answers">{_answer("Reference", s["reference"], "ref")}'
-            f'{_answer("Base", s["base"], "base")}{_answer("Fine-tuned", s["finetuned"], "tuned")}'
+            f'{_answer("Base" + answer_flags(results, "base", i - 1), s["base"], "base")}'
+            f'{_answer("Fine-tuned" + answer_flags(results, "finetuned", i - 1), s["finetuned"], "tuned")}'
             '</div></div>')
     versions = ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items()
                          if k in ("tuneforge", "torch", "transformers", "peft"))
@@ -320,6 +345,7 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
  · method {_e(results['method'])} · backend {_e(results['backend'])}</p>
 <p class="meta">{_e(results['n_examples'])} held-out test examples of <b>{_e(results['dataset'])}</b> ·
  decoding: {_e(decoding_text(results))} · run <code>{_e(results['run_dir'])}</code></p>
+<p class="meta">hyperparameters: {_e(hparams_text(results))}</p>
 <div class="verdict {tone}">{_e(headline(results))}</div>
 <div class="cards">{''.join(cards)}</div>
 <h2>Metrics</h2>

