@@ -39,3 +39,18 @@ def test_sweep_keeps_the_callers_handlers_and_streams(out_root: Path) -> None:
     assert "trial 0 completed" in trial_log.read_text()
     tuneforge = logging.getLogger("tuneforge")
     assert not [h for h in tuneforge.handlers if isinstance(h, logging.FileHandler)], "trial.log handler left open"
+
+
+def test_eval_metrics_leave_no_handler_that_closes_the_callers_stream() -> None:
+    """After eval's metrics (rouge-score -> absl), a dictConfig elsewhere in the process (axolotl's import
+    does one) must not close the stream that was sys.stderr when the metrics ran."""
+    import contextlib
+    import logging.config
+
+    from tuneforge.evaluation.metrics import generation_metrics
+
+    stream = io.StringIO()
+    with contextlib.redirect_stderr(stream):
+        generation_metrics(["Dạ, có ạ."], ["Dạ, có ạ."])
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    assert not stream.closed

@@ -47,9 +47,28 @@ class UnicodeWordTokenizer:
         return re.findall(r"\w+", unicodedata.normalize("NFC", text).casefold())
 
 
+def _defuse_absl_handler() -> None:
+    """rouge-score imports absl, whose logging handler (created at import, attached to no logger) binds the
+    ``sys.stderr`` of that moment and *closes* it when closed. Any later ``logging.config.dictConfig`` in the
+    process (Hydra's job logging, axolotl's import) closes every handler, so the caller's stderr was closed
+    under it (a notebook's, pytest's capture). Pointing the unused handler at the interpreter's own stderr,
+    which absl never closes, keeps that from happening."""
+    import sys
+
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    handler = absl_logging.get_absl_handler().python_handler
+    if handler.stream is not sys.__stderr__:
+        handler.stream = sys.__stderr__
+
+
 def generation_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
     import sacrebleu
     from rouge_score import rouge_scorer
+
+    _defuse_absl_handler()
 
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
