@@ -39,7 +39,11 @@ PRE_RUN_FILES = ("trial.json", "trial.log")  # + Hydra's job log of the trial
 # (model, data, method, optimizer, seed, ...) is what the checkpoint was trained with.
 RESUMABLE_KEYS = ("hparams.max_steps", "hparams.epochs", "hparams.eval_steps", "hparams.save_steps",
                   "hparams.logging_steps", "hparams.save_total_limit", "hparams.dataloader_num_workers",
-                  "launcher", "tracking", "eval", "run_dir", "output_root")
+                  "launcher", "tracking", "eval", "run_dir", "output_root",
+                  # a hosted job's client side: how it is followed, not what trains
+                  "backend.max_retries", "backend.poll_interval_s", "backend.max_poll_interval_s",
+                  "backend.request_timeout_s", "backend.follow", "backend.max_cost_usd", "backend.base_url",
+                  "backend.key_file", "backend.api_key_env", "gpu")
 LENGTH_KEYS = ("hparams.max_steps", "hparams.epochs")
 
 

@@ -79,6 +79,8 @@ def test_refusals(overrides: list[str], needle: str) -> None:
 def test_axolotl_validator_accepts_every_recipe_and_method() -> None:
     checked = 0
     for recipe in RECIPES:
+        if recipe.startswith(("openai-", "embed-")):  # hosted / embedding recipes: other backends by design
+            continue
         for method in ("full", "lora", "qlora"):
             overrides = [f"recipe={recipe}", "backend=axolotl", f"method={method}"]
             if method == "qlora" and "tiny" in recipe:
@@ -88,7 +90,7 @@ def test_axolotl_validator_accepts_every_recipe_and_method() -> None:
             assert validated["micro_batch_size"] == cfg["micro_batch_size"]
             assert validated.get("adapter") == cfg.get("adapter")
             checked += 1
-    assert checked == 3 * len(RECIPES)
+    assert checked == 3 * len([r for r in RECIPES if not r.startswith(("openai-", "embed-"))])
 
 
 @pytest.mark.axolotl
