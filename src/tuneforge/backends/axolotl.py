@@ -24,7 +24,6 @@ import copy
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterable
@@ -400,18 +399,14 @@ class AxolotlBackend:
 
 def collect_weights(run_dir: Path, out_dir: Path, adapter: bool) -> Path:
     """Move axolotl's final save (files at the top of output_dir) into <run_dir>/adapter|model, atomically."""
-    name = "adapter" if adapter else "model"
-    final = run_dir / name
-    tmp = run_dir / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for p in sorted(out_dir.iterdir()):
-        if not p.is_file() or p.name in _NOT_WEIGHTS or (adapter and p.name in _BASE_MODEL_FILES):
-            continue
-        os.replace(p, tmp / p.name)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
+    from tuneforge.rundir import atomic_write_dir
+
+    def move(tmp: Path) -> None:
+        for p in sorted(out_dir.iterdir()):
+            if p.is_file() and p.name not in _NOT_WEIGHTS and not (adapter and p.name in _BASE_MODEL_FILES):
+                os.replace(p, tmp / p.name)
+
+    return atomic_write_dir(run_dir / ("adapter" if adapter else "model"), move)
 
 
 def worker_result(trainer: Any, metrics_cb: Any, weights: str, t0: float) -> dict[str, Any]:
@@ -448,7 +443,7 @@ def _plugin_class() -> type:
             self.metrics_cb: Any = None
 
         def add_callbacks_post_trainer(self, cfg: Any, trainer: Any) -> list:
-            from tuneforge.backends.native import MetricsCallback
+            from tuneforge.backends.hf_trainer import MetricsCallback
 
             run_dir = Path(cfg.output_dir).parent
             self.trainer = trainer

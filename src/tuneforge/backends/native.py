@@ -6,74 +6,17 @@ which calls :meth:`NativeBackend.train`; the Trainer picks up the process group 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tuneforge.backends.hf_trainer import MetricsCallback, trainer_arguments
 from tuneforge.config.schema import RunConfig
 
 log = logging.getLogger(__name__)
-
-
-def _mixed_precision(run: RunConfig) -> tuple[bool, bool]:
-    """(bf16, fp16) for TrainingArguments. 'auto' = bf16 on a GPU that supports it, fp32 elsewhere."""
-    import torch
-
-    mp = run.hparams.mixed_precision
-    if mp == "bf16":
-        return True, False
-    if mp == "fp16":
-        return False, True
-    if mp == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return True, False
-    return False, False
-
-
-class MetricsCallback:
-    """Appends one JSON line per log event to metrics.jsonl (rank 0 only), with tokens/s and elapsed time."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.t0 = time.perf_counter()
-        self.last_t = self.t0
-        self.last_tokens = 0
-        self.first_step_s: float | None = None
-        self.first_step_unix: float | None = None
-
-    # TrainerCallback duck-typing: transformers calls these by name
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if self.first_step_s is None:
-            self.first_step_s = time.perf_counter() - self.t0
-            self.first_step_unix = time.time()
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
-        if not state.is_world_process_zero or not logs:
-            return
-        now = time.perf_counter()
-        tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
-        event = "train" if "loss" in logs else "eval" if "eval_loss" in logs else "end"
-        rec: dict[str, Any] = {"event": event, "step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
-        for k, v in logs.items():
-            if isinstance(v, (int, float)):
-                rec["lr" if k == "learning_rate" else k] = v
-        if event == "train":
-            dt = now - self.last_t
-            rec["tokens"] = tokens
-            rec["tokens_per_s"] = round((tokens - self.last_tokens) / dt, 1) if dt > 0 else None
-            self.last_t, self.last_tokens = now, tokens
-        rec["elapsed_s"] = round(now - self.t0, 3)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
 
 
 class NativeBackend:
@@ -115,7 +58,7 @@ class NativeBackend:
         from tuneforge.strategies import get_strategy
         from tuneforge.tracking import tracking_callbacks
 
-        h, o = run.hparams, run.optim
+        h = run.hparams
         verbose = verbose_requested()
         if not verbose:
             from tuneforge.console import quiet_library_progress
@@ -144,43 +87,14 @@ class NativeBackend:
         if run.backend.assistant_only_loss:
             # masks by role for any chat template (tuneforge.data.masking); TRL turns them into labels
             ds = tokenize_by_role(ds, tokenizer, h.seq_len)
-        bf16, fp16 = _mixed_precision(run)
         eval_split = ds.get("validation")
         args = SFTConfig(
-            output_dir=str(run_dir / "checkpoints"),
-            num_train_epochs=h.epochs,
-            max_steps=h.max_steps,
-            per_device_train_batch_size=h.micro_batch_size,
-            per_device_eval_batch_size=h.micro_batch_size,
-            gradient_accumulation_steps=h.grad_accumulation,
-            learning_rate=o.lr,
-            optim=o.optimizer,
-            lr_scheduler_type=o.scheduler,
-            warmup_steps=o.warmup_steps if o.warmup_steps else o.warmup_ratio,
-            weight_decay=o.weight_decay,
-            max_grad_norm=o.max_grad_norm,
-            adam_beta1=o.adam_beta1,
-            adam_beta2=o.adam_beta2,
-            adam_epsilon=o.adam_epsilon,
-            seed=h.seed,
-            data_seed=h.seed,
-            bf16=bf16,
-            fp16=fp16,
+            **trainer_arguments(run, run_dir, evaluate=eval_split is not None),
             gradient_checkpointing=h.gradient_checkpointing,
-            logging_steps=h.logging_steps,
-            logging_first_step=True,
-            eval_strategy=("steps" if h.eval_steps else "no") if eval_split is not None else "no",
-            eval_steps=h.eval_steps,
-            save_strategy="steps" if h.save_steps else "no",
-            save_steps=h.save_steps or 500,
-            save_total_limit=h.save_total_limit,
             max_length=h.seq_len,
             packing=h.packing,
             assistant_only_loss=False,  # the dataset already carries assistant_masks (any template)
             include_num_input_tokens_seen="non_padding",
-            report_to=[],
-            dataloader_num_workers=h.dataloader_num_workers,
-            use_cpu=not torch.cuda.is_available(),
             disable_tqdm=not verbose,
             # distributed=zero*: the plan's ds_config.json (written next to config.yaml by the launcher)
             deepspeed=str(run_dir / "ds_config.json") if run.distributed.zero_stage is not None else None,
@@ -236,13 +150,13 @@ class NativeBackend:
             eval_loss = trainer.evaluate().get("eval_loss")
         out_name = "adapter" if get_strategy(run).uses_adapter else "model"
         if trainer.is_world_process_zero():
-            final = run_dir / out_name
-            tmp = run_dir / f".{out_name}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            trainer.model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
+            from tuneforge.rundir import atomic_write_dir
+
+            def save(tmp: Path) -> None:
+                trainer.model.save_pretrained(tmp, safe_serialization=True)
+                tokenizer.save_pretrained(tmp)
+
+            atomic_write_dir(run_dir / out_name, save)
         from tuneforge.launch.ranks import write_rank_record
 
         write_rank_record(run_dir, trainer)  # every rank, when there are several: steps, samples, weights hash

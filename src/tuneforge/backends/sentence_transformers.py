@@ -18,14 +18,13 @@ loads it) and summary.json last. Under accelerate each rank runs ``python -m tun
 from __future__ import annotations
 
 import logging
-import os
 import random
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tuneforge.backends.hf_trainer import trainer_arguments
 from tuneforge.config.schema import RunConfig
 
 log = logging.getLogger(__name__)
@@ -250,13 +249,12 @@ class SentenceTransformersBackend:
         return self.train(run, run_dir)
 
     def build_trainer(self, run: RunConfig, run_dir: Path, callbacks: list | None = None) -> Any:
-        import torch
         from datasets import Dataset
         from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
         from tuneforge.data import prepare_splits
 
-        h, o, b = run.hparams, run.optim, run.backend
+        h, b = run.hparams, run.backend
         data = prepare_splits(run.dataset)
         shape = data_shape(run)
         train_rows = read_rows(data.train, shape)
@@ -277,39 +275,9 @@ class SentenceTransformersBackend:
         if data.sizes.get("val") and shape != "scored_pairs":
             queries, corpus, relevant, _ = ir_data(run, data.val)
             evaluator = ir_evaluator(queries, corpus, relevant, name="val", batch_size=max(h.micro_batch_size, 32))
-        bf16 = h.mixed_precision == "bf16" or (h.mixed_precision == "auto" and torch.cuda.is_available()
-                                               and torch.cuda.is_bf16_supported())
         args = SentenceTransformerTrainingArguments(
-            output_dir=str(run_dir / "checkpoints"),
-            num_train_epochs=h.epochs,
-            max_steps=h.max_steps,
-            per_device_train_batch_size=h.micro_batch_size,
-            per_device_eval_batch_size=h.micro_batch_size,
-            gradient_accumulation_steps=h.grad_accumulation,
-            learning_rate=o.lr,
-            optim=o.optimizer,
-            lr_scheduler_type=o.scheduler,
-            warmup_steps=o.warmup_steps if o.warmup_steps else o.warmup_ratio,
-            weight_decay=o.weight_decay,
-            max_grad_norm=o.max_grad_norm,
-            adam_beta1=o.adam_beta1,
-            adam_beta2=o.adam_beta2,
-            adam_epsilon=o.adam_epsilon,
-            seed=h.seed,
-            data_seed=h.seed,
-            bf16=bf16,
-            fp16=h.mixed_precision == "fp16",
-            logging_steps=h.logging_steps,
-            logging_first_step=True,
-            eval_strategy="steps" if h.eval_steps and evaluator is not None else "no",
-            eval_steps=h.eval_steps,
-            save_strategy="steps" if h.save_steps else "no",
-            save_steps=h.save_steps or 500,
-            save_total_limit=h.save_total_limit,
+            **trainer_arguments(run, run_dir, evaluate=evaluator is not None),
             batch_sampler=b.batch_sampler,
-            report_to=[],
-            dataloader_num_workers=h.dataloader_num_workers,
-            use_cpu=not torch.cuda.is_available(),
             **b.additional_parameters,
         )
         from tuneforge.launch.ranks import recording_trainer, world_size_from_env
@@ -328,7 +296,7 @@ class SentenceTransformersBackend:
         )
 
     def train(self, run: RunConfig, run_dir: Path) -> dict[str, Any]:
-        from tuneforge.backends.native import MetricsCallback
+        from tuneforge.backends.hf_trainer import MetricsCallback
         from tuneforge.preemption import latest_complete_checkpoint, preemption_callbacks
 
         t0 = time.perf_counter()
@@ -342,11 +310,9 @@ class SentenceTransformersBackend:
             val = {f"val_{k}": v for k, v in retrieval_metrics(raw, "val").items()}
         if trainer.is_world_process_zero():
             trainer.model.max_seq_length = self.model_max_seq_length
-            final, tmp = run_dir / WEIGHTS, run_dir / f".{WEIGHTS}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            trainer.model.save(str(tmp))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
+            from tuneforge.rundir import atomic_write_dir
+
+            atomic_write_dir(run_dir / WEIGHTS, lambda tmp: trainer.model.save(str(tmp)))
         from tuneforge.launch.ranks import write_rank_record
 
         write_rank_record(run_dir, trainer)
