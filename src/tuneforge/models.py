@@ -12,8 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 from tuneforge.config.schema import GGUFSourceConfig, ModelConfig, RunConfig, TinyModelConfig
 from tuneforge.errors import ModelLoadError
 from tuneforge.paths import cache_dir, project_root
+from tuneforge.rundir import atomic_write_dir
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +130,12 @@ def build_tiny_model(tiny: TinyModelConfig) -> Path:
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = hf_tok.pad_token_id
     model.generation_config.eos_token_id = hf_tok.eos_token_id
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    try:
+
+    def save(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         hf_tok.save_pretrained(tmp)
-        os.replace(tmp, target) if not target.exists() else shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    return atomic_write_dir(target, save, replace=False)  # a concurrent build's result is kept
 
 
 def packaged_model_dir(package: str) -> Path:
@@ -244,23 +239,14 @@ def build_gguf_model(src: GGUFSourceConfig) -> Path:
     except ImportError as exc:
         raise ModelLoadError(f"loading {src.file} needs the 'gguf' package: pip install gguf ({exc})") from None
     _fix_gguf_special_tokens(tok, model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
-    try:
+
+    def save(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / "SOURCE.json").write_text(json.dumps(
             {"package": src.package, "version": version, "file": src.file}, indent=2) + "\n")
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished the same conversion first: keep theirs
-            if not (target / "config.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    return atomic_write_dir(target, save, replace=False)  # a concurrent conversion's result is kept
 
 
 def local_model_dir(model: ModelConfig, *, build: bool = True) -> Path | None:

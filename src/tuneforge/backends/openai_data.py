@@ -76,10 +76,9 @@ def _seed_tiktoken_cache(name: str) -> bool:
         data = gzip.decompress((files("bpe_openai") / "data" / f"{name}.tiktoken.gz").read_bytes())
     except (ImportError, FileNotFoundError, OSError):
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    from tuneforge.rundir import atomic_write_bytes
+
+    atomic_write_bytes(target, data)
     return True
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -252,16 +251,14 @@ class OpenAIBackend:
 
     def prepare(self, run: RunConfig, run_dir: Path) -> dict[str, Path]:
         """The exact files that go up (copies of the prepared splits) + the data check, in the run directory."""
-        from tuneforge.rundir import atomic_write_text
+        from tuneforge.rundir import atomic_write_bytes, atomic_write_text
 
         (run_dir / "FAILED").unlink(missing_ok=True)  # re-attaching after a detach or a killed follower
         out = {}
         for split, src in self._splits(run).items():
             dest = run_dir / (TRAIN_FILE if split == "train" else VAL_FILE)
             if not dest.is_file():
-                tmp = dest.with_name(f".{dest.name}.tmp")
-                shutil.copyfile(src, tmp)
-                tmp.replace(dest)
+                atomic_write_bytes(dest, Path(src).read_bytes())
             out[split] = dest
         for name, text in self.artifacts(run, run_dir).items():
             atomic_write_text(run_dir / name, text)

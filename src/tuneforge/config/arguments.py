@@ -44,10 +44,9 @@ def recipe_file_overrides(value: str) -> list[str]:
     root = cache_dir() / "recipe-files" / digest
     copy = root / "recipe" / f"{path.stem}.yaml"
     if not copy.is_file():
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        tmp = copy.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(copy)
+        from tuneforge.rundir import atomic_write_text
+
+        atomic_write_text(copy, text)
     return [f"recipe={path.stem}", f"hydra.searchpath=[file://{root}]"]
 
 

@@ -363,14 +363,12 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
 
 def write_reports(run_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
     """loss_curve.png, report.md and report.html in ``run_dir``, each written atomically."""
-    from tuneforge.rundir import atomic_write_text
+    from tuneforge.rundir import atomic_write_bytes, atomic_write_text
 
     png = loss_curve_png(run_dir, results)
     paths = {"markdown": run_dir / "report.md", "html": run_dir / "report.html"}
     if png:
-        tmp = run_dir / ".loss_curve.png.tmp"
-        tmp.write_bytes(png)
-        tmp.replace(run_dir / "loss_curve.png")
+        atomic_write_bytes(run_dir / "loss_curve.png", png)
         paths["png"] = run_dir / "loss_curve.png"
     atomic_write_text(paths["markdown"], render_markdown(results, has_curve=bool(png)) + "\n")
     atomic_write_text(paths["html"], render_html(results, png))
