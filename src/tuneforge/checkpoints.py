@@ -16,6 +16,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from tuneforge.callbacks import CallbackBase
+
 SEAL = "tuneforge-complete.json"
 
 
@@ -107,13 +109,9 @@ def seal_checkpoint(ckpt: Path) -> None:
         os.close(fd)
 
 
-class CheckpointSealCallback:
+class CheckpointSealCallback(CallbackBase):
     """TrainerCallback (duck-typed, like MetricsCallback): seal each checkpoint once the Trainer saved it."""
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
 
     def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if not state.is_world_process_zero:

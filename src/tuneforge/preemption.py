@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tuneforge.callbacks import CallbackBase
+
 ENV_FLAG = "TUNEFORGE_PREEMPTION"
 MARKER = "PREEMPTED"
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: try again later
@@ -42,7 +44,7 @@ def latest_complete_checkpoint(ckpt_dir: Path) -> str | None:
     return verified(ckpt_dir)
 
 
-class PreemptionCallback:
+class PreemptionCallback(CallbackBase):
     """TrainerCallback (duck-typed, like MetricsCallback): save and stop at the step after a signal."""
 
     def __init__(self, run_dir: Path):
@@ -58,10 +60,6 @@ class PreemptionCallback:
             print(f"tuneforge: got {self.received.name}: checkpointing at the end of this step",
                   file=sys.stderr, flush=True)
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
 
     def _any_rank_signalled(self, args: Any) -> bool:
         import torch

@@ -22,6 +22,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.callbacks import CallbackBase
+
 if TYPE_CHECKING:  # schema.py imports tracking.config, which runs this __init__ first
     from tuneforge.config.schema import RunConfig
 
@@ -258,16 +260,12 @@ def log_eval_results(run: RunConfig, run_dir: Path, results: dict[str, Any]) -> 
     tracker.log_eval(results, step)
 
 
-class TrackingCallback:
+class TrackingCallback(CallbackBase):
     """transformers TrainerCallback (by duck typing, like MetricsCallback): Trainer logs -> the tracker."""
 
     def __init__(self, run: RunConfig, run_dir: Path):
         self.run, self.run_dir = run, run_dir
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if state.is_world_process_zero:
