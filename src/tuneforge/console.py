@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from tuneforge.callbacks import CallbackBase
+
 _HANDLER_NAME = "tuneforge-console"
 
 
@@ -107,6 +109,7 @@ class ProgressLine:
         self.every_s = every_s
         self.t0 = time.perf_counter()
         self._last_print = 0.0
+        self._last_key: Any = None
         self._width = 0
 
     @property
@@ -120,13 +123,18 @@ class ProgressLine:
             return False
 
     def update(self, done: int, **fields: Any) -> None:
+        """Show ``label done/total | key value | ... | elapsed, eta``. Piped: a line only when something
+        changed, and at most every ``every_s`` (the first and the final update always)."""
         now = time.perf_counter()
         final = self.total is not None and done >= self.total
-        if not self._tty() and not final and now - self._last_print < self.every_s and done > 1:
+        key = (done, self.total, tuple((k, v) for k, v in fields.items() if v is not None))
+        stale = not final and now - self._last_print < self.every_s and done > 1
+        if not self._tty() and (key == self._last_key or stale):
             return
-        self._last_print = now
+        self._last_print, self._last_key = now, key
         elapsed = now - self.t0
-        parts = [f"{self.label} {done}/{self.total}" if self.total else f"{self.label} {done}"]
+        parts = [f"{self.label} {done}/{self.total}" if self.total else f"{self.label} {done}" if done
+                 else self.label]
         for k, v in fields.items():
             if v is None:
                 continue
@@ -146,6 +154,17 @@ class ProgressLine:
         except ValueError:  # the stream was closed under us (interpreter exit): progress is optional
             pass
 
+    def message(self, text: str) -> None:
+        """A line of its own above the live line (which the next update redraws)."""
+        try:
+            if self._tty() and self._width:
+                self.stream.write("\r" + " " * self._width + "\r")
+                self._width = 0
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except ValueError:
+            pass
+
     def close(self) -> None:
         if self._tty() and self._width:
             try:
@@ -156,7 +175,7 @@ class ProgressLine:
         self._width = 0
 
 
-class TrainProgressCallback:
+class TrainProgressCallback(CallbackBase):
     """transformers TrainerCallback (duck-typed): one live line per run instead of the Trainer's raw log dicts.
 
     step/total, loss, lr, tokens/s and ETA; eval results as one line each. ``--verbose`` keeps the Trainer's
@@ -170,10 +189,6 @@ class TrainProgressCallback:
         self.tokens0: int = 0
         self.t0 = time.perf_counter()
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if state.is_world_process_zero:

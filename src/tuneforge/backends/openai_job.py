@@ -98,42 +98,6 @@ def _job_created_from(client: Any, training_file: str) -> Any:
 
 # --- following --------------------------------------------------------------------------------------------
 
-class Progress:
-    """One live line on a terminal (a plain line per change otherwise)."""
-
-    def __init__(self, job_id: str, stream: Any = None):
-        self.job_id, self.stream = job_id, stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.last = ""
-        self.t0 = time.monotonic()
-
-    def show(self, status: str, metrics: dict[str, Any] | None) -> None:
-        parts = [f"[{self.job_id}] {status:<16}"]
-        if metrics:
-            total = metrics.get("total_steps")
-            parts.append(f"step {metrics.get('step')}" + (f"/{total}" if total else ""))
-            if metrics.get("loss") is not None:
-                parts.append(f"train loss {metrics['loss']:.4f}")
-            if metrics.get("eval_loss") is not None:
-                parts.append(f"valid loss {metrics['eval_loss']:.4f}")
-        parts.append(f"{time.monotonic() - self.t0:6.0f}s")
-        line = "  ".join(parts)
-        if line.rsplit("  ", 1)[0] == self.last.rsplit("  ", 1)[0] and not self.tty:
-            return
-        self.last = line
-        self.stream.write(("\r" + line.ljust(100)) if self.tty else line + "\n")
-        self.stream.flush()
-
-    def message(self, text: str) -> None:
-        self.stream.write(("\r" + " " * 100 + "\r" if self.tty else "") + f"[{self.job_id}] {text}\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self.last:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 def metrics_record(data: dict[str, Any]) -> dict[str, Any]:
     """A metrics event's data (or a result-file row) as a metrics.jsonl record (the local runs' keys)."""
     def num(key: str) -> float | None:
@@ -195,7 +159,10 @@ def follow(client: Any, run: RunConfig, run_dir: Path, job_id: str, stream: Any 
     """Poll until the job ends; write events.jsonl, metrics.jsonl and job.json as they change."""
     b = run.backend
     seen = _seen_events(run_dir)
-    progress = Progress(job_id, stream)
+    from tuneforge.console import ProgressLine
+
+    progress = ProgressLine(f"[{job_id}]", None, out=stream, every_s=0.0)  # piped: a line per change
+    t0 = time.monotonic()
     interval, status, last_metrics = b.poll_interval_s, None, None
     try:
         while True:
@@ -207,18 +174,20 @@ def follow(client: Any, run: RunConfig, run_dir: Path, job_id: str, stream: Any 
                     seen.add(ev.id)
                     ev_f.write(json.dumps(ev.model_dump(mode="json"), ensure_ascii=False) + "\n")
                     if ev.type == "metrics" and isinstance(ev.data, dict) and "step" in ev.data:
-                        last_metrics = {**metrics_record(ev.data), "elapsed_s": round(time.monotonic()
-                                                                                      - progress.t0, 1)}
+                        last_metrics = {**metrics_record(ev.data), "elapsed_s": round(time.monotonic() - t0, 1)}
                         m_f.write(json.dumps(last_metrics) + "\n")
                     else:
-                        progress.message(f"{ev.level}: {ev.message}")
+                        progress.message(f"[{job_id}] {ev.level}: {ev.message}")
             changed = bool(events) or job.status != status
             if job.status != status:
                 rec = read_job(run_dir)
                 rec.update({"status": job.status, "fine_tuned_model": job.fine_tuned_model})
                 _save(run_dir, rec)
             status = job.status
-            progress.show(status, last_metrics)
+            m = last_metrics or {}
+            progress.total = m.get("total_steps")
+            progress.update(int(m.get("step") or 0), status=status, **{"train loss": m.get("loss"),
+                                                                      "valid loss": m.get("eval_loss")})
             if status in TERMINAL:
                 return job
             interval = b.poll_interval_s if changed else min(interval * 2, b.max_poll_interval_s)
