@@ -38,11 +38,6 @@ class RunArtifacts:
         return self.uses_adapter and self.run.method.quantization.bits is not None
 
 
-def _newest_runs(root: Path, n: int = 3) -> list[str]:
-    found = sorted(root.glob("*/*/config.yaml"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [str(p.parent) for p in found[:n]]
-
-
 def open_run(run_dir: Path | str, base: str | None = None) -> RunArtifacts:
     """Read ``<run_dir>/config.yaml`` and find the final weights; refuse a run that has none.
 
@@ -52,11 +47,9 @@ def open_run(run_dir: Path | str, base: str | None = None) -> RunArtifacts:
 
     run_dir = Path(run_dir).expanduser().resolve()
     if not (run_dir / "config.yaml").is_file():
-        hint = _newest_runs(Path("outputs"))
-        raise RunArtifactError(
-            f"run={run_dir}: not a run directory (no config.yaml)"
-            + (f"\n  newest runs: {', '.join(hint)}" if hint else "")
-        )
+        from tuneforge.runs import recent_runs_hint
+
+        raise RunArtifactError(f"run={run_dir}: not a run directory (no config.yaml)\n{recent_runs_hint()}")
     try:
         run = read_config(run_dir)
     except Exception as exc:  # noqa: BLE001 - OmegaConf/YAML raise many types; each is a bad config.yaml

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +71,9 @@ def hosted_answers(client: Any, model: str, prompts: list[list[dict]], cfg: Eval
 
 def evaluate_hosted_run(run_dir: Path | str, *, eval_config: EvalConfig | None = None, quiet: bool = False,
                         write_report: bool = True) -> dict[str, Any]:
-    from tuneforge.evaluation.metrics import JUDGED, METRICS, generation_metrics
+    from tuneforge.evaluation.results import ab_results, answer_metrics, publish_results
     from tuneforge.evaluation.runner import load_test_examples
     from tuneforge.openai_api import make_client
-    from tuneforge.rundir import atomic_write_json, versions
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir).expanduser().resolve()
@@ -87,62 +84,20 @@ def evaluate_hosted_run(run_dir: Path | str, *, eval_config: EvalConfig | None =
     log.info("evaluating %s on %d test examples (%s vs %s)", run_dir, len(examples), base_model, tuned_model)
     sides: dict[str, dict[str, float]] = {}
     answers: dict[str, list[str]] = {}
+    style: dict[str, Any] = {}
     for side, model, desc in (("base", base_model, "base"), ("finetuned", tuned_model, "fine-tuned")):
         s0 = time.perf_counter()
         got = hosted_answers(client, model, [ex.prompt_messages for ex in examples], cfg, run.hparams.seed, desc)
         answers[side] = [a for a, _ in got]
-        sides[side] = {**generation_metrics(answers[side], [ex.reference for ex in examples]),
-                       "avg_new_tokens": sum(n for _, n in got) / len(got),
-                       "seconds": round(time.perf_counter() - s0, 3)}
-        from tuneforge.evaluation.style import score_style
-
-        style_side = score_style(run.dataset, answers[side], [ex.reference for ex in examples])
-        if style_side["style_rate"] is not None:
-            sides[side]["style_rate"] = 100 * style_side["style_rate"]
-        sides[side]["forbidden_claims"] = len(style_side["forbidden_claims"])
-        sides.setdefault("_style", {})[side] = style_side  # type: ignore[assignment]
-    style = sides.pop("_style")
-    keys = [m.key for m in METRICS if m.key in sides["base"]]
-    delta = {k: sides["finetuned"][k] - sides["base"][k] for k in keys}
-    better = [m.key for m in JUDGED if m.key in delta and (delta[m.key] > 0) == m.higher_is_better and delta[m.key]]
-    results: dict[str, Any] = {
-        "style": style,
-        "run_dir": str(run_dir),
-        "created": datetime.now().isoformat(timespec="seconds"),
-        "split": "test",
-        "n_examples": len(examples),
-        "name": run.name,
-        "method": run.method.name,
-        "model": run.model.name_or_path,
-        "backend": run.backend.name,
-        "dataset": run.dataset.name,
-        "base_model": f"{base_model} (OpenAI chat completions)",
-        "finetuned_model": f"{tuned_model} (OpenAI chat completions)",
-        "decoding": {**{k: v for k, v in asdict(cfg).items() if k != "after_training"}, "seed": run.hparams.seed},
-        "base": sides["base"],
-        "finetuned": sides["finetuned"],
-        "delta": delta,
-        "improved": better,
-        "not_applicable": {"loss": NOT_APPLICABLE, "perplexity": NOT_APPLICABLE},
-        "samples": [{"system": ex.system, "prompt": ex.prompt, "reference": ex.reference,
-                     "base": answers["base"][i], "finetuned": answers["finetuned"][i]}
-                    for i, ex in enumerate(examples)],
-        "seconds": round(time.perf_counter() - t0, 3),
-        "versions": versions(),
-    }
-    atomic_write_json(run_dir / "eval.json", results)
-    if write_report:
-        from tuneforge.evaluation.report import write_reports
-
-        write_reports(run_dir, results)
-    if not quiet:
-        from tuneforge.evaluation.report import metrics_table_text
-
-        print(metrics_table_text(results))
-        print(f"  test loss / perplexity: {NOT_APPLICABLE}")
-        print(f"  eval.json   {run_dir / 'eval.json'}")
-        if write_report:
-            print(f"  report      {run_dir / 'report.html'}  (and report.md)")
+        sides[side], style[side] = answer_metrics(run, answers[side], [ex.reference for ex in examples],
+                                                  [n for _, n in got], cfg)
+        sides[side]["seconds"] = round(time.perf_counter() - s0, 3)
+    results = ab_results(run, run_dir, cfg, examples, sides=sides, answers=answers, style=style,
+                         base_desc=f"{base_model} (OpenAI chat completions)",
+                         tuned_desc=f"{tuned_model} (OpenAI chat completions)", t0=t0,
+                         not_applicable={"loss": NOT_APPLICABLE, "perplexity": NOT_APPLICABLE})
+    publish_results(run_dir, results, write_report=write_report, quiet=quiet,
+                    notes=(f"test loss / perplexity: {NOT_APPLICABLE}",))
     return results
 
 

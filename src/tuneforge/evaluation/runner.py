@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +21,10 @@ from tuneforge.config.schema import RunConfig
 from tuneforge.errors import DataError
 from tuneforge.evaluation.artifacts import RunArtifacts, load_base, load_full_model, load_run_tokenizer
 from tuneforge.evaluation.config import EvalConfig
-from tuneforge.evaluation.metrics import JUDGED, METRICS, generation_metrics, perplexity
+from tuneforge.evaluation.metrics import perplexity
 
 log = logging.getLogger(__name__)
 
-GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
 # end-of-turn tokens of common chat templates; generation stops at whichever the tokenizer has
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
 
@@ -190,18 +187,11 @@ def score_model(model: Any, tokenizer: Any, examples: list[EvalExample], run: Ru
     loss, n_tokens = assistant_loss(model, tokenizer, examples, cfg, run.hparams.seq_len, desc)
     answers = generate_answers(model, tokenizer, examples, cfg, run.hparams.seq_len, run.hparams.seed, desc)
     preds = [a for a, _ in answers]
-    from tuneforge.evaluation.style import score_style
+    from tuneforge.evaluation.results import answer_metrics
 
-    style = score_style(run.dataset, preds, [ex.reference for ex in examples], [n for _, n in answers],
-                        cfg.max_new_tokens)
-    metrics = {"loss": loss, "perplexity": perplexity(loss),
-               **generation_metrics(preds, [ex.reference for ex in examples]),
-               "avg_new_tokens": sum(n for _, n in answers) / len(answers),
-               "loss_tokens": n_tokens, "seconds": round(time.perf_counter() - t0, 3)}
-    if style["style_rate"] is not None:
-        metrics["style_rate"] = 100 * style["style_rate"]
-    metrics["forbidden_claims"] = len(style["forbidden_claims"])
-    metrics["_style"] = style
+    metrics, style = answer_metrics(run, preds, [ex.reference for ex in examples], [n for _, n in answers], cfg)
+    metrics = {"loss": loss, "perplexity": perplexity(loss), **metrics,
+               "loss_tokens": n_tokens, "seconds": round(time.perf_counter() - t0, 3), "_style": style}
     return metrics, preds
 
 
@@ -248,7 +238,6 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
     model) and write eval.json, then report.md / report.html. Returns what eval.json holds."""
     from tuneforge.evaluation.artifacts import open_run
     from tuneforge.evaluation.hosted import evaluate_hosted_run, hosted_run
-    from tuneforge.rundir import atomic_write_json, versions
 
     if hosted_run(run_dir):
         return evaluate_hosted_run(run_dir, eval_config=eval_config, quiet=quiet, write_report=write_report)
@@ -271,59 +260,16 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
             sides["finetuned"], answers["finetuned"] = score_model(model, tokenizer, examples, run, cfg,
                                                                    "fine-tuned")
     style = {side: sides[side].pop("_style") for side in sides}
-    delta = {m.key: sides["finetuned"][m.key] - sides["base"][m.key] for m in METRICS
-             if m.key in sides["base"] and m.key in sides["finetuned"]}
-    better = [m.key for m in JUDGED if m.key in delta
-              and (delta[m.key] < 0 if not m.higher_is_better else delta[m.key] > 0)]
-    results: dict[str, Any] = {
-        "run_dir": str(art.run_dir),
-        "created": datetime.now().isoformat(timespec="seconds"),
-        "split": "test",
-        "n_examples": len(examples),
-        "name": run.name,
-        "method": run.method.name,
-        "model": run.model.name_or_path,
-        "backend": run.backend.name,
-        "dataset": run.dataset.name,
-        "base_model": base_desc,
-        "finetuned_model": tuned_desc,
-        "decoding": {**{k: v for k, v in asdict(cfg).items() if k != "after_training"},
-                     "seed": run.hparams.seed},
-        "base": sides["base"],
-        "finetuned": sides["finetuned"],
-        "delta": delta,
-        "improved": better,
-        "style": style,
-        "hyperparameters": {"method": run.method.name, "r": getattr(run.method, "r", None),
-                            "lr": run.optim.lr, "max_steps": run.hparams.max_steps, "epochs": run.hparams.epochs,
-                            "micro_batch_size": run.hparams.micro_batch_size, "seq_len": run.hparams.seq_len,
-                            "packing": run.hparams.packing, "seed": run.hparams.seed},
-        "random_init_base": run.model.tiny is not None,
-        "samples": [
-            {"system": ex.system, "prompt": ex.prompt, "reference": ex.reference,
-             "base": answers["base"][i], "finetuned": answers["finetuned"][i]}
-            for i, ex in enumerate(examples)
-        ],
-        "seconds": round(time.perf_counter() - t0, 3),
-        "versions": versions(),
-    }
-    atomic_write_json(art.run_dir / "eval.json", results)
-    if write_report:
-        from tuneforge.evaluation.report import write_reports
+    from tuneforge.evaluation.results import ab_results, publish_results
 
-        write_reports(art.run_dir, results)
+    results = ab_results(run, art.run_dir, cfg, examples, sides=sides, answers=answers, style=style,
+                         base_desc=base_desc, tuned_desc=tuned_desc, t0=t0)
+    publish_results(art.run_dir, results, write_report=write_report, quiet=quiet)
     if run.tracking.name != "none":
         from tuneforge.tracking import close_trackers, log_eval_results
 
         log_eval_results(run, art.run_dir, results)
         close_trackers(art.run_dir)  # eval results are the last thing a run logs
-    if not quiet:
-        from tuneforge.evaluation.report import metrics_table_text
-
-        print(metrics_table_text(results))
-        print(f"  eval.json   {art.run_dir / 'eval.json'}")
-        if write_report:
-            print(f"  report      {art.run_dir / 'report.html'}  (and report.md)")
     return results
 
 
