@@ -25,6 +25,29 @@ def _shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(os.environ["TUNEFORGE_CACHE"])
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging_state() -> object:
+    """Entry points called in-process (``cli.main``) configure tuneforge's logging once per process; each
+    test starts from, and leaves, the logging state it found, so no test depends on another's leftovers.
+    (pytest's own capture handlers on the root logger change between phases and are left to pytest.)"""
+    import logging
+
+    tf, root = logging.getLogger("tuneforge"), logging.getLogger()
+    saved = list(tf.handlers), tf.level, tf.propagate, root.level
+    yield
+    handlers, level, propagate, root_level = saved
+    for h in [h for h in tf.handlers if h not in handlers]:
+        tf.removeHandler(h)
+    for h in handlers:
+        if h not in tf.handlers:
+            tf.addHandler(h)
+    tf.setLevel(level)
+    tf.propagate = propagate
+    for h in [h for h in root.handlers if (h.get_name() or "").startswith("tuneforge")]:
+        root.removeHandler(h)
+    root.setLevel(root_level)
+
+
 @pytest.fixture
 def out_root(tmp_path: Path) -> Path:
     """An output root for runs made by a test (override: output_root=<this>)."""

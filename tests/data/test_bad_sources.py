@@ -72,17 +72,30 @@ def test_unreadable_file_is_permission_denied(tmp_path: Path) -> None:
 
 
 def test_one_huge_row_does_not_exhaust_memory(tmp_path: Path) -> None:
-    """A valid 50 MB single-line example took 8.6 GB peak RSS in `data lint`; it is now rejected unread."""
+    """A valid 50 MB single-line example took 8.6 GB peak RSS in `data lint`; it is now rejected unread.
+
+    Measured against the same command on a one-row file run just before (which also pays for loading, or on
+    a fresh clone converting, the default model's tokenizer), so only what the huge row costs is compared."""
     import json
 
+    def lint_rss_mb(path: Path) -> tuple[subprocess.CompletedProcess, float]:
+        code = ("import resource, sys; from tuneforge.cli import main; rc = main(sys.argv[1:]); "
+                "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+        proc = subprocess.run([sys.executable, "-c", code, "data", "lint", str(path)], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=600)
+        assert "RSS" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return proc, int(proc.stdout.rsplit("RSS", 1)[1].split()[0]) / 1024
+
+    small = tmp_path / "small.jsonl"
+    small.write_text(json.dumps({"messages": [{"role": "user", "content": "hỏi"},
+                                              {"role": "assistant", "content": "Dạ, chữ."}]},
+                                ensure_ascii=False) + "\n")
     path = tmp_path / "huge.jsonl"
     row = {"messages": [{"role": "user", "content": "hỏi"}, {"role": "assistant", "content": "chữ " * 12_500_000}]}
     path.write_text(json.dumps(row, ensure_ascii=False) + "\n")
     assert path.stat().st_size > 50_000_000
-    code = ("import resource, sys; from tuneforge.cli import main; rc = main(sys.argv[1:]); "
-            "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code, "data", "lint", str(path)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=300)
+    _, baseline_mb = lint_rss_mb(small)  # first: a fresh clone converts the model here, not in the measured run
+    _, baseline_mb = lint_rss_mb(small)
+    proc, rss_mb = lint_rss_mb(path)
     assert proc.returncode == 2 and "D021" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
-    rss_mb = int(proc.stdout.rsplit("RSS", 1)[1].split()[0]) / 1024
-    assert rss_mb < 1500, f"peak RSS {rss_mb:.0f} MB"
+    assert rss_mb - baseline_mb < 400, f"peak RSS {rss_mb:.0f} MB vs {baseline_mb:.0f} MB for a one-row file"

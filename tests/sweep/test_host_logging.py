@@ -31,7 +31,7 @@ def test_sweep_keeps_the_callers_handlers_and_streams(out_root: Path) -> None:
         assert status == 0
         assert not stream.closed, "the sweep closed a handler's stream that the caller owns"
         assert handler in root.handlers, "the sweep removed the caller's logging handler"
-        logging.getLogger("tuneforge.test").warning("still logging")
+        logging.getLogger("host.app").warning("still logging")  # the caller's own logger, not tuneforge's
         assert "still logging" in stream.getvalue()
     finally:
         root.removeHandler(handler)
