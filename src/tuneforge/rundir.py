@@ -196,9 +196,11 @@ def versions() -> dict[str, str]:
     return out
 
 
-def finish_run(run: RunConfig, run_dir: Path, result: dict[str, Any], wall_time_s: float,
-               **extra: Any) -> dict[str, Any]:
-    """Write summary.json (last, atomically) and drop the RUNNING marker: the run is now complete."""
+def write_summary(run: RunConfig, run_dir: Path, result: dict[str, Any], wall_time_s: float,
+                  **extra: Any) -> dict[str, Any]:
+    """Write summary.json (last, atomically) and drop the RUNNING marker: the run is now complete.
+
+    Called only by :func:`tuneforge.finish.finish_run`, the one way every executor ends a run."""
     summary = {
         "name": run.name,
         "run_dir": str(run_dir),

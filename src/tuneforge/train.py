@@ -15,10 +15,11 @@ from tuneforge.backends.base import HostedBackend
 from tuneforge.backends.registry import get_backend
 from tuneforge.config.schema import RunConfig
 from tuneforge.errors import LaunchError
+from tuneforge.finish import finish_run
 from tuneforge.launch.registry import get_launcher
 from tuneforge.plan import write_run_plan
 from tuneforge.run_ownership import claim_run_dir, disk_problem, reset_bookkeeping
-from tuneforge.rundir import finish_run, write_config
+from tuneforge.rundir import write_config
 
 log = logging.getLogger(__name__)
 
@@ -102,33 +103,5 @@ def _train_in(run: RunConfig, run_dir: Path, resuming: bool, backend: Any, launc
         raise
     if result.get("submitted"):  # a batch job (launcher=slurm) finishes its run directory itself
         return result
-    summary = finish_run(run, run_dir, result, time.perf_counter() - t0,
-                         **({"resumed_from": Path(ckpt).name} if ckpt else {}))
-    if not quiet:
-        print(format_summary(summary))
-    from tuneforge.evaluation import after_training  # eval.after_training: eval.json + report
-
-    after_training(run, run_dir)
-    return summary
-
-
-def format_summary(s: dict[str, Any]) -> str:
-    def f(v: Any, fmt: str = "{:.4f}") -> str:
-        return fmt.format(v) if isinstance(v, (int, float)) else "-"
-
-    tok_s = s["tokens"] / s["train_runtime_s"] if s.get("train_runtime_s") and s.get("tokens") else None
-    lines = [
-        "",
-        f"tuneforge run complete: {s['name']}  ({s['method']} on {s['model']}, backend={s['backend']}, "
-        f"launcher={s['launcher']})",
-        f"  loss        first {f(s.get('first_loss'))}  ->  last {f(s.get('last_loss'))}"
-        f"   (mean {f(s.get('train_loss'))})",
-        f"  eval loss   {f(s.get('eval_loss'))}",
-        f"  steps       {s.get('steps')}   tokens {s.get('tokens')}   tokens/s {f(tok_s, '{:.0f}')}",
-        f"  wall time   {f(s.get('wall_time_s'), '{:.1f}')} s",
-        f"  run dir     {s['run_dir']}",
-        f"  weights     {s['run_dir']}/{s.get('weights', 'adapter')}" if not s.get("fine_tuned_model") else
-        f"  model       {s['fine_tuned_model']}  (hosted; job {s.get('job_id')}, {s.get('trained_tokens')} trained "
-        "tokens)",
-    ]
-    return "\n".join(lines)
+    return finish_run(run, run_dir, result, time.perf_counter() - t0, quiet=quiet,
+                      **({"resumed_from": Path(ckpt).name} if ckpt else {}))

@@ -14,8 +14,9 @@ import pytest
 from tuneforge.backends.registry import get_backend
 from tuneforge.config.compose import load_run_config
 from tuneforge.config.store import SCHEMAS
+from tuneforge.finish import finish_run
 from tuneforge.plan import make_plan
-from tuneforge.rundir import finish_run, read_config, write_config
+from tuneforge.rundir import read_config, write_config
 from tuneforge.secrets import is_secret_key
 
 PAT = "ghp_service-pat-value-0123456789"
@@ -36,7 +37,7 @@ def test_launcher_env_values_never_reach_the_run_directory(tmp_path: Path) -> No
     write_config(run, tmp_path)
     plan = make_plan(run, tmp_path)
     (tmp_path / "plan.txt").write_text(plan.render())
-    finish_run(run, tmp_path, {"steps": 1}, 1.0)
+    finish_run(run, tmp_path, {"steps": 1}, 1.0, quiet=True)
     _secret_free(tmp_path, PAT)
     again = read_config(tmp_path)
     assert again.launcher.env == {"MY_SERVICE_PAT": "***REDACTED***", "OMP_NUM_THREADS": "2"}  # safe: kept

@@ -29,7 +29,8 @@ def _loss_steps(run_dir: Path) -> list[int]:
 
 
 def test_train_through_slurm(slurm_cluster: str, out_root: Path, capsys: pytest.CaptureFixture) -> None:
-    run = load_run_config(_overrides(out_root, "hparams.max_steps=6", "launcher.wait=true"))
+    run = load_run_config(_overrides(out_root, "hparams.max_steps=6", "launcher.wait=true",
+                                     "eval.after_training=true", "eval.max_samples=2", "eval.max_new_tokens=4"))
     summary = train(run, quiet=True)
     run_dir = Path(summary["run_dir"])
     job_id = summary["slurm_job_id"]
@@ -40,6 +41,9 @@ def test_train_through_slurm(slurm_cluster: str, out_root: Path, capsys: pytest.
     assert _loss_steps(run_dir) == list(range(1, 7))
     assert summary["eval_loss"] is not None
     assert "#SBATCH --nodes=1" in (run_dir / "job.sbatch").read_text()
+    # eval.after_training ran on the job's side, through the same finish_run as a local run
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    assert evaluation["n_examples"] == 2 and (run_dir / "report.md").is_file()
     # each node's log lands in the run directory; the worker ran under accelerate inside srun
     node_log = (run_dir / "logs" / f"node0-{job_id}.out").read_text()
     assert '"rank": "0"' in node_log and '"steps": 6' in node_log

@@ -43,14 +43,3 @@ def evaluate_run(run_dir: Path | str, **kwargs: Any) -> dict[str, Any]:
     from tuneforge.evaluation.runner import evaluate_run as _evaluate_run
 
     return _evaluate_run(Path(run_dir), **kwargs)
-
-
-def after_training(run: RunConfig, run_dir: Path) -> None:
-    """train.py's hook once summary.json is written: evaluate if asked, then close the run's trackers."""
-    from tuneforge.tracking import close_trackers
-
-    try:
-        if run.eval.after_training:
-            evaluate_run(run_dir)
-    finally:
-        close_trackers(run_dir)

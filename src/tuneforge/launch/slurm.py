@@ -393,8 +393,8 @@ def requeue(job_id: str) -> bool:
 
 
 def job_end(run_dir: Path, rc: int) -> int:
-    from tuneforge.rundir import finish_run, read_config
-    from tuneforge.train import format_summary
+    from tuneforge.finish import finish_run
+    from tuneforge.rundir import read_config
 
     job_id = os.environ.get("SLURM_JOB_ID", "?")
     preempted = run_dir / "PREEMPTED"
@@ -421,10 +421,8 @@ def job_end(run_dir: Path, rc: int) -> int:
     info_path = _job_info_path(run_dir)
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     # the same fields as tuneforge.train.train writes, plus where and how often the job ran
-    summary = finish_run(run, run_dir, result, time.time() - info.get("first_start_unix", time.time()),
-                         slurm_job_id=job_id, slurm_restarts=info.get("restarts", 0),
-                         preemptions=info.get("preemptions", []))
-    print(format_summary(summary), flush=True)
+    finish_run(run, run_dir, result, time.time() - info.get("first_start_unix", time.time()),
+               slurm_job_id=job_id, slurm_restarts=info.get("restarts", 0), preemptions=info.get("preemptions", []))
     return 0
 
 
