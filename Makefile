@@ -94,8 +94,9 @@ test-all: $(STAMP) ## every test except the GPU ones
 bench: $(STAMP) ## benchmarks against their baselines (results in bench/results/)
 	$(BIN)/python bench/run.py $(OVERRIDES)
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and the import contracts in pyproject.toml (layers, no cycles, no torch in plan)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .cache .pytest_cache

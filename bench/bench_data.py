@@ -85,8 +85,8 @@ def _children_cpu() -> float:
 
 def child(path: Path, tokens: bool) -> dict:
     """One measurement, in its own process."""
-    from tuneforge.data.config import DatasetConfig
     from tuneforge.data.pipeline import TokenOptions, run_pipeline
+    from tuneforge.schema.dataset import DatasetConfig
 
     opts = None
     if tokens:

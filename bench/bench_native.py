@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> str:
     args = ap.parse_args(argv)
 
     from tuneforge.config.compose import load_run_config
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
     from tuneforge.models import resolve_model_path
 
     overrides = [f"recipe={args.recipe}", f"hparams.max_steps={args.steps}", "hparams.eval_steps=null",

@@ -10,8 +10,8 @@ import pytest
 
 from tests.evaluation.shared_run import SharedRun, trained_lora_run
 from tuneforge.cli import main
-from tuneforge.evaluation.config import EvalConfig
 from tuneforge.inference import interactive, load_chat_model, reply
+from tuneforge.schema.evaluation import EvalConfig
 
 GREEDY = EvalConfig(max_new_tokens=12, do_sample=False)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from tuneforge.config.schema import TinyModelConfig
 from tuneforge.models import build_tiny_model, tiny_model_key
+from tuneforge.schema.run import TinyModelConfig
 
 
 def _weights(d: Path) -> dict:

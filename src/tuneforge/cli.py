@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from tuneforge.console import configure_logging
-from tuneforge.data.command import cmd_data
+from tuneforge.data_command import cmd_data
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluation.runner import cmd_eval
 from tuneforge.inference import cmd_chat
@@ -20,7 +20,7 @@ from tuneforge.jobs import cmd_cancel, cmd_jobs
 from tuneforge.merge import cmd_merge
 from tuneforge.recipes import cmd_cp, cmd_recipes
 from tuneforge.runs import cmd_runs
-from tuneforge.sweep import cmd_sweep
+from tuneforge.sweep.command import cmd_sweep
 
 
 def cmd_train(args: list[str]) -> int:

@@ -46,7 +46,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuneforge.config.schema import RunConfig
+from tuneforge.schema.run import RunConfig
 
 GiB = 1024**3
 OVERHEAD_BYTES = 1.0 * GiB
@@ -179,7 +179,7 @@ class MemoryEstimate:
 
 
 def estimate_memory(run: RunConfig) -> MemoryEstimate:
-    from tuneforge.launch.deepspeed import world_size
+    from tuneforge.distributed.deepspeed import world_size
 
     m, h, d = run.method, run.hparams, run.distributed
     shape, exact = model_shape(run)
@@ -267,7 +267,7 @@ def estimate_memory(run: RunConfig) -> MemoryEstimate:
         est.warnings.append(f"the adapter ({trainable / 1e6:.4g} M parameters, {trainable * 4 / 2**20:.0f} MiB in "
                             f"fp32) is larger than the base model ({params / 1e6:.4g} M): method.r={run.method.r} "
                             "is far beyond a useful LoRA rank (typical: 8..64)")
-    from tuneforge.gpus import target_memory_gb
+    from tuneforge.schema.gpu import target_memory_gb
 
     limit, source = target_memory_gb(run)
     if limit is not None and est.total_gib > limit:
@@ -308,7 +308,7 @@ def _zero_buffers(run: RunConfig, shape: Shape, params: float, trainable: float,
 def _hint(run: RunConfig) -> str:
     h, d = run.hparams, run.distributed
     tips = []
-    from tuneforge.launch.deepspeed import world_size
+    from tuneforge.distributed.deepspeed import world_size
 
     if (d.zero_stage or 0) >= 1 and world_size(run) == 1:
         tips.append("more processes, e.g. launcher.gpus_per_node=8 (ZeRO shards across them; one shards nothing)")

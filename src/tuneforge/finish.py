@@ -11,21 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuneforge.config.schema import RunConfig
 from tuneforge.rundir import write_summary
+from tuneforge.schema.run import RunConfig
 
 
 def finish_run(run: RunConfig, run_dir: Path, result: dict[str, Any], wall_time_s: float, *,
                quiet: bool = False, **extra: Any) -> dict[str, Any]:
     """summary.json (atomically, last) -> the printed summary -> eval.after_training -> trackers closed."""
-    from tuneforge.tracking import close_trackers
+    from tuneforge.tracking.trackers import close_trackers
 
     summary = write_summary(run, run_dir, result, wall_time_s, **extra)
     if not quiet:
         print(format_summary(summary), flush=True)
     try:
         if run.eval.after_training:  # eval.json + report.md/html next to the weights
-            from tuneforge.evaluation import evaluate_run
+            from tuneforge.evaluation.runner import evaluate_run
 
             evaluate_run(run_dir)
     finally:

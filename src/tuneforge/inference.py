@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from tuneforge.errors import RunArtifactError
 from tuneforge.evaluation.artifacts import RunArtifacts
-from tuneforge.evaluation.config import EvalConfig
+from tuneforge.schema.evaluation import EvalConfig
 
 
 @dataclass
@@ -44,7 +44,7 @@ def training_system_prompt(art: RunArtifacts) -> str | None:
     """``dataset.system_prompt``, else the system turn that most training conversations open with."""
     if art.run.dataset.system_prompt:
         return art.run.dataset.system_prompt
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
 
     counts: collections.Counter[str] = collections.Counter()
     total = 0

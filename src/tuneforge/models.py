@@ -16,10 +16,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tuneforge.config.schema import GGUFSourceConfig, ModelConfig, RunConfig, TinyModelConfig
 from tuneforge.errors import ModelLoadError
 from tuneforge.paths import cache_dir, project_root
 from tuneforge.rundir import atomic_write_dir
+from tuneforge.schema.run import GGUFSourceConfig, ModelConfig, RunConfig, TinyModelConfig
 
 log = logging.getLogger(__name__)
 

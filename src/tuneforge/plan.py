@@ -27,10 +27,10 @@ from typing import Any
 import yaml
 
 from tuneforge.backends.registry import get_backend
-from tuneforge.config.schema import RunConfig
 from tuneforge.estimate import MemoryEstimate, estimate_memory
 from tuneforge.launch.registry import get_launcher
 from tuneforge.rundir import redact, run_to_dict
+from tuneforge.schema.run import RunConfig
 from tuneforge.verdict import Verdict, make_verdict
 
 PLAN_TEXT = "plan.txt"
@@ -147,7 +147,7 @@ def default_run_dir(run: RunConfig) -> Path:
 def make_plan(run: RunConfig, run_dir: Path | None = None, *, for_target: bool = False) -> Plan:
     """``for_target``: describe the machine the recipe is for (``plan``), not this host (``train``)."""
     if for_target:
-        from tuneforge.launch.accelerate import describing_target
+        from tuneforge.distributed.devices import describing_target
 
         with describing_target():
             return make_plan(run, run_dir)
@@ -156,8 +156,7 @@ def make_plan(run: RunConfig, run_dir: Path | None = None, *, for_target: bool =
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(run)
     artifacts: dict[str, str] = {}
     artifacts.update(backend.artifacts(run, run_dir))
-    if hasattr(launcher, "artifacts"):
-        artifacts.update(launcher.artifacts(run, run_dir, backend))
+    artifacts.update(launcher.artifacts(run, run_dir, backend))
     artifacts = {name: redact(text) for name, text in artifacts.items()}
     commands = [[redact(a) for a in c] for c in launcher.commands(run, run_dir, backend)]
     memory = None if backend.hosted else estimate_memory(run)  # no local GPU for a hosted job
@@ -184,7 +183,7 @@ def _notes(run: RunConfig, run_dir: Path) -> list[str]:
     if run.distributed.zero_stage is not None:
         notes.append("ds_config.json is checked by deepspeed.runtime.config.DeepSpeedConfig before launch "
                      "(\"auto\" values are filled by the Trainer)")
-    from tuneforge.data.report import plan_notes
+    from tuneforge.data.plan_notes import plan_notes
 
     if get_backend(run.backend.name).hosted:
         return notes  # the backend's own data check (openai_calls.txt) has the tokens and the cost
@@ -195,7 +194,7 @@ def _notes(run: RunConfig, run_dir: Path) -> list[str]:
 def validate_plan(plan: Plan) -> list[str]:
     """Run the targets' own validators on the plan's translations (slow imports). Returns what was checked."""
     from tuneforge.backends.axolotl import AXOLOTL_YAML, validate_axolotl_config
-    from tuneforge.launch.deepspeed import DS_CONFIG_NAME, validate_ds_config
+    from tuneforge.distributed.deepspeed import DS_CONFIG_NAME, validate_ds_config
 
     checked = []
     if DS_CONFIG_NAME in plan.artifacts:

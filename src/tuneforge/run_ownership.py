@@ -27,9 +27,9 @@ from typing import IO, Any
 
 import yaml
 
-from tuneforge.config.schema import RunConfig
 from tuneforge.errors import ConfigError, LaunchError
 from tuneforge.rundir import atomic_write_text, is_complete, multinode_run_dir, new_run_dir, redact, run_to_dict
+from tuneforge.schema.run import RunConfig
 
 LOCK_NAME = ".tuneforge.lock"
 # files tuneforge (and Hydra, for a sweep trial) put into a run directory before the run starts

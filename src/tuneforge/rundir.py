@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from tuneforge.config.schema import RunConfig
 from tuneforge.paths import project_root
+from tuneforge.schema.run import RunConfig
 from tuneforge.secrets import REDACTED, SECRET_ENV, is_safe_env, is_secret_key  # noqa: F401  (re-exported)
 from tuneforge.secrets import secret_values as _secret_values
 
@@ -119,7 +119,7 @@ def read_config(run_dir: Path) -> RunConfig:
     """Re-type a run directory's config.yaml through the schema (what a worker or eval/merge reads)."""
     from omegaconf import OmegaConf
 
-    from tuneforge.config.store import SCHEMAS
+    from tuneforge.schema.store import SCHEMAS
 
     loaded = OmegaConf.load(run_dir / "config.yaml")
     schema = OmegaConf.structured(RunConfig)

@@ -11,15 +11,15 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from tuneforge.backends.base import HostedBackend
 from tuneforge.backends.registry import get_backend
-from tuneforge.config.schema import RunConfig
 from tuneforge.errors import LaunchError
 from tuneforge.finish import finish_run
 from tuneforge.launch.registry import get_launcher
 from tuneforge.plan import write_run_plan
 from tuneforge.run_ownership import claim_run_dir, disk_problem, reset_bookkeeping
 from tuneforge.rundir import write_config
+from tuneforge.schema.components import Backend, HostedBackend, Launcher
+from tuneforge.schema.run import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ def train(run: RunConfig, *, quiet: bool = False, yes: bool = False) -> dict[str
     launcher = get_launcher(run.launcher.name)
     if backend.hosted:  # format rules, tokens, cost (and the question) before a run directory exists
         cast(HostedBackend, backend).preflight(run, yes=yes)
-    elif getattr(launcher, "runs_here", True):  # a batch job may see models this host cannot
-        from tuneforge.data import prepare_splits
+    elif launcher.runs_here:  # a batch job may see models this host cannot
+        from tuneforge.data.prepare import prepare_splits
         from tuneforge.models import check_model_reachable
 
         check_model_reachable(run)
@@ -72,7 +72,7 @@ def train(run: RunConfig, *, quiet: bool = False, yes: bool = False) -> dict[str
         claim.release()
 
 
-def _train_in(run: RunConfig, run_dir: Path, resuming: bool, backend: Any, launcher: Any,
+def _train_in(run: RunConfig, run_dir: Path, resuming: bool, backend: Backend, launcher: Launcher,
               quiet: bool) -> dict[str, Any]:
     from tuneforge.preemption import latest_complete_checkpoint
 

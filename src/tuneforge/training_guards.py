@@ -14,8 +14,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from tuneforge.config.schema import RunConfig
 from tuneforge.errors import DataError, TrainingFailedError
+from tuneforge.schema.run import RunConfig
 
 ZERO_LOSS_RUN = 3  # consecutive logged losses of exactly 0.0 that stop a run
 

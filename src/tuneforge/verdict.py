@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneforge.config.schema import RunConfig
 from tuneforge.estimate import MemoryEstimate, model_shape
+from tuneforge.schema.run import RunConfig
 
 CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for BPE tokenizers on mixed text; only for the labelled estimate
 TOKENS_PER_MESSAGE = 4  # chat-template overhead per message (role header + end marker) in that estimate
@@ -37,7 +37,7 @@ class DataSize:
 
 def data_size(run: RunConfig) -> DataSize:
     """The train split's examples and tokens: make data's exact counts, else a labelled estimate."""
-    from tuneforge.data import prepared_dir, source_path, tokens_key
+    from tuneforge.data.prepare import prepared_dir, source_path, tokens_key
 
     try:
         if not source_path(run.dataset).is_file():
@@ -48,7 +48,7 @@ def data_size(run: RunConfig) -> DataSize:
             rep = json.loads(exact.read_text(encoding="utf-8"))
             return DataSize(rep["splits"].get("train"), rep["tokens"]["per_split"]["train"]["total"], True,
                             f"counted by `make data` with {rep['tokens']['tokenizer']}")
-        from tuneforge.data import prepare_splits
+        from tuneforge.data.prepare import prepare_splits
 
         prep = prepare_splits(run.dataset)  # lint + split only (cached): no tokenizer
         chars = messages = 0
@@ -111,7 +111,7 @@ class Verdict:
         out = []
         total = m.total_gib
         if self.limit_gib is None:
-            from tuneforge.launch.accelerate import runs_on_cpu
+            from tuneforge.distributed.devices import runs_on_cpu
 
             where = "runs on this host's CPU" if runs_on_cpu(r) else "no target GPU named"
             out.append(f"fits?      {where}; {total:.1f} GiB per GPU on a GPU. For a verdict: gpu=<type> "
@@ -189,8 +189,8 @@ def flops_per_token(run: RunConfig) -> float:
 
 
 def make_verdict(run: RunConfig, memory: MemoryEstimate, data: DataSize | None = None) -> Verdict:
-    from tuneforge.gpus import target_memory_gb
-    from tuneforge.launch.deepspeed import world_size
+    from tuneforge.distributed.deepspeed import world_size
+    from tuneforge.schema.gpu import target_memory_gb
 
     data = data if data is not None else data_size(run)
     gpus = world_size(run)

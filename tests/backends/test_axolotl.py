@@ -146,10 +146,10 @@ def test_axolotl_lora_trains_on_cpu(out_root: Path) -> None:
                                                        "backend.dataset_processes=1"]), run_dir)["axolotl.yaml"] \
         == text, "the run wrote a different axolotl.yaml than its plan shows"
     # eval and merge read only the run directory: an axolotl run works exactly like a native one
-    from tuneforge.evaluation.config import EvalConfig
     from tuneforge.evaluation.metrics import METRICS
     from tuneforge.evaluation.runner import evaluate_run
     from tuneforge.merge import merge_run
+    from tuneforge.schema.evaluation import EvalConfig
 
     results = evaluate_run(run_dir, eval_config=EvalConfig(max_samples=4, max_new_tokens=8, batch_size=4),
                            quiet=True)

@@ -19,7 +19,7 @@ def test_axolotl_preprocess_accepts_the_emitted_yaml(tmp_path: Path) -> None:
     from datasets import load_from_disk
 
     from tuneforge.config.compose import load_run_config
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
     from tuneforge.models import build_tiny_model
 
     axolotl = Path(sys.executable).parent / "axolotl"

@@ -83,7 +83,7 @@ def test_tiny_training_loss_falls_and_model_reloads(tiny_run: dict) -> None:
 
 
 def test_eval_reports_retrieval_metrics_base_vs_finetuned(tiny_run: dict) -> None:
-    from tuneforge.evaluation import evaluate_run
+    from tuneforge.evaluation.runner import evaluate_run
 
     run_dir = Path(tiny_run["run_dir"])
     results = evaluate_run(run_dir, quiet=True)
@@ -114,7 +114,7 @@ def test_search_prints_the_top_answers(tiny_run: dict, capsys: pytest.CaptureFix
 
 def test_dalat_retrieval_split_leaks_nothing() -> None:
     from tuneforge.backends.sentence_transformers import read_rows
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
 
     run = load_run_config(["recipe=embed-minilm"])
     data = prepare_splits(run.dataset)
@@ -131,7 +131,7 @@ def test_dalat_retrieval_split_leaks_nothing() -> None:
 
 def test_hard_negatives_come_from_train_answers_of_the_same_category() -> None:
     from tuneforge.backends.sentence_transformers import add_hard_negatives, answer_categories, read_rows
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
 
     run = load_run_config(["recipe=embed-minilm", "backend.hard_negatives=true"])
     train_rows = read_rows(prepare_splits(run.dataset).train, "pairs")
@@ -145,8 +145,8 @@ def test_hard_negatives_come_from_train_answers_of_the_same_category() -> None:
 
 def _lint(path: Path, fmt: str) -> tuple[list[dict], list[str]]:
     """(prepared rows, findings as 'line: RULE message') from the data pipeline."""
-    from tuneforge.data.config import DatasetConfig, LintConfig
     from tuneforge.data.pipeline import run_pipeline
+    from tuneforge.schema.dataset import DatasetConfig, LintConfig
 
     ds = DatasetConfig(name=path.stem, path=str(path), format=fmt,
                        lint=LintConfig(min_examples_error=0, min_examples_warning=0))
@@ -260,7 +260,7 @@ def test_two_processes_on_cpu_through_accelerate(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_default_recipe_beats_the_base_mrr_by_a_tenth(tmp_path: Path) -> None:
-    from tuneforge.evaluation import evaluate_run
+    from tuneforge.evaluation.runner import evaluate_run
     from tuneforge.train import train
 
     summary = train(load_run_config(["recipe=embed-minilm", f"output_root={tmp_path}"]), quiet=True)
@@ -272,7 +272,7 @@ def test_default_recipe_beats_the_base_mrr_by_a_tenth(tmp_path: Path) -> None:
 def test_sweep_results_rank_a_named_objective_higher_first(tmp_path: Path) -> None:
     """Trials of an embedding sweep carry val_mrr@10 (run_trial stores minus it as the minimized objective)."""
     from tuneforge.rundir import atomic_write_json
-    from tuneforge.sweep import write_results
+    from tuneforge.sweep.results import write_results
 
     for num, (lr, mrr) in enumerate((("2e-5", 0.55), ("5e-5", 0.61))):
         atomic_write_json(tmp_path / f"trial-{num}" / "trial.json", {

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tuneforge.data.config import DatasetConfig, LintConfig
+from tuneforge.schema.dataset import DatasetConfig, LintConfig
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "

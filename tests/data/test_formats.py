@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.data.files import write_lines
-from tuneforge.data.config import EMBEDDING_FORMATS, FieldMap
 from tuneforge.data.formats import FORMATS, guess_format, read_records, write_records
 from tuneforge.data.lint import check_messages
 from tuneforge.data.records import chat_line
 from tuneforge.errors import DataError
+from tuneforge.schema.dataset import EMBEDDING_FORMATS, FieldMap
 
 SYSTEM = "Bạn là trợ lý du lịch Đà Lạt."
 SINGLE_TURN = [

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from tests.data.files import chat, lint_config, write_lines
-from tuneforge.data.config import ForbiddenClaim
 from tuneforge.data.lint import RULES
 from tuneforge.data.pipeline import TokenOptions, run_pipeline
 from tuneforge.data.tokens import TokenCounter
+from tuneforge.schema.dataset import ForbiddenClaim
 
 
 def ok(i: int, **kw: Any) -> dict[str, Any]:

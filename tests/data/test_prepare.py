@@ -14,15 +14,15 @@ import pytest
 
 from tests.data.files import chat, lint_config, write_lines
 from tuneforge.config.compose import load_run_config
-from tuneforge.data import data_key, prepare_splits
 from tuneforge.data.augment import TemplateAugmenter, as_question, strip_numbering
-from tuneforge.data.config import AugmentConfig, DatasetConfig, SplitConfig
 from tuneforge.data.pipeline import run_pipeline
+from tuneforge.data.prepare import data_key, prepare_splits
 from tuneforge.data.split import TEST, TRAIN, VAL, assign_splits
 from tuneforge.data.stats import OPENAI_TRAINING_PRICES, openai_cost, packing_efficiency, padding_waste
 from tuneforge.data.tokens import TokenCounter
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.paths import project_root
+from tuneforge.schema.dataset import AugmentConfig, DatasetConfig, SplitConfig
 
 TEMPLATES = ["Xin hỏi, {question}", "Ê ad ơi, {question}", "Tư vấn giúp mình: {question}",
              "Anh/chị cho em hỏi {question} ạ", "Mình sắp đi. {Question}", "{question}"]

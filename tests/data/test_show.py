@@ -13,7 +13,7 @@ from tuneforge.data.show import CLOSE, GREEN, OPEN, show_examples
 
 
 def _first_train_example(run) -> list[dict]:
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
 
     with open(prepare_splits(run.dataset).train, encoding="utf-8") as f:
         return json.loads(f.readline())["messages"]

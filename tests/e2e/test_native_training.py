@@ -89,7 +89,7 @@ def test_qlora_tiny_trains_on_a_4bit_base(out_root: Path) -> None:
     from peft import PeftModel
 
     from tuneforge.models import load_model
-    from tuneforge.strategies import get_strategy
+    from tuneforge.strategies.registry import get_strategy
 
     summary, run_dir = _train("qlora-tiny", out_root)
     _assert_run_dir(run_dir, "adapter")

@@ -20,7 +20,7 @@ def lora_run(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
 
 
 def test_eval_after_training_has_every_metric_and_finetuned_beats_base(lora_run: SharedRun) -> None:
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
     from tuneforge.rundir import read_config
 
     results = json.loads((lora_run.run_dir / "eval.json").read_text())
@@ -105,7 +105,7 @@ def test_generation_metrics_scale_and_unicode() -> None:
 
 def test_loss_mask_covers_assistant_tokens_with_or_without_generation_markers(lora_run: SharedRun) -> None:
     from tuneforge.evaluation.artifacts import load_run_tokenizer, open_run
-    from tuneforge.evaluation.runner import assistant_token_mask
+    from tuneforge.evaluation.examples import assistant_token_mask
 
     tok = load_run_tokenizer(open_run(lora_run.run_dir))
     msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "Hỏi một"},

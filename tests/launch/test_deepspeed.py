@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tuneforge.config.compose import load_run_config
+from tuneforge.distributed.deepspeed import build_ds_config, validate_ds_config
 from tuneforge.errors import ConfigError
-from tuneforge.launch.deepspeed import build_ds_config, validate_ds_config
 
 OPTIONS = ["zero1", "zero2", "zero3", "zero3-offload"]
 

@@ -127,7 +127,7 @@ def test_replan_removes_stale_files_and_commands_sh_runs_as_written(tmp_path: Pa
 
 
 def test_data_hint_names_the_recipe() -> None:
-    from tuneforge.data.report import plan_notes
+    from tuneforge.data.plan_notes import plan_notes
 
     run = load_run_config(["recipe=qlora-llama"])
     assert not any("..." in n for n in plan_notes(run))

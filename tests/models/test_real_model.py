@@ -33,7 +33,8 @@ def test_lora_steps_on_the_real_model_lower_the_loss_and_it_generates(tmp_path: 
     import torch
     from peft import PeftModel
 
-    from tuneforge.evaluation.runner import assistant_loss, load_test_examples
+    from tuneforge.evaluation.examples import load_test_examples
+    from tuneforge.evaluation.runner import assistant_loss
     from tuneforge.models import load_model, load_tokenizer
     from tuneforge.train import train
 

@@ -13,10 +13,10 @@ import pytest
 
 from tuneforge.backends.registry import get_backend
 from tuneforge.config.compose import load_run_config
-from tuneforge.config.store import SCHEMAS
 from tuneforge.finish import finish_run
 from tuneforge.plan import make_plan
 from tuneforge.rundir import read_config, write_config
+from tuneforge.schema.store import SCHEMAS
 from tuneforge.secrets import is_secret_key
 
 PAT = "ghp_service-pat-value-0123456789"
@@ -103,7 +103,7 @@ def test_credential_names_are_redacted(key: str) -> None:
 
 def test_wandb_does_not_record_argv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """wandb stores the process's argv in its run files; a secret typed on the command line must not land there."""
-    from tuneforge.tracking import WandbTracker
+    from tuneforge.tracking.trackers import WandbTracker
 
     run = load_run_config(["recipe=lora-tiny", "tracking=wandb", f"+launcher.env.MY_SERVICE_PAT={PAT}"])
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

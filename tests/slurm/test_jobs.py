@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tuneforge.errors import ConfigError
-from tuneforge.jobs import cmd_jobs, job_rows, record_job
+from tuneforge.job_index import record_job
+from tuneforge.jobs import cmd_jobs, job_rows
 
 
 def test_jobs_lists_index_with_run_dir_states(tmp_path: Path, capsys: pytest.CaptureFixture,

@@ -13,7 +13,8 @@ from tests.conftest import read_metrics
 from tests.slurm.polling import wait_for
 from tuneforge.config.compose import load_run_config
 from tuneforge.errors import LaunchError
-from tuneforge.jobs import cmd_jobs, read_index
+from tuneforge.job_index import read_index
+from tuneforge.jobs import cmd_jobs
 from tuneforge.train import train
 
 pytestmark = pytest.mark.slurm

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuneforge.jobs import read_index
-from tuneforge.sweep import cmd_sweep, plan_sweep
+from tuneforge.job_index import read_index
+from tuneforge.sweep.command import cmd_sweep
+from tuneforge.sweep.preflight import plan_sweep
 
 pytestmark = pytest.mark.slurm
 

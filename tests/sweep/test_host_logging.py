@@ -9,7 +9,7 @@ import io
 import logging
 from pathlib import Path
 
-from tuneforge.sweep import cmd_sweep
+from tuneforge.sweep.command import cmd_sweep
 
 
 class ClosingHandler(logging.StreamHandler):

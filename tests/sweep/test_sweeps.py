@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tuneforge.errors import ConfigError
-from tuneforge.sweep import cmd_sweep
+from tuneforge.sweep.command import cmd_sweep
 
 TINY = ["recipe=lora-tiny", "hparams.max_steps=4", "hparams.eval_steps=null"]
 

@@ -12,7 +12,7 @@ the YAML's ``plugins``) adds tuneforge's metrics callback, so ``metrics.jsonl`` 
 native run, and after training moves the final weights + tokenizer into ``<run_dir>/adapter`` (or
 ``model``) and writes ``worker_result.json``. eval/merge/chat never need to know which backend trained.
 
-Data: the dataset is prepared by tuneforge (:func:`tuneforge.data.prepare_splits`, any source format ->
+Data: the dataset is prepared by tuneforge (:func:`tuneforge.data.prepare.prepare_splits`, any source format ->
 chat JSONL with ``messages``), so axolotl always reads ``type: chat_template`` files; the chat template is
 the one the native backend uses (the tokenizer's, or tuneforge's named template passed as ``jinja``).
 """
@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from tuneforge.config.schema import RunConfig
+from tuneforge.schema.run import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ _BASE_MODEL_FILES = {"config.json", "generation_config.json"}  # written for ful
 def on_cpu(run: RunConfig) -> bool:
     if run.backend.device != "auto":
         return run.backend.device == "cpu"
-    from tuneforge.launch.accelerate import runs_on_cpu
+    from tuneforge.distributed.devices import runs_on_cpu
 
     return runs_on_cpu(run)
 
@@ -63,11 +63,11 @@ def model_path(run: RunConfig, *, build: bool = False) -> str:
 def data_paths(run: RunConfig, *, prepare: bool = False) -> dict[str, Any]:
     """The prepared chat-JSONL splits (prepared only when ``prepare``; plan just names the cached files)."""
     if prepare:
-        from tuneforge.data import prepare_splits
+        from tuneforge.data.prepare import prepare_splits
 
         data = prepare_splits(run.dataset)
         return {"train": data.train, "val": data.val, "val_rows": data.sizes.get("val", 0)}
-    from tuneforge.data import prepared_dir
+    from tuneforge.data.prepare import prepared_dir
 
     d = prepared_dir(run.dataset)
     return {"train": d / "train.jsonl", "val": d / "val.jsonl", "val_rows": None}
@@ -143,7 +143,7 @@ def _adapter(run: RunConfig) -> dict[str, Any]:
 def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | None = None,
                          data: dict[str, Any] | None = None) -> dict[str, Any]:
     """The axolotl YAML (as a dict) for this run. Pure: no torch, no axolotl, no file access."""
-    from tuneforge.launch.deepspeed import DS_CONFIG_NAME, uses_deepspeed
+    from tuneforge.distributed.deepspeed import DS_CONFIG_NAME, uses_deepspeed
 
     h, o, m, b = run.hparams, run.optim, run.model, run.backend
     cpu = on_cpu(run)
@@ -361,7 +361,7 @@ class AxolotlBackend:
         yield from check_axolotl_hatch(run)
         yield from check_unsupported(run, "axolotl")  # a setting axolotl cannot honour is refused, not dropped
         yield from _dtype_problems(run)
-        from tuneforge.launch.deepspeed import world_size
+        from tuneforge.distributed.deepspeed import world_size
 
         if on_cpu(run) and world_size(run) > 1:
             # checked with axolotl 0.19: each rank asks torch for its accelerator device and fails on CPU

@@ -12,7 +12,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
-from tuneforge.config.schema import RunConfig
+from tuneforge.schema.run import RunConfig
 
 GROUPS = ("method", "model", "optim", "hparams", "tracking")
 MAPPED = "mapped"

@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-from tuneforge.config.schema import RunConfig
+from tuneforge.schema.run import RunConfig
 
 # SFTConfig field -> the tuneforge key the native backend sets it from
 NATIVE_MODELED = {
@@ -102,7 +102,7 @@ def check_axolotl_hatch(run: RunConfig) -> Iterable[str]:
 
 def merge_hatch(cfg: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """``cfg`` with the hatch merged in (recursively); lists in EXTENDED_LISTS are extended, not replaced."""
-    from tuneforge.launch.deepspeed import deep_merge
+    from tuneforge.distributed.deepspeed import deep_merge
 
     extended = {k: [*cfg.get(k, []), *[v for v in params[k] if v not in cfg.get(k, [])]]
                 for k in EXTENDED_LISTS if k in params and isinstance(params[k], (list, tuple))}

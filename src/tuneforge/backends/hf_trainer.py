@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.callbacks import CallbackBase
-from tuneforge.config.schema import RunConfig
+from tuneforge.schema.run import RunConfig
 
 
 def mixed_precision(run: RunConfig) -> tuple[bool, bool]:

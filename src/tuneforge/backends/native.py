@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.backends.hf_trainer import MetricsCallback, trainer_arguments
-from tuneforge.config.schema import RunConfig
+from tuneforge.schema.run import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,10 @@ class NativeBackend:
         from trl import SFTConfig, SFTTrainer
 
         from tuneforge.console import verbose_requested
-        from tuneforge.data import prepare_splits
+        from tuneforge.data.prepare import prepare_splits
         from tuneforge.models import load_model, load_tokenizer
-        from tuneforge.strategies import get_strategy
-        from tuneforge.tracking import tracking_callbacks
+        from tuneforge.strategies.registry import get_strategy
+        from tuneforge.tracking.trackers import tracking_callbacks
 
         h = run.hparams
         verbose = verbose_requested()
@@ -68,7 +68,7 @@ class NativeBackend:
         data = prepare_splits(run.dataset)
         tokenizer = load_tokenizer(run)
 
-        quant = strategy.quantization_config(run) if hasattr(strategy, "quantization_config") else None
+        quant = strategy.quantization_config(run)
         device_map = None
         if quant is not None:
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -100,7 +100,7 @@ class NativeBackend:
             deepspeed=str(run_dir / "ds_config.json") if run.distributed.zero_stage is not None else None,
             **run.backend.additional_parameters,
         )
-        from tuneforge.launch.ranks import recording_trainer, world_size_from_env
+        from tuneforge.distributed.ranks import recording_trainer, world_size_from_env
 
         # several ranks: each remembers the ids of the sequences it trained on (ranks/rank-<k>.json)
         trainer_cls = recording_trainer(SFTTrainer) if world_size_from_env() > 1 else SFTTrainer
@@ -133,7 +133,7 @@ class NativeBackend:
         return trainer, tokenizer
 
     def train(self, run: RunConfig, run_dir: Path) -> dict[str, Any]:
-        from tuneforge.strategies import get_strategy
+        from tuneforge.strategies.registry import get_strategy
 
         t0 = time.perf_counter()
         metrics_cb = MetricsCallback(run_dir / "metrics.jsonl")
@@ -157,7 +157,7 @@ class NativeBackend:
                 tokenizer.save_pretrained(tmp)
 
             atomic_write_dir(run_dir / out_name, save)
-        from tuneforge.launch.ranks import write_rank_record
+        from tuneforge.distributed.ranks import write_rank_record
 
         write_rank_record(run_dir, trainer)  # every rank, when there are several: steps, samples, weights hash
         history = [r for r in trainer.state.log_history if "loss" in r]

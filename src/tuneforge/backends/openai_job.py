@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuneforge.backends.openai_hosted import JOB_FILE, TRAIN_FILE, VAL_FILE, build_job_request
-from tuneforge.config.schema import RunConfig
+from tuneforge.backends.openai_request import JOB_FILE, TRAIN_FILE, VAL_FILE, build_job_request
 from tuneforge.errors import LaunchError
 from tuneforge.openai_api import api_error, make_client
 from tuneforge.rundir import atomic_write_json, atomic_write_text
+from tuneforge.schema.run import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def submit(client: Any, run: RunConfig, run_dir: Path) -> dict[str, Any]:
     job.update({"job_id": adopted.id, "request": request, "model": request["model"], "status": adopted.status,
                 "created_at": adopted.created_at, "base_url": str(client.base_url)})
     _save(run_dir, job)
-    from tuneforge.jobs import record_job
+    from tuneforge.job_index import record_job
 
     record_job(Path(run.output_root), job_id=adopted.id, run_dir=run_dir, name=run.name, kind="openai",
                model=request["model"])

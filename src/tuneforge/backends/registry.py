@@ -1,25 +1,29 @@
-"""Backend registry: adding a backend = one module + one entry here. Modules import heavy deps lazily."""
+"""Backend registry: adding a backend = one module + one line here.
+
+Entries are import paths, imported on first use: validating or planning a run loads only the backend it
+names (and each backend module imports its heavy dependencies lazily too).
+"""
 
 from __future__ import annotations
 
-from tuneforge.backends.axolotl import AxolotlBackend
-from tuneforge.backends.base import Backend
-from tuneforge.backends.native import NativeBackend
-from tuneforge.backends.openai_hosted import OpenAIBackend
-from tuneforge.backends.sentence_transformers import SentenceTransformersBackend
+import importlib
+from functools import cache
 
-BACKENDS: dict[str, Backend] = {
-    "native": NativeBackend(),
-    "axolotl": AxolotlBackend(),
-    "openai": OpenAIBackend(),  # hosted fine-tuning (OpenAI's servers)
-    "sentence-transformers": SentenceTransformersBackend(),  # embedding models (retrieval)
+from tuneforge.errors import ConfigError
+from tuneforge.schema.components import Backend
+
+BACKENDS: dict[str, str] = {
+    "native": "tuneforge.backends.native:NativeBackend",
+    "axolotl": "tuneforge.backends.axolotl:AxolotlBackend",
+    "openai": "tuneforge.backends.openai_hosted:OpenAIBackend",  # hosted fine-tuning (OpenAI's servers)
+    "sentence-transformers": "tuneforge.backends.sentence_transformers:SentenceTransformersBackend",  # embeddings
 }
 
 
+@cache
 def get_backend(name: str) -> Backend:
-    from tuneforge.errors import ConfigError
-
     try:
-        return BACKENDS[name]
+        module, attr = BACKENDS[name].split(":")
     except KeyError:
         raise ConfigError(f"backend.name={name!r} is not valid; choose one of: {', '.join(BACKENDS)}") from None
+    return getattr(importlib.import_module(module), attr)()

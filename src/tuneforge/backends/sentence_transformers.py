@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.backends.hf_trainer import trainer_arguments
-from tuneforge.config.schema import RunConfig
+from tuneforge.schema.run import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +129,9 @@ def read_rows(path: Path, shape: str) -> list[dict[str, Any]]:
 
 def answer_categories(run: RunConfig) -> dict[str, str]:
     """positive text -> its category, read from the dataset source (the prepared lines carry no category)."""
-    from tuneforge.data import source_path
     from tuneforge.data.formats import read_records
     from tuneforge.data.lint import check_messages
+    from tuneforge.data.prepare import source_path
 
     out: dict[str, str] = {}
     for rec in read_records(source_path(run.dataset), run.dataset.format, run.dataset.fields):
@@ -167,7 +167,7 @@ def ir_data(run: RunConfig, split_path: Path) -> tuple[dict[str, str], dict[str,
 
     The corpus is every positive of every split (what a retriever would search); each query's relevant
     document is its own positive."""
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
 
     data = prepare_splits(run.dataset)
     shape = "pairs"  # anchor + positive of any prepared row
@@ -252,7 +252,7 @@ class SentenceTransformersBackend:
         from datasets import Dataset
         from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-        from tuneforge.data import prepare_splits
+        from tuneforge.data.prepare import prepare_splits
 
         h, b = run.hparams, run.backend
         data = prepare_splits(run.dataset)
@@ -280,11 +280,11 @@ class SentenceTransformersBackend:
             batch_sampler=b.batch_sampler,
             **b.additional_parameters,
         )
-        from tuneforge.launch.ranks import recording_trainer, world_size_from_env
+        from tuneforge.distributed.ranks import recording_trainer, world_size_from_env
 
         trainer_cls = recording_trainer(SentenceTransformerTrainer) if world_size_from_env() > 1 else \
             SentenceTransformerTrainer
-        from tuneforge.tracking import tracking_callbacks
+        from tuneforge.tracking.trackers import tracking_callbacks
 
         return trainer_cls(
             model=model,
@@ -313,7 +313,7 @@ class SentenceTransformersBackend:
             from tuneforge.rundir import atomic_write_dir
 
             atomic_write_dir(run_dir / WEIGHTS, lambda tmp: trainer.model.save(str(tmp)))
-        from tuneforge.launch.ranks import write_rank_record
+        from tuneforge.distributed.ranks import write_rank_record
 
         write_rank_record(run_dir, trainer)
         history = [r for r in trainer.state.log_history if "loss" in r]

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from tuneforge.config.schema import RunConfig
-from tuneforge.config.store import register_configs
 from tuneforge.errors import ConfigError
 from tuneforge.paths import conf_dir
+from tuneforge.schema.run import RunConfig
+from tuneforge.schema.store import register_configs
 
 
 def compose_config(overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:

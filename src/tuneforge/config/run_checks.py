@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tuneforge.config.schema import RunConfig
+from tuneforge.schema.run import RunConfig
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
@@ -118,7 +118,7 @@ def _check_attention(run: RunConfig) -> Iterable[str]:
                " (or a hub kernel such as kernels-community/flash-attn)")
         return
     if impl.startswith("flash_attention") and run.launcher.name == "local":
-        from tuneforge.launch.accelerate import runs_on_cpu
+        from tuneforge.distributed.devices import runs_on_cpu
 
         if runs_on_cpu(run):
             yield (f"model.attn_implementation={impl} needs a CUDA GPU (the flash-attn kernels have no CPU "

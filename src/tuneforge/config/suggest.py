@@ -13,8 +13,8 @@ from tuneforge.paths import conf_dir
 @lru_cache(maxsize=1)
 def all_keys() -> tuple[str, ...]:
     """Every ``group.key`` the schemas define (each variant of a group included), plus the top-level keys."""
-    from tuneforge.config.schema import RunConfig
-    from tuneforge.config.store import SCHEMAS
+    from tuneforge.schema.run import RunConfig
+    from tuneforge.schema.store import SCHEMAS
 
     keys: set[str] = set()
     hints = typing.get_type_hints(RunConfig)

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from tuneforge.config.run_checks import check_run
-from tuneforge.config.schema import RunConfig
-from tuneforge.data.config import check_dataset
 from tuneforge.errors import ConfigError
-from tuneforge.evaluation import check_eval
-from tuneforge.gpus import check_gpu
-from tuneforge.tracking import check_tracking
+from tuneforge.evaluation.checks import check_eval
+from tuneforge.schema.dataset import dataset_problems
+from tuneforge.schema.gpu import check_gpu
+from tuneforge.schema.run import RunConfig
+from tuneforge.tracking.trackers import check_tracking
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -47,7 +47,7 @@ def _choice(key: str, value: object, valid: Iterable[str]) -> Iterable[str]:
 def check_core(run: RunConfig) -> Iterable[str]:
     from tuneforge.backends.registry import BACKENDS
     from tuneforge.launch.registry import LAUNCHERS
-    from tuneforge.strategies import STRATEGIES
+    from tuneforge.strategies.registry import STRATEGIES
 
     o, h, m, mo = run.optim, run.hparams, run.method, run.model
     yield from _choice("method.name", m.name, STRATEGIES)
@@ -112,15 +112,33 @@ def check_core(run: RunConfig) -> Iterable[str]:
 
 def _component_checks(run: RunConfig) -> Iterable[str]:
     """Each strategy, backend and launcher checks what it supports (the strategy x backend x launcher matrix)."""
-    from tuneforge.backends.registry import BACKENDS
-    from tuneforge.launch.registry import LAUNCHERS
-    from tuneforge.strategies import STRATEGIES
+    from tuneforge.backends.registry import BACKENDS, get_backend
+    from tuneforge.launch.registry import LAUNCHERS, get_launcher
+    from tuneforge.strategies.registry import STRATEGIES
 
-    for registry, name in ((STRATEGIES, run.method.name), (BACKENDS, run.backend.name),
-                           (LAUNCHERS, run.launcher.name)):
-        component = registry.get(name)
-        if component is not None:
-            yield from component.check(run)
+    if run.method.name in STRATEGIES:
+        yield from STRATEGIES[run.method.name].check(run)
+    if run.backend.name in BACKENDS:  # only the backend and launcher the run names are imported
+        yield from get_backend(run.backend.name).check(run)
+    if run.launcher.name in LAUNCHERS:
+        yield from get_launcher(run.launcher.name).check(run)
+
+
+def check_dataset(run: RunConfig) -> Iterable[str]:
+    """The dataset group's own rules, the backend's data shape, and a missing source file (for runs here)."""
+    yield from dataset_problems(run.dataset)
+    if run.dataset.format in ("triplets", "scored_pairs") and run.backend.name != "sentence-transformers":
+        yield (f"dataset.format={run.dataset.format} is embedding data (dataset {run.dataset.name!r}); "
+               f"backend={run.backend.name} trains conversations: use backend=sentence-transformers")
+    from tuneforge.data.prepare import source_path
+    from tuneforge.data.source_file import source_file_problem
+    from tuneforge.launch.registry import LAUNCHERS, get_launcher
+
+    # a missing source fails here, before a run directory exists; a batch job's nodes may see other paths
+    problem = source_file_problem(source_path(run.dataset))
+    if problem is not None and run.launcher.name in LAUNCHERS and get_launcher(run.launcher.name).runs_here:
+        yield (f"dataset.path={run.dataset.path!r}: {problem} ({source_path(run.dataset)}); point "
+               "dataset.path at the source file, or pick a dataset=... from conf/dataset/")
 
 
 CHECKS: list[Check] = [check_core, _component_checks, check_dataset, check_eval, check_tracking, check_gpu,

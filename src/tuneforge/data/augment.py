@@ -18,8 +18,8 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
-from tuneforge.data.config import AugmentConfig
 from tuneforge.data.records import normalize_text
+from tuneforge.schema.dataset import AugmentConfig
 
 # "1. ", "2) ", "(3) ", "Câu 4: ", "Q5. ", "- ", "* ", "• " at the start of a question
 _NUMBERING = re.compile(

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tuneforge.data.config import FieldMap
 from tuneforge.data.records import Record
 from tuneforge.errors import DataError
+from tuneforge.schema.dataset import FieldMap
 
 BAD_SCHEMA, EMPTY = "D010", "D014"
 

@@ -6,7 +6,7 @@
     sharegpt    {"conversations": [{"from": "human", "value": ...}, {"from": "gpt", ...}]}
     csv_qa      CSV with a header: question, answer[, category][, system]
 
-Field names come from ``dataset.fields`` (:class:`~tuneforge.data.config.FieldMap`). Readers stream (one
+Field names come from ``dataset.fields`` (:class:`~tuneforge.schema.dataset.FieldMap`). Readers stream (one
 record in memory at a time) and never raise on a bad row: the row comes back as a :class:`Record` carrying
 its problem (invalid JSON, bad encoding, wrong shape), and the linter decides what happens to it. Roles,
 order and empty content are not judged here either: that is lint's job, the same for every format.
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from tuneforge.data.config import FieldMap
 from tuneforge.data.records import Record
 from tuneforge.errors import DataError
+from tuneforge.schema.dataset import FieldMap
 
 BOM = b"\xef\xbb\xbf"
 

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tuneforge.data.config import ForbiddenClaim
 from tuneforge.data.records import ROLES, is_nfc, nfc
+from tuneforge.schema.dataset import ForbiddenClaim
 
 EXIT_CLEAN, EXIT_WARNINGS, EXIT_ERRORS = 0, 1, 2
 EXIT_MEANING = {EXIT_CLEAN: "clean", EXIT_WARNINGS: "warnings", EXIT_ERRORS: "errors"}

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from tuneforge.data.augment import augment_messages, make_augmenter
-from tuneforge.data.config import DatasetConfig
 from tuneforge.data.formats import BLANK_LINE, read_records
 from tuneforge.data.lint import REJECTING, FactGuard, FindingLog, check_messages
 from tuneforge.data.records import (
@@ -41,6 +40,7 @@ from tuneforge.data.records import (
 from tuneforge.data.split import SPLIT_NAMES, TRAIN, assign_splits
 from tuneforge.data.stats import token_stats
 from tuneforge.data.tokens import TokenCounter
+from tuneforge.schema.dataset import DatasetConfig
 
 _TOKEN_BATCH = 2048
 _NO_CATEGORY = -1

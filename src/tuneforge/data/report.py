@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneforge.data.config import DatasetConfig
 from tuneforge.data.lint import EXIT_MEANING, RULES, FindingLog, finding_text
 from tuneforge.data.stats import OPENAI_TRAINING_PRICES, cost_epochs, openai_cost
+from tuneforge.schema.dataset import DatasetConfig
 
 if TYPE_CHECKING:
-    from tuneforge.config.schema import RunConfig
     from tuneforge.data.pipeline import PipelineResult
+    from tuneforge.schema.run import RunConfig
 
 REPORT_VERSION = 1
 _SHOW_PER_RULE = 10
@@ -154,28 +153,3 @@ def rules_table() -> str:
     rows = ["| id | name | severity | action | meaning |", "|---|---|---|---|---|"]
     rows += [f"| {r.id} | {r.name} | {r.severity} | {r.action} | {r.summary} |" for r in RULES.values()]
     return "\n".join(rows)
-
-
-def plan_notes(run: RunConfig) -> list[str]:
-    """For ``plan``: the prepared data's sizes, tokens and cost if ``make data`` has run (no torch, no work)."""
-    from tuneforge.data import prepared_dir, source_path, tokens_key
-
-    try:
-        if not source_path(run.dataset).is_file():
-            return [f"dataset {run.dataset.name}: source {run.dataset.path} not found"]
-        d = prepared_dir(run.dataset)
-        path = d / f"report-tokens-{tokens_key(run)}.json"
-        if not path.is_file():
-            return []  # plan's verdict shows an estimate and says how to count them
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except Exception as exc:  # noqa: BLE001 (a plan must not fail on a notes problem)
-        return [f"dataset {run.dataset.name}: no data stats ({type(exc).__name__}: {exc})"]
-    tok = report["tokens"]
-    notes = [f"dataset {report['dataset']}: " + " / ".join(f"{k} {v}" for k, v in report["splits"].items())
-             + f" examples; tokens {' / '.join(str(v['total']) for v in tok['per_split'].values())}; "
-             f"{tok['over_seq_len']} over seq_len {tok['seq_len']}; lint: {report['status']}"]
-    cost = openai_cost(tok["per_split"]["train"]["total"], cost_epochs(run.hparams))
-    notes.append(f"OpenAI fine-tuning cost of the train split ({cost['train_tokens']:,} tokens x {cost['epochs']:g} "
-                 f"epochs, prices as of {cost['as_of']}): "
-                 + ", ".join(f"{model} ${usd:,.2f}" for model, usd in cost["usd"].items()))
-    return notes

@@ -63,7 +63,7 @@ def render(tokenizer: Any, ids: list[int], mask: list[int], seq_len: int, color:
 
 
 def show_examples(run: Any, n: int = 3, split: str = "train", color: bool = False) -> str:
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
     from tuneforge.models import load_tokenizer
 
     prep = prepare_splits(run.dataset)

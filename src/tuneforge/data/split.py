@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuneforge.data.config import SplitConfig
+from tuneforge.schema.dataset import SplitConfig
 
 TRAIN, VAL, TEST = 0, 1, 2
 EXACT_LIMIT = 200_000

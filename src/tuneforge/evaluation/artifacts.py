@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneforge.config.schema import RunConfig
 from tuneforge.errors import RunArtifactError
+from tuneforge.schema.run import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def load_base(art: RunArtifacts, *, dequantized: bool = False) -> Any:
     """The base model as the run trained on it: 4/8-bit for QLoRA (or de-quantized to the base dtype when
     ``dequantized``, for merging), otherwise in the configured dtype."""
     from tuneforge.models import load_model, torch_dtype
-    from tuneforge.strategies import get_strategy
+    from tuneforge.strategies.registry import get_strategy
 
     strategy = get_strategy(art.run)
     quant = strategy.quantization_config(art.run) if art.is_qlora else None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import RunArtifactError
-from tuneforge.evaluation.config import EvalConfig
+from tuneforge.schema.evaluation import EvalConfig
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def hosted_answers(client: Any, model: str, prompts: list[list[dict]], cfg: Eval
 
 def evaluate_hosted_run(run_dir: Path | str, *, eval_config: EvalConfig | None = None, quiet: bool = False,
                         write_report: bool = True) -> dict[str, Any]:
+    from tuneforge.evaluation.examples import load_test_examples
     from tuneforge.evaluation.results import ab_results, answer_metrics, publish_results
-    from tuneforge.evaluation.runner import load_test_examples
     from tuneforge.openai_api import make_client
 
     t0 = time.perf_counter()

@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tuneforge.config.schema import RunConfig
-from tuneforge.evaluation.config import EvalConfig
 from tuneforge.evaluation.metrics import JUDGED, METRICS, generation_metrics
+from tuneforge.schema.evaluation import EvalConfig
+from tuneforge.schema.run import RunConfig
 
 
 def answer_metrics(run: RunConfig, answers: list[str], references: list[str], new_tokens: list[int],

@@ -42,7 +42,7 @@ def _score(model: Any, evaluator: Any, by_category: dict[str, Any], tmp: Path) -
 def evaluate_retrieval(art: Any, *, quiet: bool = False, write_report: bool = True) -> dict[str, Any]:
     """``art``: an opened run (tuneforge.evaluation.artifacts.RunArtifacts) trained by sentence-transformers."""
     from tuneforge.backends.sentence_transformers import data_shape, ir_data, ir_evaluator, load_embedding_model
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
     from tuneforge.rundir import atomic_write_json, versions
 
     t0 = time.perf_counter()
@@ -249,7 +249,7 @@ def cmd_search(args: list[str]) -> int:
     from sentence_transformers.util import semantic_search
 
     from tuneforge.backends.sentence_transformers import ir_data, load_embedding_model
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
     from tuneforge.evaluation.artifacts import open_run
     from tuneforge.evaluation.run_args import parse_run_args
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from tuneforge.errors import ConfigError
-from tuneforge.evaluation.config import EvalConfig
+from tuneforge.schema.evaluation import EvalConfig
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def eval_config_with(base: EvalConfig, overrides: list[str]) -> EvalConfig:
         first = str(exc).strip().splitlines()[0]
         given = ", ".join("eval." + o for o in overrides)
         raise ConfigError(f"invalid eval override ({given}): {first}") from None
-    from tuneforge.evaluation import check_eval_config
+    from tuneforge.evaluation.checks import check_eval_config
 
     problems = list(check_eval_config(cfg))  # type: ignore[arg-type]
     if problems:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tuneforge.data.config import DatasetConfig
+from tuneforge.schema.dataset import DatasetConfig
 
 _REPEAT = re.compile(r"(.)\1{7,}|(\b\w+\b)(\W+\2\b){4,}", re.S)
 

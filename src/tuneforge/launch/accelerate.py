@@ -7,7 +7,7 @@ per-process entry (``backend.command(run, run_dir)``: ``-m tuneforge.worker <run
 
 Run directory files (written by ``prepare``, shown by ``plan``):
     accelerate.yaml   accelerate's config: distributed type, process/machine counts, rendezvous, DeepSpeed file
-    ds_config.json    with distributed=zero*: DeepSpeed's JSON (tuneforge.launch.deepspeed)
+    ds_config.json    with distributed=zero*: DeepSpeed's JSON (tuneforge.distributed.deepspeed)
     launch.sh         ``launch.sh [node_rank]``: the environment and the exact command of one node; `train`
                       runs it, and on a cluster without Slurm each node runs it with its rank
 
@@ -21,23 +21,23 @@ combination that gives real multi-process data parallel over gloo (``--cpu`` alo
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tuneforge.config.schema import RunConfig
+from tuneforge.distributed.deepspeed import DS_CONFIG_NAME, uses_deepspeed, world_size
+from tuneforge.distributed.devices import runs_on_cpu
 from tuneforge.errors import LaunchError
-from tuneforge.launch.deepspeed import DS_CONFIG_NAME, uses_deepspeed, world_size
 from tuneforge.paths import project_root
+from tuneforge.schema.components import LauncherBase
+from tuneforge.schema.run import RunConfig
 
 ACCELERATE_CONFIG_NAME = "accelerate.yaml"
 LAUNCH_SCRIPT_NAME = "launch.sh"
@@ -47,42 +47,6 @@ RDZV_BACKENDS = ("static", "c10d", "etcd", "etcd-v2")
 BASE_ENV = {"AXOLOTL_DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}
 # a shell variable (optionally followed by a path: "$RUN_DIR/axolotl.yaml") or a $(...) / $((...)) expression
 _SHELL_EXPR = re.compile(r"^\$(\{?\w+\}?[\w./-]*|\(\(.*\)\)|\(.*\))$")
-
-
-def runs_on_cpu(run: RunConfig) -> bool:
-    """Whether the training processes run on CPUs: decided by the config, never by probing a GPU, so the
-    plan is the same wherever it is made. The local launcher runs here, so there it looks for a GPU device
-    node (no torch import)."""
-    c = run.launcher
-    if getattr(c, "cpu", False):
-        return True
-    if getattr(c, "gpus_per_node", 1) == 0:  # e.g. launcher=slurm launcher.gpus_per_node=0
-        return True
-    if c.name == "local":
-        if _FOR_TARGET.get() and (run.model.tiny is None or getattr(run, "gpu", None) and run.gpu.name != "none"):
-            return False  # `plan` describes the GPU machine a real-model recipe is for, not this host
-        return not _gpu_visible_here()
-    return False
-
-
-_FOR_TARGET: contextvars.ContextVar[bool] = contextvars.ContextVar("tuneforge_plan_for_target", default=False)
-
-
-@contextlib.contextmanager
-def describing_target() -> Iterator[None]:
-    """Within: a local launch of a real-model (or gpu=<type>) recipe is described for a GPU host, whatever
-    this host has. ``plan`` uses it; ``train`` does not (on a CPU host it switches to CPU settings)."""
-    token = _FOR_TARGET.set(True)
-    try:
-        yield
-    finally:
-        _FOR_TARGET.reset(token)
-
-
-def _gpu_visible_here() -> bool:
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd"))
 
 
 def process_env(run: RunConfig) -> dict[str, str]:
@@ -210,11 +174,11 @@ def _flag_lines(argv: list[str]) -> list[str]:
     return [" ".join(ln) for ln in lines if ln]
 
 
-class AccelerateLauncher:
+class AccelerateLauncher(LauncherBase):
     name = "accelerate"
 
     def check(self, run: RunConfig) -> Iterable[str]:
-        from tuneforge.launch import deepspeed
+        from tuneforge.distributed import deepspeed
 
         c = run.launcher
         if c.gpus_per_node < 1:
@@ -247,7 +211,7 @@ class AccelerateLauncher:
 
     def artifacts(self, run: RunConfig, run_dir: Path, backend: Any) -> dict[str, str]:
         """File name -> content, exactly as ``prepare`` writes them (what `plan` shows)."""
-        from tuneforge.launch.deepspeed import render_ds_config
+        from tuneforge.distributed.deepspeed import render_ds_config
 
         files = {ACCELERATE_CONFIG_NAME: render_accelerate_config(run, run_dir)}
         if uses_deepspeed(run):
@@ -264,7 +228,7 @@ class AccelerateLauncher:
         from tuneforge.rundir import atomic_write_text
 
         if uses_deepspeed(run) and validate:
-            from tuneforge.launch.deepspeed import build_ds_config, validate_ds_config
+            from tuneforge.distributed.deepspeed import build_ds_config, validate_ds_config
 
             validate_ds_config(build_ds_config(run), run)
         written = {}

@@ -13,11 +13,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tuneforge.config.schema import RunConfig
 from tuneforge.errors import LaunchError
+from tuneforge.schema.components import LauncherBase
+from tuneforge.schema.run import RunConfig
 
 
-class LocalLauncher:
+class LocalLauncher(LauncherBase):
     name = "local"
 
     def check(self, run: RunConfig) -> Iterable[str]:
@@ -30,7 +31,7 @@ class LocalLauncher:
         return [[sys.executable, *backend.command(run, run_dir)]]
 
     def launch(self, run: RunConfig, run_dir: Path, backend: Any) -> dict[str, Any] | None:
-        result = backend.run_in_process(run, run_dir) if hasattr(backend, "run_in_process") else None
+        result = backend.run_in_process(run, run_dir)
         if result is not None:
             return result
         (cmd,) = self.commands(run, run_dir, backend)

@@ -33,9 +33,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tuneforge.config.schema import RunConfig
 from tuneforge.errors import LaunchError
 from tuneforge.paths import project_root
+from tuneforge.schema.components import LauncherBase
+from tuneforge.schema.run import RunConfig
 
 SCRIPT_NAME = "job.sbatch"
 TEMPLATE = Path("launchers") / "slurm" / "job.sbatch"
@@ -75,7 +76,7 @@ def job_name(run: RunConfig) -> str:
 
 def accelerate_view(run: RunConfig) -> RunConfig:
     """The run as the accelerate launcher sees one Slurm node: processes per node, node count, port, CPU."""
-    from tuneforge.launch.config import AccelerateLauncherConfig
+    from tuneforge.schema.launch import AccelerateLauncherConfig
 
     c = run.launcher
     view = AccelerateLauncherConfig(env=dict(c.env), gpu_memory_gb=c.gpu_memory_gb,
@@ -251,7 +252,7 @@ def wait_for_job(job_id: str, run_dir: Path, poll_s: float = 2.0, max_unreachabl
     raise LaunchError(f"Slurm job {job_id} failed: {why}\n  logs: {run_dir / 'logs'}")
 
 
-class SlurmLauncher:
+class SlurmLauncher(LauncherBase):
     name = "slurm"
     runs_here = False  # the job runs on cluster nodes: the base model is checked there, not on this host
 
@@ -290,7 +291,7 @@ class SlurmLauncher:
         if c.gpus_per_node == 0 and run.distributed.offload_optimizer:
             yield (f"distributed={run.distributed.name} on a CPU job (launcher.gpus_per_node=0): the model "
                    "already lives in CPU memory; use distributed=zero2 or zero3 (no offload)")
-        from tuneforge.launch import deepspeed
+        from tuneforge.distributed import deepspeed
 
         yield from deepspeed.check(accelerate_view(run))
 
@@ -304,8 +305,8 @@ class SlurmLauncher:
 
     def artifacts(self, run: RunConfig, run_dir: Path, backend: Any) -> dict[str, str]:
         """File name -> content, exactly as ``prepare`` writes them (what `plan` shows)."""
+        from tuneforge.distributed.deepspeed import DS_CONFIG_NAME, render_ds_config, uses_deepspeed
         from tuneforge.launch.accelerate import ACCELERATE_CONFIG_NAME, render_accelerate_config
-        from tuneforge.launch.deepspeed import DS_CONFIG_NAME, render_ds_config, uses_deepspeed
 
         view = accelerate_view(run)
         files = {ACCELERATE_CONFIG_NAME: render_accelerate_config(view, run_dir)}
@@ -316,7 +317,7 @@ class SlurmLauncher:
 
     def prepare(self, run: RunConfig, run_dir: Path, backend: Any) -> dict[str, Path]:
         """Write accelerate.yaml, ds_config.json (checked by DeepSpeed itself first) and job.sbatch."""
-        from tuneforge.launch.deepspeed import build_ds_config, uses_deepspeed, validate_ds_config
+        from tuneforge.distributed.deepspeed import build_ds_config, uses_deepspeed, validate_ds_config
         from tuneforge.rundir import atomic_write_text
 
         if re.search(r"\s", str(run_dir)):
@@ -334,7 +335,7 @@ class SlurmLauncher:
         return written
 
     def launch(self, run: RunConfig, run_dir: Path, backend: Any) -> dict[str, Any] | None:
-        from tuneforge.jobs import record_job
+        from tuneforge.job_index import record_job
 
         script = self.prepare(run, run_dir, backend)[SCRIPT_NAME]
         from tuneforge.secrets import split_env

@@ -17,8 +17,8 @@ import json
 import shutil
 from pathlib import Path
 
-from tuneforge.data.config import FORMAT_NAMES, DatasetConfig
 from tuneforge.errors import DataError
+from tuneforge.schema.dataset import FORMAT_NAMES, DatasetConfig
 
 EPILOG = """exit status: 0 clean (no findings), 1 warnings only, 2 errors (rows rejected, dataset unusable,
 or input unreadable). Rules: `tuneforge data rules`."""
@@ -82,7 +82,7 @@ def cmd_data(args: list[str]) -> int:
 
 def _prepare(ns: argparse.Namespace) -> int:
     from tuneforge.config.compose import load_run_config
-    from tuneforge.data import prepare_splits
+    from tuneforge.data.prepare import prepare_splits
     from tuneforge.data.report import render_summary
 
     run = load_run_config(_overrides(ns.overrides), command="data prepare")
@@ -101,7 +101,7 @@ def _prepare(ns: argparse.Namespace) -> int:
         prep = prepare_splits(run.dataset, run=run, count_tokens=count_tokens, force=ns.force)
         report, report_path = prep.report, prep.report_path
     except DataError:
-        from tuneforge.data import prepared_dir, tokens_key
+        from tuneforge.data.prepare import prepared_dir, tokens_key
 
         # unusable dataset: show the summary that says why, then fail
         d = prepared_dir(run.dataset)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from tuneforge.backends import config as backend_cfg
-from tuneforge.config import schema
-from tuneforge.data.config import DatasetConfig
-from tuneforge.gpus import GpuConfig
-from tuneforge.launch import config as launch_cfg
-from tuneforge.tracking.config import TrackingConfig
+from tuneforge.schema import backend as backend_cfg
+from tuneforge.schema import launch as launch_cfg
+from tuneforge.schema import run as schema
+from tuneforge.schema.dataset import DatasetConfig
+from tuneforge.schema.gpu import GpuConfig
+from tuneforge.schema.tracking import TrackingConfig
 
 # (group, schema name, dataclass)
 SCHEMAS: list[tuple[str | None, str, type]] = [

@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from tuneforge.config.schema import RunConfig
+from tuneforge.schema.run import RunConfig
 
 DS_CONFIG_NAME = "ds_config.json"
 # optimizers DeepSpeed's CPU Adam can replace (ZeRO-Offload runs the optimizer step on the CPU)

@@ -10,12 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from omegaconf import MISSING
-
-if TYPE_CHECKING:
-    from tuneforge.config.schema import RunConfig
 
 FORMAT_NAMES = ("chat", "alpaca", "completion", "sharegpt", "csv_qa", "pairs", "triplets", "scored_pairs")
 # embedding-training formats (tuneforge.data.embedding_formats); the others are conversations
@@ -177,20 +174,3 @@ def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str
             re.compile(claim.pattern)
         except re.error as exc:
             yield f"{prefix}.forbidden_claims[{i}] ({claim.id}): invalid regex {claim.pattern!r}: {exc}"
-
-
-def check_dataset(run: RunConfig) -> Iterable[str]:
-    """Compose-time check (in tuneforge.config.validate.CHECKS)."""
-    yield from dataset_problems(run.dataset)
-    if run.dataset.format in ("triplets", "scored_pairs") and run.backend.name != "sentence-transformers":
-        yield (f"dataset.format={run.dataset.format} is embedding data (dataset {run.dataset.name!r}); "
-               f"backend={run.backend.name} trains conversations: use backend=sentence-transformers")
-    from tuneforge.data import source_path
-    from tuneforge.data.source_file import source_file_problem
-    from tuneforge.launch.registry import LAUNCHERS
-
-    # a missing source fails here, before a run directory exists; a batch job's nodes may see other paths
-    problem = source_file_problem(source_path(run.dataset))
-    if getattr(LAUNCHERS.get(run.launcher.name), "runs_here", True) and problem is not None:
-        yield (f"dataset.path={run.dataset.path!r}: {problem} ({source_path(run.dataset)}); point "
-               "dataset.path at the source file, or pick a dataset=... from conf/dataset/")

@@ -14,12 +14,12 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from tuneforge.backends.config import BackendConfig
-from tuneforge.data.config import DatasetConfig
-from tuneforge.evaluation.config import EvalConfig
-from tuneforge.gpus import GpuConfig
-from tuneforge.launch.config import DistributedConfig, LauncherConfig
-from tuneforge.tracking.config import TrackingConfig
+from tuneforge.schema.backend import BackendConfig
+from tuneforge.schema.dataset import DatasetConfig
+from tuneforge.schema.evaluation import EvalConfig
+from tuneforge.schema.gpu import GpuConfig
+from tuneforge.schema.launch import DistributedConfig, LauncherConfig
+from tuneforge.schema.tracking import TrackingConfig
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

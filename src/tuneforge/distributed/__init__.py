@@ -1,0 +1,1 @@
+"""How a run's processes share the model and where they compute (no torch): DeepSpeed config, devices."""

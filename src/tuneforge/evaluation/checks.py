@@ -1,0 +1,24 @@
+"""Compose-time checks of the eval group (in tuneforge.config.validate.CHECKS); no torch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tuneforge.schema.evaluation import EvalConfig
+from tuneforge.schema.run import RunConfig
+
+
+def check_eval(run: RunConfig) -> Iterable[str]:
+    yield from check_eval_config(run.eval)
+
+
+def check_eval_config(e: EvalConfig) -> Iterable[str]:
+    for key in ("max_samples", "max_new_tokens", "batch_size"):
+        if getattr(e, key) < 1:
+            yield f"eval.{key}={getattr(e, key)} must be >= 1"
+    if e.report_samples < 0:
+        yield f"eval.report_samples={e.report_samples} must be >= 0"
+    if not e.temperature > 0:
+        yield f"eval.temperature={e.temperature} must be > 0 (use eval.do_sample=false for greedy decoding)"
+    if not 0 < e.top_p <= 1:
+        yield f"eval.top_p={e.top_p} must be in (0, 1]"

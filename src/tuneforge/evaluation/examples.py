@@ -1,0 +1,91 @@
+"""The held-out conversations an eval scores: the test split, sampled across source questions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import DataError
+from tuneforge.schema.run import RunConfig
+
+log = logging.getLogger(__name__)
+
+# end-of-turn tokens of common chat templates; generation stops at whichever the tokenizer has
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+@dataclass(frozen=True)
+class EvalExample:
+    messages: list[dict]  # the whole conversation, ending with the reference assistant turn
+    reference: str
+
+    @property
+    def prompt_messages(self) -> list[dict]:
+        return self.messages[:-1]
+
+    @property
+    def prompt(self) -> str:
+        users = [m["content"] for m in self.prompt_messages if m.get("role") == "user"]
+        return users[-1] if users else ""
+
+    @property
+    def system(self) -> str | None:
+        return next((m["content"] for m in self.messages if m.get("role") == "system"), None)
+
+
+def load_test_examples(run: RunConfig, max_samples: int) -> list[EvalExample]:
+    """``max_samples`` conversations of the test split, each cut after its last assistant turn.
+
+    Sampled across source questions, not the first N rows: the variants of one question (augmentation)
+    share its reference answer and sit next to each other, so the test split is grouped by reference answer
+    and taken round-robin (one variant of every question before a second of any)."""
+    from tuneforge.data.prepare import prepare_splits
+
+    data = prepare_splits(run.dataset)
+    groups: dict[str, list[EvalExample]] = {}
+    with Path(data.test).open(encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            msgs = json.loads(line)["messages"]
+            last = max((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), default=None)
+            if last is None or last == 0:
+                continue
+            ex = EvalExample(msgs[:last + 1], str(msgs[last]["content"]))
+            groups.setdefault(ex.reference, []).append(ex)
+    examples: list[EvalExample] = []
+    queues = list(groups.values())
+    while queues and len(examples) < max_samples:
+        for q in queues:
+            if q and len(examples) < max_samples:
+                examples.append(q.pop(0))
+        queues = [q for q in queues if q]
+    if not examples:
+        raise DataError(
+            f"dataset {run.dataset.name!r}: the test split ({data.test}) has no conversation with an "
+            f"assistant turn to evaluate; set dataset.split.test > 0 (now {run.dataset.split.test})"
+        )
+    return examples
+
+
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in END_OF_TURN if t in vocab)
+    return sorted(ids)
+
+
+# --- loss on assistant tokens ---------------------------------------------------------------------------
+
+def assistant_token_mask(tokenizer: Any, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """(input_ids, mask of assistant tokens): the same role masks the trainer used (tuneforge.data.masking)."""
+    from tuneforge.data.masking import tokenize_with_role_mask
+
+    enc = tokenize_with_role_mask(tokenizer, messages)
+    return enc["input_ids"], enc["assistant_masks"]
