@@ -6,12 +6,14 @@ from typing import Any
 
 from tuneforge.launch.accelerate import AccelerateLauncher
 from tuneforge.launch.local import LocalLauncher
+from tuneforge.launch.ray import RayLauncher
 from tuneforge.launch.slurm import SlurmLauncher
 
 LAUNCHERS: dict[str, Any] = {
     "local": LocalLauncher(),
     "accelerate": AccelerateLauncher(),
     "slurm": SlurmLauncher(),
+    "ray": RayLauncher(),
 }
 
 
