@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-setup
-EXTRAS ?= dev,qlora,deepspeed,slurm,sweep,tracking,eval,openai,embed,models
+EXTRAS ?= dev,qlora,deepspeed,slurm,ray,sweep,tracking,eval,openai,embed,models
 recipe ?= lora-smollm2
 # command-line `key=value` pairs, minus the ones make itself consumes
 OVERRIDES := $(filter-out recipe=% run=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=% yes=% port=%,$(MAKEOVERRIDES))
