@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-setup
-EXTRAS ?= dev,qlora,deepspeed,slurm,sweep,tracking,eval,openai,embed,models
+EXTRAS ?= dev,qlora,deepspeed,slurm,ray,sweep,tracking,eval,openai,embed,models
 recipe ?= lora-smollm2
 # command-line `key=value` pairs, minus the ones make itself consumes
 OVERRIDES := $(filter-out recipe=% run=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=% yes=% port=%,$(MAKEOVERRIDES))
@@ -73,10 +73,10 @@ chat: $(STAMP) ## chat with a run (prompt="..." for one answer): make chat run=o
 sweep: $(STAMP) ## sweep (Hydra multirun): make sweep sweep=grid|optuna 'optim.lr=1e-4,3e-4' 'method.r=8,16'
 	$(BIN)/tuneforge sweep recipe=$(recipe) $(foreach o,$(OVERRIDES),'$(o)')
 
-jobs: $(STAMP) ## submitted Slurm and OpenAI runs: state, fine-tuned model, run dir (make jobs [output_root=DIR])
+jobs: $(STAMP) ## submitted Slurm, Ray and OpenAI runs: state, fine-tuned model, run dir (make jobs [output_root=DIR])
 	$(BIN)/tuneforge jobs $(OVERRIDES)
 
-cancel: $(STAMP) ## cancel a run's OpenAI fine-tuning job: make cancel run=outputs/openai-gpt4o-mini/<ts>
+cancel: $(STAMP) ## cancel a run's OpenAI fine-tuning job (or stop its Ray job): make cancel run=outputs/openai-gpt4o-mini/<ts>
 	$(BIN)/tuneforge cancel run=$(run)
 
 openai-standin: $(STAMP) ## a local stand-in for OpenAI's API (try backend=openai without a key; prints what to export)

@@ -1,9 +1,10 @@
-"""``tuneforge jobs``: the runs submitted to Slurm, with their Slurm state and run directory.
+"""``tuneforge jobs``: the runs submitted to Slurm or Ray (and hosted jobs), with their state and run directory.
 
-Every submission (``launcher=slurm`` jobs, and sweep trials running under submitit) appends one line to
-``<output_root>/jobs.jsonl``. The listing asks Slurm for the state of all of them in one ``squeue`` call,
-then ``sacct`` where accounting exists, and otherwise reads the run directory (summary.json = completed,
-FAILED = failed), since a cluster forgets finished jobs after MinJobAge.
+Every submission (``launcher=slurm`` and ``launcher=ray`` jobs, sweep trials running under submitit, hosted
+jobs) appends one line to ``<output_root>/jobs.jsonl``. The listing asks Slurm for the state of all of its
+jobs in one ``squeue`` call, then ``sacct`` where accounting exists; Ray jobs are asked of their cluster's job
+API (states mapped to the same words: SUCCEEDED -> COMPLETED, STOPPED -> CANCELLED); otherwise it reads the
+run directory (summary.json = completed, FAILED = failed), since a cluster forgets finished jobs.
 
     tuneforge jobs                       (reads ./outputs/jobs.jsonl)
     tuneforge jobs output_root=/scratch/me/outputs
@@ -85,7 +86,11 @@ def last_step(run_dir: Path) -> int | None:
 
 def job_rows(output_root: Path) -> list[dict[str, Any]]:
     entries = read_index(output_root)
-    states = slurm_states([e["job_id"] for e in entries if e.get("kind") != "openai"])
+    states = slurm_states([e["job_id"] for e in entries if e.get("kind") not in ("openai", "ray")])
+    if any(e.get("kind") == "ray" for e in entries):
+        from tuneforge.launch.ray import job_states
+
+        states.update(job_states([e for e in entries if e.get("kind") == "ray"]))
     rows = []
     for e in entries:
         run_dir = Path(e["run_dir"])
@@ -131,7 +136,8 @@ def cmd_jobs(args: list[str]) -> int:
         print(f"no submitted jobs recorded in {index_path(output_root)}")
         return 0
     print(format_rows(rows))
-    if "SLURM_CONF" not in os.environ and shutil.which("squeue") is None:
+    slurm = any(r["kind"] not in ("openai", "ray") for r in rows)
+    if slurm and "SLURM_CONF" not in os.environ and shutil.which("squeue") is None:
         print("(no Slurm client here: states come from the run directories)", file=sys.stderr)
     return 0
 
@@ -146,8 +152,10 @@ def hosted_state(run_dir: Path) -> dict[str, str]:
 
 
 def cmd_cancel(args: list[str]) -> int:
-    """tuneforge cancel run=<run_dir>: cancel the run's OpenAI fine-tuning job (Slurm jobs: scancel <id>)."""
+    """tuneforge cancel run=<run_dir>: cancel the run's OpenAI fine-tuning job or stop its Ray job (Slurm jobs:
+    scancel <id>)."""
     from tuneforge.backends.openai_job import cancel_run, read_job
+    from tuneforge.launch.ray import read_job_info, stop_job
 
     run_dir = None
     for a in args:
@@ -159,6 +167,10 @@ def cmd_cancel(args: list[str]) -> int:
     if run_dir is None:
         raise ConfigError("tuneforge cancel: run=<run_dir> is required, e.g. tuneforge cancel "
                           "run=outputs/openai-gpt4o-mini/<timestamp>")
+    ray_job = read_job_info(run_dir).get("job_id")
+    if ray_job:
+        print(f"Ray job {ray_job}: {stop_job(run_dir)}")
+        return 0
     if not read_job(run_dir).get("job_id"):
         raise ConfigError(f"tuneforge cancel: {run_dir} records no hosted job (no job.json with a job_id); "
                           "a Slurm job is cancelled with scancel <job id> (tuneforge jobs lists them)")

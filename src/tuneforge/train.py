@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from tuneforge.backends.registry import get_backend
 from tuneforge.errors import LaunchError
-from tuneforge.finish import finish_run
+from tuneforge.finish import finish_run, format_summary
 from tuneforge.launch.registry import get_launcher
 from tuneforge.plan import write_run_plan
 from tuneforge.run_ownership import claim_run_dir, disk_problem, reset_bookkeeping
@@ -101,7 +101,9 @@ def _train_in(run: RunConfig, run_dir: Path, resuming: bool, backend: Backend, l
                                  "the same command to resume from it." if last else
                                  "No complete checkpoint was written.")) from None
         raise
-    if result.get("submitted"):  # a batch job (launcher=slurm) finishes its run directory itself
+    if result.get("submitted"):  # a batch job (slurm, ray) finishes its run directory itself, via finish_run
+        if not quiet and "name" in result:  # launcher.wait=true: the job's own summary
+            print(format_summary(result), flush=True)
         return result
     return finish_run(run, run_dir, result, time.perf_counter() - t0, quiet=quiet,
                       **({"resumed_from": Path(ckpt).name} if ckpt else {}))

@@ -14,7 +14,8 @@ from tuneforge.plan import make_plan
 METHODS = {"full": ["recipe=full-llama"], "lora": ["recipe=lora-llama"], "qlora": ["recipe=qlora-llama"]}
 LAUNCHERS = {"local": ["launcher=local"],
              "accelerate-8gpu": ["launcher=accelerate", "launcher.gpus_per_node=8"],
-             "accelerate-2cpu": ["launcher=accelerate", "launcher.gpus_per_node=2", "launcher.cpu=true"]}
+             "accelerate-2cpu": ["launcher=accelerate", "launcher.gpus_per_node=2", "launcher.cpu=true"],
+             "ray-4gpu": ["launcher=ray", "launcher.num_workers=4", "launcher.use_gpu=true"]}
 DISTRIBUTED = ["none", "zero1", "zero2", "zero3", "zero3-offload"]
 ADVICE = ("use ", "set ", "choose one of", "try ")
 
@@ -50,6 +51,11 @@ def test_every_combination_plans_or_is_refused_with_advice() -> None:
     assert ("qlora", "axolotl", "accelerate-8gpu", "zero3-offload") in refused
     assert ("lora", "axolotl", "accelerate-2cpu", "none") in refused  # axolotl ranks need GPUs
     assert ("lora", "native", "accelerate-2cpu", "none") in planned  # real CPU DDP (test_multiprocess)
+    # launcher=ray: plain DDP of the in-process backends (Ray Train workers run tuneforge.worker)
+    for m in METHODS:
+        assert (m, "native", "ray-4gpu", "none") in planned
+        assert (m, "axolotl", "ray-4gpu", "none") in refused  # axolotl starts its own processes
+        assert (m, "native", "ray-4gpu", "zero2") in refused  # no DeepSpeed on Ray's process group
 
 
 @pytest.mark.parametrize("launcher", ["local", "accelerate"])

@@ -33,10 +33,11 @@ def world_size(run: RunConfig) -> int:
     """Total number of training processes the launcher starts (1 for the local launcher).
 
     Reads the launcher's fields by name, so any launcher with ``gpus_per_node``/``processes_per_node`` and
-    ``num_nodes``/``nodes`` gets the same arithmetic.
+    ``num_nodes``/``nodes`` (or Ray's ``num_workers``) gets the same arithmetic.
     """
     c = run.launcher
-    per_node = getattr(c, "processes_per_node", None) or getattr(c, "gpus_per_node", None) or 1
+    per_node = (getattr(c, "processes_per_node", None) or getattr(c, "gpus_per_node", None)
+                or getattr(c, "num_workers", None) or 1)  # launcher=ray: its workers
     nodes = getattr(c, "num_nodes", None) or getattr(c, "nodes", None) or 1
     return int(per_node) * int(nodes)
 

@@ -20,6 +20,8 @@ def runs_on_cpu(run: RunConfig) -> bool:
         return True
     if getattr(c, "gpus_per_node", 1) == 0:  # e.g. launcher=slurm launcher.gpus_per_node=0
         return True
+    if getattr(c, "use_gpu", True) is False:  # launcher=ray launcher.use_gpu=false
+        return True
     if c.name == "local":
         if _FOR_TARGET.get() and (run.model.tiny is None or getattr(run, "gpu", None) and run.gpu.name != "none"):
             return False  # `plan` describes the GPU machine a real-model recipe is for, not this host

@@ -15,6 +15,7 @@ LAUNCHERS: dict[str, str] = {
     "local": "tuneforge.launch.local:LocalLauncher",
     "accelerate": "tuneforge.launch.accelerate:AccelerateLauncher",
     "slurm": "tuneforge.launch.slurm:SlurmLauncher",
+    "ray": "tuneforge.launch.ray:RayLauncher",
 }
 
 

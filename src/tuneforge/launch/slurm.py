@@ -350,11 +350,9 @@ class SlurmLauncher(LauncherBase):
               f"  status   tuneforge jobs output_root={run.output_root}", flush=True)
         if not c.wait:
             return {"submitted": True, "slurm_job_id": job_id, "run_dir": str(run_dir)}
-        summary = wait_for_job(job_id, run_dir)
-        keep = {k: v for k, v in summary.items()
-                if k not in ("name", "run_dir", "method", "model", "backend", "launcher", "wall_time_s",
-                             "versions", "git_commit", "config")}
-        return {**keep, "slurm_job_id": job_id}
+        # the job has finished its run directory (finish_run: summary.json, eval.after_training) on its side;
+        # "submitted" tells train() not to finish it a second time here
+        return {**wait_for_job(job_id, run_dir), "slurm_job_id": job_id, "submitted": True}
 
 
 # --- job side: called by the batch script ----------------------------------------------------------------

@@ -88,6 +88,27 @@ class SlurmLauncherConfig(LauncherConfig):
 
 
 @dataclass
+class RayLauncherConfig(LauncherConfig):
+    """One Ray job per run (``tuneforge.launch.ray``): Ray Train's TorchTrainer starts ``num_workers`` workers,
+    joined by Ray's torch process group (gloo on CPU, nccl with ``use_gpu``), each one training process.
+
+    ``env`` becomes the job's runtime_env: only configuration variables (tuneforge.secrets.SAFE_ENV);
+    secrets are refused, set them where the cluster's ``ray start`` runs. The run directory must be on a
+    filesystem the cluster's nodes share with this host.
+    """
+
+    name: str = "ray"
+    # the cluster's dashboard (Ray's job API): http://<head>:8265; null = RAY_ADDRESS, else the cluster
+    # started on this machine by `ray start --head`
+    address: Optional[str] = None
+    num_workers: int = 2  # Ray Train workers = training processes (world size)
+    cpus_per_worker: float = 1
+    use_gpu: bool = False  # one GPU per worker (nccl); false: CPU workers over gloo
+    python: Optional[str] = None  # interpreter of the job's entrypoint on the cluster; default: the one that submits
+    wait: bool = False  # block until the job ends (tests, scripts); default: submit and return
+
+
+@dataclass
 class DistributedConfig:
     """How the model is sharded across processes (DeepSpeed ZeRO); ``none`` = plain data parallel (DDP).
 

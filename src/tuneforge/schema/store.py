@@ -30,6 +30,7 @@ SCHEMAS: list[tuple[str | None, str, type]] = [
     ("launcher", "base_local", launch_cfg.LocalLauncherConfig),
     ("launcher", "base_accelerate", launch_cfg.AccelerateLauncherConfig),
     ("launcher", "base_slurm", launch_cfg.SlurmLauncherConfig),
+    ("launcher", "base_ray", launch_cfg.RayLauncherConfig),
     ("distributed", "base_distributed", launch_cfg.DistributedConfig),
     ("tracking", "base_tracking", TrackingConfig),
     ("gpu", "base_gpu", GpuConfig),
