@@ -189,7 +189,8 @@ def test_plan_for_ray_imports_neither_ray_nor_torch(tmp_path: Path) -> None:
 
 def test_jobs_falls_back_to_the_run_dir_when_the_cluster_is_gone(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture) -> None:
-    from tuneforge.jobs import cmd_jobs, record_job
+    from tuneforge.job_index import record_job
+    from tuneforge.jobs import cmd_jobs
 
     run_dir = tmp_path / "outputs" / "lora-tiny" / "r1"
     run_dir.mkdir(parents=True)

@@ -34,9 +34,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tuneforge.errors import LaunchError
 from tuneforge.schema.components import LauncherBase
 from tuneforge.schema.run import RunConfig
-from tuneforge.errors import LaunchError
 
 SUBMISSION_NAME = "ray_submission.json"  # what is submitted (plan shows it; prepare writes it)
 JOB_INFO_NAME = "ray_job.json"  # the submitted job: id, address; the job side adds where it ran
