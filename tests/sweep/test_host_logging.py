@@ -54,3 +54,27 @@ def test_eval_metrics_leave_no_handler_that_closes_the_callers_stream() -> None:
         generation_metrics(["Dạ, có ạ."], ["Dạ, có ạ."])
     logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
     assert not stream.closed
+
+
+def test_validating_an_axolotl_config_leaves_the_hosts_logging_alone() -> None:
+    """Importing axolotl.cli runs dictConfig and setLoggerClass(AxolotlLogger), whose filter dropped the INFO
+    records of every logger created afterwards (a later sweep's trial.log came out empty)."""
+    from tuneforge.backends.axolotl import build_axolotl_config, validate_axolotl_config
+    from tuneforge.config.compose import load_run_config
+
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level, logging.getLoggerClass())
+    run = load_run_config(["recipe=lora-tiny", "backend=axolotl"])
+    cfg = build_axolotl_config(run, Path("/tmp/run"), base_model="/m", data={"train": "t", "val": "v"})
+    validate_axolotl_config(cfg, normalize=False, warnings=[])
+    assert (list(root.handlers), root.level, logging.getLoggerClass()) == before
+    stream = io.StringIO()
+    fresh = logging.getLogger("host.created.after.axolotl")
+    handler = logging.StreamHandler(stream)
+    fresh.addHandler(handler)
+    fresh.setLevel(logging.INFO)
+    try:
+        fresh.info("an info record")
+    finally:
+        fresh.removeHandler(handler)
+    assert "an info record" in stream.getvalue()

@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +269,29 @@ class _WarningRecords(logging.Handler):
             self.messages.append(msg)
 
 
+@contextlib.contextmanager
+def host_logging_kept() -> Iterator[None]:
+    """Undo what importing ``axolotl.cli`` does to the importing process's logging.
+
+    Its ``configure_logging()`` runs ``dictConfig`` (root level WARNING, stdout handlers on the root logger)
+    and ``logging.setLoggerClass(AxolotlLogger)``, whose filter drops every record below WARNING of each
+    non-axolotl logger created afterwards: after a ``plan``/validation of an axolotl run, a notebook's or a
+    sweep's INFO logs (tuneforge's own trial.log) went missing. axolotl's own ``axolotl`` loggers keep their
+    configuration; the root logger's handlers and level, and the logger class, are the host's again."""
+    root = logging.getLogger()
+    handlers, level, logger_class = list(root.handlers), root.level, logging.getLoggerClass()
+    try:
+        yield
+    finally:
+        logging.setLoggerClass(logger_class)
+        for h in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(h)
+        for h in handlers:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(level)
+
+
 def validate_axolotl_config(cfg: dict[str, Any], *, source: str = AXOLOTL_YAML,
                             normalize: bool | None = None, warnings: list[str] | None = None) -> Any:
     """Run axolotl's own ``validate_config`` (and ``normalize_config``, which loads the base model's config:
@@ -276,9 +299,9 @@ def validate_axolotl_config(cfg: dict[str, Any], *, source: str = AXOLOTL_YAML,
     warnings axolotl's validators log ("sample_packing & torch sdpa with bf16 ... 0.0 loss") are appended to
     ``warnings`` (the plan's), or printed when no list is given."""
     quiet_axolotl_env()
-    # axolotl configures its loggers on import (dictConfig replaces their handlers): import it first; a missing
-    # axolotl is reported by _validate_axolotl_config
-    with contextlib.suppress(ImportError):
+    # axolotl configures logging on import: import it first (a missing axolotl is reported by
+    # _validate_axolotl_config), and give the host process its own logging back
+    with contextlib.suppress(ImportError), host_logging_kept():
         import axolotl.cli.config  # noqa: F401
     records = _WarningRecords()
     axolotl_log = logging.getLogger("axolotl")
