@@ -48,8 +48,8 @@ lock: ## regenerate requirements/lock.txt (every package, exact versions) from p
 	test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && \
 	  $(LOCK_VENV)/bin/pip install -q pip==25.2 pip-tools==7.6.0; }
 	# torch is resolved against the wheel pip finds for torch==2.13.0 (here the local CPU build, so the lock has
-	# no CUDA packages); the lock records no index or wheel folder of this machine
-	$(LOCK_VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links \
+	# no CUDA packages); [tool.pip-tools] in pyproject.toml keeps this machine's index and wheel folder out of it
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q \
 	  -c requirements/torch.txt --extra $(EXTRAS) -o requirements/lock.txt pyproject.toml
 
 train: $(STAMP) ## train a recipe: make train [recipe=lora-smollm2] [key=value ...] [yes=1: no cost question]
