@@ -6,11 +6,9 @@ names (and each backend module imports its heavy dependencies lazily too).
 
 from __future__ import annotations
 
-import importlib
 from functools import cache
 
-from tuneforge.errors import ConfigError
-from tuneforge.schema.components import Backend
+from tuneforge.schema.components import Backend, load_component
 
 BACKENDS: dict[str, str] = {
     "native": "tuneforge.backends.native:NativeBackend",
@@ -22,8 +20,4 @@ BACKENDS: dict[str, str] = {
 
 @cache
 def get_backend(name: str) -> Backend:
-    try:
-        module, attr = BACKENDS[name].split(":")
-    except KeyError:
-        raise ConfigError(f"backend.name={name!r} is not valid; choose one of: {', '.join(BACKENDS)}") from None
-    return getattr(importlib.import_module(module), attr)()
+    return load_component(BACKENDS, "backend.name", name)

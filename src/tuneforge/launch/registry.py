@@ -5,11 +5,9 @@ Entries are import paths, imported on first use, so a run loads only the launche
 
 from __future__ import annotations
 
-import importlib
 from functools import cache
 
-from tuneforge.errors import ConfigError
-from tuneforge.schema.components import Launcher
+from tuneforge.schema.components import Launcher, load_component
 
 LAUNCHERS: dict[str, str] = {
     "local": "tuneforge.launch.local:LocalLauncher",
@@ -21,8 +19,4 @@ LAUNCHERS: dict[str, str] = {
 
 @cache
 def get_launcher(name: str) -> Launcher:
-    try:
-        module, attr = LAUNCHERS[name].split(":")
-    except KeyError:
-        raise ConfigError(f"launcher.name={name!r} is not valid; choose one of: {', '.join(LAUNCHERS)}") from None
-    return getattr(importlib.import_module(module), attr)()
+    return load_component(LAUNCHERS, "launcher.name", name)

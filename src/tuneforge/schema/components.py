@@ -17,10 +17,12 @@ members their defaults, so an implementation states only what it does.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from tuneforge.errors import ConfigError
 from tuneforge.schema.run import RunConfig
 
 
@@ -89,3 +91,13 @@ class LauncherBase:
 
     def prepare(self, run: RunConfig, run_dir: Path, backend: Backend) -> dict[str, Path]:
         return {}
+
+
+def load_component(registry: dict[str, str], key: str, name: str) -> Any:
+    """A new instance of the class a registry names as ``module:Class`` (imported now, not before);
+    an unknown ``name`` is refused naming ``key`` and the valid names."""
+    try:
+        module, attr = registry[name].split(":")
+    except KeyError:
+        raise ConfigError(f"{key}={name!r} is not valid; choose one of: {', '.join(registry)}") from None
+    return getattr(importlib.import_module(module), attr)()
