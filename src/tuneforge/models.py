@@ -134,8 +134,18 @@ def build_tiny_model(tiny: TinyModelConfig) -> Path:
     def save(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         hf_tok.save_pretrained(tmp)
+        _require_weights(tmp)
 
     return atomic_write_dir(target, save, replace=False)  # a concurrent build's result is kept
+
+
+def _require_weights(tmp: Path) -> None:
+    """A cache entry is published only with its config and weights: under an initialised process group
+    transformers' save_pretrained writes them on rank 0 only, and a tokenizer-only directory must never be
+    taken for a model (atomic_write_dir then drops the temporary directory)."""
+    if not (tmp / "config.json").is_file() or not any(tmp.glob("*.safetensors")):
+        raise ModelLoadError(f"building the model cache wrote no weights into {tmp} (a process of rank > 0 of a "
+                             "distributed job?); build it before the workers start")
 
 
 def packaged_model_dir(package: str) -> Path:
@@ -243,6 +253,7 @@ def build_gguf_model(src: GGUFSourceConfig) -> Path:
     def save(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        _require_weights(tmp)
         (tmp / "SOURCE.json").write_text(json.dumps(
             {"package": src.package, "version": version, "file": src.file}, indent=2) + "\n")
 

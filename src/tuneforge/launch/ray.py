@@ -368,10 +368,13 @@ def job_main(run_dir: Path) -> int:
     run = read_config(run_dir)
     try:
         from tuneforge.data.prepare import prepare_splits
-        from tuneforge.models import check_model_reachable
+        from tuneforge.models import check_model_reachable, local_model_dir
 
         check_model_reachable(run)
         prepare_splits(run.dataset)  # once, here, before the workers read the cached splits
+        # the model cache (tiny / converted GGUF) too: inside Ray's process group only rank 0's save_pretrained
+        # writes weights, so a worker of another rank must never be the one that builds it
+        local_model_dir(run.model)
         run_trainer(run, run_dir)
     except Exception as exc:
         why = f"{type(exc).__name__}: {exc}".strip()
