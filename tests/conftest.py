@@ -61,3 +61,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def tiny_overrides(recipe: str, out_root: Path, *extra: str) -> list[str]:
     return [f"recipe={recipe}", f"output_root={out_root}", *extra]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that start a Ray head, use Slurm or start several processes are integration tests too
+    (`make test-integration`); `make test` is the rest."""
+    for item in items:
+        if any(item.get_closest_marker(m) for m in ("ray", "slurm", "distributed")):
+            item.add_marker(pytest.mark.integration)

@@ -95,6 +95,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     return root, first, second
 
 
+@pytest.mark.integration
 def test_runs_lists_status_and_losses(two_runs: tuple[Path, Path, Path], capsys: pytest.CaptureFixture) -> None:
     root, first, second = two_runs
     # a run killed mid-training: a real process, SIGKILLed once its RUNNING marker exists
@@ -119,6 +120,7 @@ def test_runs_lists_status_and_losses(two_runs: tuple[Path, Path, Path], capsys:
     assert "->" in rows[1]  # first -> last loss
 
 
+@pytest.mark.integration
 def test_run_latest_and_recipe_name_and_compare(two_runs: tuple[Path, Path, Path], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,6 +142,7 @@ def test_run_latest_and_recipe_name_and_compare(two_runs: tuple[Path, Path, Path
     assert "run=latest" in err and "outputs/lora-tiny/" + second.name in err
 
 
+@pytest.mark.integration
 def test_run_dir_latest_resumes_the_newest_run_of_the_recipe(two_runs: tuple[Path, Path, Path]) -> None:
     from tuneforge.config.compose import load_run_config
     from tuneforge.errors import ConfigError

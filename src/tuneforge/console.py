@@ -188,7 +188,8 @@ class TrainProgressCallback(CallbackBase):
         self.lr: float | None = None
         self.tokens0: int = 0
         self.t0 = time.perf_counter()
-
+        self.eval_line: ProgressLine | None = None
+        self.eval_done = 0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if state.is_world_process_zero:
@@ -219,6 +220,27 @@ class TrainProgressCallback(CallbackBase):
         if self.line is not None:
             self.line.close()
             self.line = None
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        """Evaluation batches (the validation loss during and after training) get their own live line."""
+        if not state.is_world_process_zero:
+            return
+        if self.eval_line is None:
+            loader = kw.get("eval_dataloader")
+            try:
+                total = len(loader) if loader is not None else None
+            except TypeError:
+                total = None
+            if self.line is not None:
+                self.line.close()
+            self.eval_line, self.eval_done = ProgressLine(f"{self.label} eval", total), 0
+        self.eval_done += 1
+        self.eval_line.update(self.eval_done)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.eval_line is not None:
+            self.eval_line.close()
+            self.eval_line = None
 
 
 def quiet_library_progress() -> None:

@@ -119,6 +119,20 @@ def model_shape(run: RunConfig) -> tuple[Shape, bool]:
     return Shape(hidden, layers, max(1, hidden // 128), max(1, hidden // 512), int(hidden * 3.5), 32000), False
 
 
+def known_layer_count(run: RunConfig) -> int | None:
+    """The model's number of decoder layers where its shape is exactly known (tiny or the table), else None."""
+    shape, exact = model_shape(run)
+    return shape.layers if exact else None
+
+
+def adapted_layer_count(run: RunConfig, shape: Shape) -> int:
+    """How many decoder layers carry a LoRA adapter (``method.layers_to_transform``; all by default)."""
+    layers = run.method.layers_to_transform
+    if layers is None:
+        return shape.layers
+    return len({i % shape.layers for i in layers}) if shape.layers else 0
+
+
 def _dtype_bytes(name: str) -> int:
     return 4 if name == "float32" else 2
 
@@ -134,7 +148,7 @@ def lora_parameters(run: RunConfig, shape: Shape) -> int:
     r = run.method.r
     shapes = shape.linear_shapes()
     per_layer = sum(r * (i + o) for name, (i, o) in shapes.items() if name in run.method.target_modules)
-    return per_layer * shape.layers
+    return per_layer * adapted_layer_count(run, shape)
 
 
 @dataclass

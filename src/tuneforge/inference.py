@@ -91,7 +91,8 @@ def _stream_writer(tokenizer: Any, out: TextIO | None, parts: list[str]) -> Any:
                 out.write(text)
                 out.flush()
 
-    return CollectingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    return CollectingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
+                              clean_up_tokenization_spaces=False)
 
 
 def reply(chat: ChatModel, user: str, out: TextIO | None = None, remember: bool = True) -> str:

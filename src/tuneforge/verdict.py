@@ -181,11 +181,24 @@ def _duration(seconds: float) -> str:
 def flops_per_token(run: RunConfig) -> float:
     shape, _ = model_shape(run)
     params = float(run.model.num_parameters or shape.num_parameters())
-    k = 6.0 if run.method.name == "full" else 4.0
+    if run.method.name == "full":
+        k = 6.0
+    else:  # forward 2N; backward 2N for activation gradients, but only down to the lowest adapted layer
+        k = 2.0 + 2.0 * _backward_depth(run, shape.layers)
     if run.hparams.gradient_checkpointing:
         k += 2.0
     attention = 12.0 * shape.layers * shape.hidden * run.hparams.seq_len * (k / 6.0)
     return k * params + attention
+
+
+def _backward_depth(run: RunConfig, layers: int) -> float:
+    """The share of the decoder the backward pass goes through: from the lowest adapted layer up."""
+    from tuneforge.strategies.registry import adapted_layers
+
+    chosen = adapted_layers(run.method.layers_to_transform, layers) if layers else None
+    if not chosen:
+        return 1.0
+    return (layers - min(chosen)) / layers
 
 
 def make_verdict(run: RunConfig, memory: MemoryEstimate, data: DataSize | None = None) -> Verdict:

@@ -75,6 +75,7 @@ def test_refusals(overrides: list[str], needle: str) -> None:
     assert needle in str(err.value)
 
 
+@pytest.mark.integration
 @pytest.mark.axolotl
 def test_axolotl_validator_accepts_every_recipe_and_method() -> None:
     checked = 0
@@ -136,6 +137,7 @@ def _assert_parity_layout_and_learning(run_dir: Path) -> None:
     assert sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) > 0
 
 
+@pytest.mark.integration
 @pytest.mark.axolotl
 def test_axolotl_lora_trains_on_cpu(out_root: Path) -> None:
     run_dir = _train(out_root, "lora-tiny")

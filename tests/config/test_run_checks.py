@@ -32,6 +32,12 @@ CASES = [
     (["hparams.save_total_limit=0"], ["hparams.save_total_limit=0", "keep every checkpoint"]),
     (["dataset.split.train=0.9", "dataset.split.val=0", "hparams.eval_steps=1"],
      ["hparams.eval_steps=1 needs a validation split", "dataset.split.val=0.0"]),
+    (["hparams.max_eval_samples=0"], ["hparams.max_eval_samples=0 must be >= 1"]),
+    # LoRA on chosen layers: out of range, none, or from the top of a model whose depth is unknown
+    (["method.layers_to_transform=[0,5]"], ["method.layers_to_transform: [5] outside the 2 layers", "-2..-1"]),
+    (["method.layers_to_transform=[]"], ["method.layers_to_transform=[] adapts no layer"]),
+    (["model.tiny=null", "model.name_or_path=some/unknown-model", "method.layers_to_transform=[-1]"],
+     ["counts from the top", "give 0-based indices"]),
     (["model.attn_implementation=bogus"], ["model.attn_implementation='bogus' is not valid", "sdpa", "eager"]),
     # '+' used to bypass the typo check: the key was accepted and dropped
     (["+optim.lrr=1e-4"], ["unknown config key 'optim.lrr'", "did you mean 'optim.lr'", "valid keys under 'optim'"]),

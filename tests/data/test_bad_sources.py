@@ -76,6 +76,7 @@ def test_unreadable_file_is_permission_denied(tmp_path: Path) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.mark.integration
 def test_one_huge_row_does_not_exhaust_memory(tmp_path: Path) -> None:
     """A valid 50 MB single-line example took 8.6 GB peak RSS in `data lint`; it is now rejected unread.
 

@@ -132,6 +132,7 @@ def test_failed_run_never_looks_complete(out_root: Path, tmp_path: Path) -> None
     assert not (out_root / "lora-tiny").exists()
 
 
+@pytest.mark.integration
 def test_killed_run_does_not_look_complete(out_root: Path) -> None:
     """SIGKILL mid-training: the run directory keeps RUNNING and never gets summary.json."""
     import os

@@ -20,6 +20,7 @@ DISTRIBUTED = ["none", "zero1", "zero2", "zero3", "zero3-offload"]
 ADVICE = ("use ", "set ", "choose one of", "try ")
 
 
+@pytest.mark.integration
 def test_every_combination_plans_or_is_refused_with_advice() -> None:
     planned, refused = [], []
     for (m, mo), backend, (lname, lo), dist in itertools.product(METHODS.items(), ("native", "axolotl"),

@@ -23,6 +23,8 @@ from tests.conftest import REPO, read_metrics
 from tuneforge.config.compose import load_run_config
 from tuneforge.errors import ConfigError
 
+pytestmark = pytest.mark.integration  # every test here talks to a real Ray head (or its absence)
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -30,6 +30,7 @@ def _is_png(path: Path) -> bool:
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
+@pytest.mark.integration
 def test_grid_sweep_table_plot_and_failed_trials(out_root: Path, capsys: pytest.CaptureFixture) -> None:
     # 2 x 2 grid; optim.lr=-1 passes the preflight (first values only) and fails inside its trials
     status = cmd_sweep([*TINY, f"output_root={out_root}", "sweep=grid", "optim.lr=1e-2,-1", "method.r=4,8"])
@@ -59,6 +60,7 @@ def test_grid_sweep_table_plot_and_failed_trials(out_root: Path, capsys: pytest.
     assert "best     eval loss" in out and str(sweep_dir / "results.csv") in out
 
 
+@pytest.mark.integration
 def test_optuna_sweep_minimizes_and_resumes(out_root: Path) -> None:
     space = ["optim.lr=tag(log, interval(1e-3, 3e-2))", "method.r=choice(4, 8)"]
     args = [*TINY, f"output_root={out_root}", "sweep=optuna", *space]

@@ -60,17 +60,33 @@ def model_path(run: RunConfig, *, build: bool = False) -> str:
     return str(local) if local is not None else run.model.name_or_path
 
 
-def data_paths(run: RunConfig, *, prepare: bool = False) -> dict[str, Any]:
-    """The prepared chat-JSONL splits (prepared only when ``prepare``; plan just names the cached files)."""
+VAL_SUBSET = "val.subset.jsonl"  # hparams.max_eval_samples: the first N validation rows, in the run directory
+
+
+def data_paths(run: RunConfig, *, prepare: bool = False, run_dir: Path | None = None) -> dict[str, Any]:
+    """The prepared chat-JSONL splits (prepared only when ``prepare``; plan just names the cached files).
+
+    With ``hparams.max_eval_samples`` the validation file is the run directory's ``val.subset.jsonl``
+    (axolotl has no such key), written here when ``prepare``."""
+    n = run.hparams.max_eval_samples
     if prepare:
         from tuneforge.data.prepare import prepare_splits
 
         data = prepare_splits(run.dataset)
-        return {"train": data.train, "val": data.val, "val_rows": data.sizes.get("val", 0)}
+        out = {"train": data.train, "val": data.val, "val_rows": data.sizes.get("val", 0)}
+        if n is not None and run_dir is not None and out["val_rows"]:
+            from tuneforge.rundir import atomic_write_text
+
+            with Path(data.val).open(encoding="utf-8") as f:
+                rows = [line for line in f if line.strip()][:n]
+            atomic_write_text(Path(run_dir) / VAL_SUBSET, "".join(rows))
+            out.update(val=Path(run_dir) / VAL_SUBSET, val_rows=len(rows))
+        return out
     from tuneforge.data.prepare import prepared_dir
 
     d = prepared_dir(run.dataset)
-    return {"train": d / "train.jsonl", "val": d / "val.jsonl", "val_rows": None}
+    val = Path(run_dir) / VAL_SUBSET if n is not None and run_dir is not None else d / "val.jsonl"
+    return {"train": d / "train.jsonl", "val": val, "val_rows": None}
 
 
 def _precision(run: RunConfig, cpu: bool) -> dict[str, Any]:
@@ -137,6 +153,11 @@ def _adapter(run: RunConfig) -> dict[str, Any]:
         out["lora_modules_to_save"] = list(m.modules_to_save)
     if m.use_rslora:
         out["peft_use_rslora"] = True
+    if m.layers_to_transform is not None:
+        from tuneforge.estimate import known_layer_count
+        from tuneforge.strategies.registry import adapted_layers
+
+        out["peft_layers_to_transform"] = adapted_layers(m.layers_to_transform, known_layer_count(run))
     return out
 
 
@@ -147,7 +168,7 @@ def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | Non
 
     h, o, m, b = run.hparams, run.optim, run.model, run.backend
     cpu = on_cpu(run)
-    data = data or data_paths(run)
+    data = data or data_paths(run, run_dir=Path(run_dir))
     run_dir = Path(run_dir)
     dataset = {"path": str(data["train"]), "ds_type": "json", "type": "chat_template",
                "field_messages": "messages", "split": "train"}
@@ -404,7 +425,7 @@ class AxolotlBackend:
 
         quiet_axolotl_env(offline=on_cpu(run))
         cfg = build_axolotl_config(run, run_dir, base_model=model_path(run, build=True),
-                                   data=data_paths(run, prepare=True))
+                                   data=data_paths(run, prepare=True, run_dir=run_dir))
         validate_axolotl_config(cfg, source=str(run_dir / AXOLOTL_YAML), normalize=None)
         path = run_dir / AXOLOTL_YAML
         atomic_write_text(path, render_axolotl_yaml(cfg))
@@ -447,6 +468,8 @@ def worker_result(trainer: Any, metrics_cb: Any, weights: str, t0: float) -> dic
         "tokens": int(getattr(state, "num_input_tokens_seen", 0) or 0),
         "train_runtime_s": train_end.get("train_runtime"),
         "time_to_first_step_s": metrics_cb.first_step_s,
+        "first_step_unix": metrics_cb.first_step_unix,
+        "train_begin_unix": metrics_cb.train_begin_unix,
         "wall_s": time.perf_counter() - t0,
         "weights": weights,
         "world_size": trainer.args.world_size,

@@ -34,6 +34,7 @@ _NATIVE_NA = {
 AXOLOTL: dict[str, str] = {
     "method.name": MAPPED, "method.r": MAPPED, "method.alpha": MAPPED, "method.dropout": MAPPED,
     "method.target_modules": MAPPED, "method.modules_to_save": MAPPED, "method.use_rslora": MAPPED,
+    "method.layers_to_transform": MAPPED + " (peft_layers_to_transform)",
     "method.bias": unsupported("axolotl trains LoRA without bias terms (refused by its check unless 'none')"),
     "method.quantization.bits": MAPPED, "method.quantization.quant_type": MAPPED,
     "method.quantization.double_quant": MAPPED, "method.quantization.compute_dtype": MAPPED,
@@ -52,6 +53,7 @@ AXOLOTL: dict[str, str] = {
     "hparams.epochs": MAPPED, "hparams.max_steps": MAPPED, "hparams.micro_batch_size": MAPPED,
     "hparams.grad_accumulation": MAPPED, "hparams.seq_len": MAPPED, "hparams.packing": MAPPED,
     "hparams.seed": MAPPED, "hparams.logging_steps": MAPPED, "hparams.eval_steps": MAPPED,
+    "hparams.max_eval_samples": MAPPED + " (test_datasets: the run directory's val.subset.jsonl)",
     "hparams.save_steps": MAPPED, "hparams.save_total_limit": MAPPED, "hparams.gradient_checkpointing": MAPPED,
     "hparams.mixed_precision": MAPPED, "hparams.dataloader_num_workers": MAPPED,
     "tracking.name": MAPPED, "tracking.project": MAPPED, "tracking.entity": MAPPED, "tracking.mode": MAPPED,

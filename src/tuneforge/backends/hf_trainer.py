@@ -37,7 +37,11 @@ class MetricsCallback(CallbackBase):
         self.last_tokens = 0
         self.first_step_s: float | None = None
         self.first_step_unix: float | None = None
+        self.train_begin_unix: float | None = None  # the training loop starts: model, data, Trainer all ready
 
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.train_begin_unix is None:
+            self.train_begin_unix = time.time()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if self.first_step_s is None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,8 @@ class NativeBackend:
             # masks by role for any chat template (tuneforge.data.masking); TRL turns them into labels
             ds = tokenize_by_role(ds, tokenizer, h.seq_len)
         eval_split = ds.get("validation")
+        if eval_split is not None and h.max_eval_samples is not None:
+            eval_split = eval_split.select(range(min(h.max_eval_samples, len(eval_split))))
         args = SFTConfig(
             **trainer_arguments(run, run_dir, evaluate=eval_split is not None),
             gradient_checkpointing=h.gradient_checkpointing,
@@ -106,14 +109,15 @@ class NativeBackend:
         trainer_cls = recording_trainer(SFTTrainer) if world_size_from_env() > 1 else SFTTrainer
         if world_size_from_env() > 1 and not torch.cuda.is_available():
             trainer_cls = cpu_resumable_trainer(trainer_cls)
-        trainer = trainer_cls(
-            model=model,
-            args=args,
-            train_dataset=ds["train"],
-            eval_dataset=eval_split,
-            processing_class=tokenizer,
-            callbacks=[*(callbacks or []), *tracking_callbacks(run, run_dir)],  # tracking=wandb|tensorboard
-        )
+        with _packing_warnings_answered(run):
+            trainer = trainer_cls(
+                model=model,
+                args=args,
+                train_dataset=ds["train"],
+                eval_dataset=eval_split,
+                processing_class=tokenizer,
+                callbacks=[*(callbacks or []), *tracking_callbacks(run, run_dir)],  # tracking=wandb|tensorboard
+            )
         from tuneforge.training_guards import check_train_dataset
 
         check_train_dataset(trainer, run)  # truncation may have left nothing to train on
@@ -171,10 +175,37 @@ class NativeBackend:
             "train_runtime_s": result.metrics.get("train_runtime"),
             "time_to_first_step_s": metrics_cb.first_step_s,
             "first_step_unix": metrics_cb.first_step_unix,
+            "train_begin_unix": metrics_cb.train_begin_unix,
             "wall_s": time.perf_counter() - t0,
             "weights": out_name,
             "world_size": trainer.args.world_size,
         }
+
+
+class _DropFlashAttentionAdvice(logging.Filter):
+    """TRL warns that packing without flash-attention "may lead to cross-contamination between samples".
+
+    Not so here: transformers builds a block-diagonal mask from the reset position ids when there is no KV
+    cache (training sets ``use_cache=False``), for sdpa and eager alike; tests/models/test_masking_and_packing.py
+    compares packed and unpacked logits. The advice stays for the implementations tuneforge has not checked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "not set to a supported Flash Attention variant" not in record.getMessage()
+
+
+@contextmanager
+def _packing_warnings_answered(run: RunConfig) -> Iterator[None]:
+    impl = run.model.attn_implementation or "sdpa"
+    if not run.hparams.packing or impl not in ("sdpa", "eager"):
+        yield
+        return
+    trl_log, flt = logging.getLogger("trl.trainer.sft_trainer"), _DropFlashAttentionAdvice()
+    trl_log.addFilter(flt)
+    try:
+        yield
+    finally:
+        trl_log.removeFilter(flt)
+    log.info("packing: examples are isolated by their reset position ids (%s attention, no KV cache)", impl)
 
 
 def tokenize_by_role(ds: Any, tokenizer: Any, max_length: int) -> Any:

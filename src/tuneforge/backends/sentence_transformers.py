@@ -267,13 +267,19 @@ class SentenceTransformersBackend:
         if run.method.name == "lora":
             from peft import LoraConfig, TaskType
 
+            from tuneforge.strategies.registry import adapted_layers
+
             m = run.method
+            layers = adapted_layers(m.layers_to_transform, model[0].auto_model.config.num_hidden_layers)
             model.add_adapter(LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=m.r, lora_alpha=m.alpha,
                                          lora_dropout=m.dropout, target_modules=list(m.target_modules),
-                                         bias=m.bias, use_rslora=m.use_rslora))
+                                         bias=m.bias, use_rslora=m.use_rslora, layers_to_transform=layers))
         evaluator = None
         if data.sizes.get("val") and shape != "scored_pairs":
             queries, corpus, relevant, _ = ir_data(run, data.val)
+            if h.max_eval_samples is not None:  # the first N validation queries (the corpus stays whole)
+                queries = dict(list(queries.items())[:h.max_eval_samples])
+                relevant = {q: relevant[q] for q in queries if q in relevant}
             evaluator = ir_evaluator(queries, corpus, relevant, name="val", batch_size=max(h.micro_batch_size, 32))
         args = SentenceTransformerTrainingArguments(
             **trainer_arguments(run, run_dir, evaluate=evaluator is not None),
@@ -332,6 +338,7 @@ class SentenceTransformersBackend:
             "train_runtime_s": result.metrics.get("train_runtime"),
             "time_to_first_step_s": metrics_cb.first_step_s,
             "first_step_unix": metrics_cb.first_step_unix,
+            "train_begin_unix": metrics_cb.train_begin_unix,
             "wall_s": time.perf_counter() - t0,
             "weights": WEIGHTS,
             "world_size": trainer.args.world_size,

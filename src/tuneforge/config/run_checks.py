@@ -91,6 +91,9 @@ def check_ranges(run: RunConfig) -> Iterable[str]:
     if h.save_total_limit < 1:
         yield (f"hparams.save_total_limit={h.save_total_limit} must be >= 1: the Trainer reads 0 as 'keep every "
                "checkpoint', not 'keep none' (use hparams.save_steps=null to save only at the end)")
+    if h.max_eval_samples is not None and h.max_eval_samples < 1:
+        yield (f"hparams.max_eval_samples={h.max_eval_samples} must be >= 1, or null to use the whole "
+               "validation split")
     if h.eval_steps is not None and run.dataset.split.val <= 0:
         yield (f"hparams.eval_steps={h.eval_steps} needs a validation split, but dataset.split.val="
                f"{run.dataset.split.val}; give the split a val share (e.g. dataset.split.val=0.1) or set "
@@ -107,6 +110,7 @@ def check_ranges(run: RunConfig) -> Iterable[str]:
                    "must be even (rotary position embeddings rotate pairs of dimensions)")
     yield from _check_attention(run)
     yield from _check_target_modules(run)
+    yield from _check_adapted_layers(run)
 
 
 def _check_attention(run: RunConfig) -> Iterable[str]:
@@ -135,6 +139,27 @@ def _check_target_modules(run: RunConfig) -> Iterable[str]:
     if unknown:
         yield (f"method.target_modules: {', '.join(map(repr, unknown))} is not a linear layer of "
                f"{run.model.model_type} models; they are: {', '.join(LLAMA_LINEAR)} (or 'all-linear')")
+
+
+def _check_adapted_layers(run: RunConfig) -> Iterable[str]:
+    from tuneforge.estimate import known_layer_count
+
+    m = run.method
+    if m.name not in ("lora", "qlora") or m.layers_to_transform is None:
+        return
+    layers = list(m.layers_to_transform)
+    n = known_layer_count(run)
+    if not layers:
+        yield ("method.layers_to_transform=[] adapts no layer; give the layers to adapt (e.g. "
+               "[-8,-7,-6,-5,-4,-3,-2,-1] for the top 8), or null for every layer")
+    elif n is not None:
+        bad = [i for i in layers if not -n <= i < n]
+        if bad:
+            yield (f"method.layers_to_transform: {bad} outside the {n} layers of {run.model.name_or_path} "
+                   f"(valid: 0..{n - 1}, or -{n}..-1 counted from the top)")
+    elif any(i < 0 for i in layers):
+        yield (f"method.layers_to_transform={layers} counts from the top, but the number of layers of "
+               f"{run.model.name_or_path} is not known here; give 0-based indices")
 
 
 CHECKS = [check_finite, check_paths, check_ranges]

@@ -278,6 +278,8 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
         files: dict[str, str] = {}
         if staged_path is not None:
             files = _route(staged_path, out_dir, status, split, cols, q_file)
+            if out_dir is not None and cat_names:
+                _write_categories(out_dir, status, split, cols, cat_names)
     finally:
         if q_file is not None:
             q_file.close()
@@ -434,6 +436,32 @@ def _decide(ds: DatasetConfig, cols: _Columns, cat_names: list[str], systems: di
     if n_kept:
         split[kept_idx] = assign_splits(cols.view("group")[kept_idx], ds.split)
     return status, split
+
+
+CATEGORIES_FILE = "categories.json"
+
+
+def _write_categories(out_dir: Path, status: np.ndarray, split: np.ndarray, cols: _Columns,
+                      cat_names: list[str]) -> None:
+    """``categories.json``: each split's category per line, aligned with ``<split>.jsonl`` (eval groups by it).
+
+    The split files stay plain chat rows (what every backend and OpenAI accept); the category rides beside.
+    """
+    kept = status == 0
+    ids = cols.view("category")
+    out: dict[str, list[str | None]] = {}
+    for j, name in enumerate(SPLIT_NAMES):
+        sel = ids[kept & (split == j)]
+        out[name] = [cat_names[i] if 0 <= i < len(cat_names) else None for i in sel.tolist()]
+    (out_dir / CATEGORIES_FILE).write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+
+
+def split_categories(split_file: Path) -> list[str | None] | None:
+    """The category of each line of a prepared split file, or None when the dataset has no categories."""
+    path = split_file.parent / CATEGORIES_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get(split_file.stem)
 
 
 def _route(staged_path: Path, out_dir: Path | None, status: np.ndarray, split: np.ndarray, cols: _Columns,

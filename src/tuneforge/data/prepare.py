@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from tuneforge.schema.run import RunConfig
 
 # bump when the prepared files or the report change shape: old cache entries are then ignored
-PIPELINE_VERSION = "3"
+PIPELINE_VERSION = "4"  # 4: categories.json beside the split files
 
 
 @dataclass(frozen=True)

@@ -22,3 +22,6 @@ def check_eval_config(e: EvalConfig) -> Iterable[str]:
         yield f"eval.temperature={e.temperature} must be > 0 (use eval.do_sample=false for greedy decoding)"
     if not 0 < e.top_p <= 1:
         yield f"eval.top_p={e.top_p} must be in (0, 1]"
+    if not e.repetition_penalty > 0:
+        yield (f"eval.repetition_penalty={e.repetition_penalty} must be > 0 (1.0: no penalty; 1.1-1.3 discourages "
+               "a model from repeating itself)")

@@ -21,6 +21,7 @@ END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
 class EvalExample:
     messages: list[dict]  # the whole conversation, ending with the reference assistant turn
     reference: str
+    category: str | None = None  # the source row's category (dataset.fields.category), when it has one
 
     @property
     def prompt_messages(self) -> list[dict]:
@@ -42,19 +43,22 @@ def load_test_examples(run: RunConfig, max_samples: int) -> list[EvalExample]:
     Sampled across source questions, not the first N rows: the variants of one question (augmentation)
     share its reference answer and sit next to each other, so the test split is grouped by reference answer
     and taken round-robin (one variant of every question before a second of any)."""
+    from tuneforge.data.pipeline import split_categories
     from tuneforge.data.prepare import prepare_splits
 
     data = prepare_splits(run.dataset)
+    categories = split_categories(Path(data.test)) or []
     groups: dict[str, list[EvalExample]] = {}
     with Path(data.test).open(encoding="utf-8") as f:
-        for line in f:
+        for n, line in enumerate(f):
             if not line.strip():
                 continue
             msgs = json.loads(line)["messages"]
             last = max((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), default=None)
             if last is None or last == 0:
                 continue
-            ex = EvalExample(msgs[:last + 1], str(msgs[last]["content"]))
+            category = categories[n] if n < len(categories) else None
+            ex = EvalExample(msgs[:last + 1], str(msgs[last]["content"]), category)
             groups.setdefault(ex.reference, []).append(ex)
     examples: list[EvalExample] = []
     queues = list(groups.values())

@@ -79,6 +79,11 @@ def evaluate_hosted_run(run_dir: Path | str, *, eval_config: EvalConfig | None =
     run_dir = Path(run_dir).expanduser().resolve()
     run, base_model, tuned_model = hosted_models(run_dir)
     cfg = eval_config or run.eval
+    if cfg.repetition_penalty != 1.0:
+        from tuneforge.errors import ConfigError
+
+        raise ConfigError(f"eval.repetition_penalty={cfg.repetition_penalty}: OpenAI's chat completions have no "
+                          "repetition penalty (frequency_penalty is another rule); use eval.repetition_penalty=1.0")
     examples = load_test_examples(run, cfg.max_samples)
     client = make_client(run.backend)
     log.info("evaluating %s on %d test examples (%s vs %s)", run_dir, len(examples), base_model, tuned_model)

@@ -86,6 +86,25 @@ def metrics_table_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{v:.0f}%"
+
+
+def category_rows(results: dict[str, Any]) -> list[list[str]]:
+    """One row per test category: n, ROUGE-L, chrF and style rate as base → fine-tuned, forbidden claims."""
+    rows = []
+    for cat, r in results.get("by_category", {}).items():
+        b, t = r["base"], r["finetuned"]
+        rows.append([cat, str(r["n"]), f"{b['rouge_l']:.1f} → {t['rouge_l']:.1f}",
+                     f"{b['chrf']:.1f} → {t['chrf']:.1f}",
+                     f"{_pct(b['style_rate'])} → {_pct(t['style_rate'])}",
+                     f"{b['forbidden_claims']} → {t['forbidden_claims']}"])
+    return rows
+
+
+CATEGORY_HEADER = ["Category", "n", "ROUGE-L", "chrF", "Style rate", "Forbidden claims"]
+
+
 def metrics_table_text(results: dict[str, Any]) -> str:
     rows = metric_rows(results)
     mode = "sampling" if results["decoding"]["do_sample"] else "greedy decoding"
@@ -179,7 +198,9 @@ def decoding_text(results: dict[str, Any]) -> str:
     d = results["decoding"]
     mode = (f"sampling (temperature {d['temperature']}, top_p {d['top_p']}, seed {d['seed']})"
             if d["do_sample"] else "greedy")
-    return f"{mode}, max {d['max_new_tokens']} new tokens"
+    penalty = d.get("repetition_penalty", 1.0)
+    rep = f", repetition penalty {penalty:g}" if penalty != 1.0 else ""
+    return f"{mode}{rep}, max {d['max_new_tokens']} new tokens"
 
 
 def render_markdown(results: dict[str, Any], has_curve: bool) -> str:
@@ -203,6 +224,10 @@ def render_markdown(results: dict[str, Any], has_curve: bool) -> str:
         "Loss and perplexity: lower is better. BLEU, chrF, ROUGE-L and exact match: 0–100, higher is better.",
         "",
     ]
+    cat_rows = category_rows(results)
+    if cat_rows:
+        out += ["## By category (base → fine-tuned)", "", "| " + " | ".join(CATEGORY_HEADER) + " |",
+                "|---|---:|---:|---:|---:|---:|", *("| " + " | ".join(r) + " |" for r in cat_rows), ""]
     if has_curve:
         out += ["## Loss curves", "", "![loss curves](loss_curve.png)", ""]
     samples = results["samples"][:n_show]
@@ -315,6 +340,14 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
                      f"<td class=\"num\">{_e(r.fmt(r.finetuned))}</td>"
                      f"<td><span class=\"delta {r.verdict}\">{_e(r.delta_text)}</span>{pill}</td></tr>")
     table.append("</tbody></table>")
+    cat_rows = category_rows(results)
+    by_cat = ""
+    if cat_rows:
+        head = "".join(f"<th>{_e(h)}</th>" for h in CATEGORY_HEADER)
+        body = "".join("<tr>" + "".join(f'<td class="num">{_e(c)}</td>' if j else f"<td>{_e(c)}</td>"
+                                        for j, c in enumerate(r)) + "</tr>" for r in cat_rows)
+        by_cat = (f'<h2>By category <span class="meta">(base → fine-tuned)</span></h2>'
+                  f'<table class="metrics"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
     if png:
         curve = (f'<figure><img alt="train and eval loss curves" src="data:image/png;base64,'
                  f'{base64.b64encode(png).decode()}"></figure>'
@@ -352,6 +385,7 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
 {''.join(table)}
 <p class="note">Loss and perplexity on the assistant tokens: lower is better. Exact match, BLEU, chrF and
  ROUGE-L (0–100): higher is better. Both models answered the same prompts with the same decoding settings.</p>
+{by_cat}
 <h2>Loss curves</h2>
 {curve}
 <h2>Samples <span class="meta">({len(samples)} of {len(results['samples'])})</span></h2>

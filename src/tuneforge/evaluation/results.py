@@ -63,12 +63,40 @@ def ab_results(run: RunConfig, run_dir: Path, cfg: EvalConfig, examples: list[An
                             "seq_len": h.seq_len, "packing": h.packing, "seed": h.seed},
         "random_init_base": run.model.tiny is not None,
         **extra,
+        "by_category": category_breakdown(run, examples, answers),
         "samples": [{"system": ex.system, "prompt": ex.prompt, "reference": ex.reference,
+                     "category": getattr(ex, "category", None),
                      "base": answers["base"][i], "finetuned": answers["finetuned"][i]}
                     for i, ex in enumerate(examples)],
         "seconds": round(time.perf_counter() - t0, 3),
         "versions": versions(),
     }
+
+
+def category_breakdown(run: RunConfig, examples: list[Any], answers: dict[str, list[str]]) -> dict[str, Any]:
+    """Per category of the test examples: count, ROUGE-L and chrF, the style rate and forbidden claims, per side.
+
+    Empty when the examples carry no category (a dataset without ``fields.category``)."""
+    from tuneforge.evaluation.style import score_style
+
+    cats: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        c = getattr(ex, "category", None)
+        if c is not None:
+            cats.setdefault(c, []).append(i)
+    out: dict[str, Any] = {}
+    for cat, idx in sorted(cats.items()):
+        refs = [examples[i].reference for i in idx]
+        row: dict[str, Any] = {"n": len(idx)}
+        for side in ("base", "finetuned"):
+            preds = [answers[side][i] for i in idx]
+            g = generation_metrics(preds, refs)
+            st = score_style(run.dataset, preds, refs)
+            row[side] = {"rouge_l": g["rouge_l"], "chrf": g["chrf"],
+                         "style_rate": None if st["style_rate"] is None else 100 * st["style_rate"],
+                         "forbidden_claims": len(st["forbidden_claims"])}
+        out[cat] = row
+    return out
 
 
 def publish_results(run_dir: Path, results: dict[str, Any], *, write_report: bool, quiet: bool,

@@ -68,7 +68,8 @@ def generation_config(tokenizer: Any, cfg: EvalConfig) -> Any:
     else:  # None: drop the model's own sampling defaults, which greedy decoding would warn about
         sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     return GenerationConfig(max_new_tokens=cfg.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                            eos_token_id=stop_token_ids(tokenizer), **sampling)
+                            eos_token_id=stop_token_ids(tokenizer), repetition_penalty=cfg.repetition_penalty,
+                            **sampling)
 
 
 def prompt_text(tokenizer: Any, messages: list[dict]) -> str:
@@ -99,7 +100,8 @@ def generate_answers(model: Any, tokenizer: Any, examples: list[EvalExample], cf
                 seqs = model.generate(**enc, generation_config=gen)
             for row in seqs[:, enc["input_ids"].shape[1]:].tolist():
                 n = next((i for i, t in enumerate(row) if t in stops), len(row))
-                out.append((tokenizer.decode(row[:n], skip_special_tokens=True).strip(), n))
+                text = tokenizer.decode(row[:n], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+                out.append((text.strip(), n))
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = side, trunc
     return out
@@ -209,6 +211,10 @@ def cmd_eval(args: list[str]) -> int:
     from tuneforge.evaluation.run_args import eval_config_with, parse_run_args
 
     parsed = parse_run_args("eval", args, {})
+    from tuneforge.console import quiet_library_progress, verbose_requested
+
+    if not verbose_requested():  # eval's own lines (loss, generate) only; no weight-loading bars
+        quiet_library_progress()
     from tuneforge.evaluation.hosted import evaluate_hosted_run, hosted_run
 
     if hosted_run(parsed.run_dir):  # answers through chat completions; same metrics and report

@@ -14,4 +14,7 @@ class EvalConfig:
     do_sample: bool = False  # false: greedy decoding (reproducible A/B); true: temperature + top_p sampling
     temperature: float = 0.7
     top_p: float = 0.9
+    # > 1 makes a token already in the answer less likely (transformers' repetition_penalty, CTRL's rule);
+    # the same for both models. 1.0: none. Small models decoding greedily otherwise loop on a phrase.
+    repetition_penalty: float = 1.0
     report_samples: int = 6  # prompts shown side by side (base / fine-tuned / reference) in the report

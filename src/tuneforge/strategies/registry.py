@@ -15,7 +15,7 @@ from tuneforge.schema.components import Strategy
 from tuneforge.schema.run import RunConfig
 
 
-def lora_config(run: RunConfig) -> Any:
+def lora_config(run: RunConfig, num_layers: int | None = None) -> Any:
     from peft import LoraConfig
 
     m = run.method
@@ -27,8 +27,26 @@ def lora_config(run: RunConfig) -> Any:
         bias=m.bias,
         modules_to_save=list(m.modules_to_save) if m.modules_to_save else None,
         use_rslora=m.use_rslora,
+        layers_to_transform=adapted_layers(m.layers_to_transform, num_layers),
         task_type="CAUSAL_LM",
     )
+
+
+def adapted_layers(layers: list[int] | None, num_layers: int | None) -> list[int] | None:
+    """``method.layers_to_transform`` as PEFT/axolotl take it: sorted, non-negative layer indices (or None).
+
+    Negative entries count from the top, which needs the model's layer count.
+    """
+    if layers is None:
+        return None
+    if any(i < 0 for i in layers):
+        if num_layers is None:
+            from tuneforge.errors import ConfigError
+
+            raise ConfigError(f"method.layers_to_transform={list(layers)} counts from the top, but the number "
+                              "of layers of this model is not known; give 0-based indices")
+        layers = [i + num_layers if i < 0 else i for i in layers]
+    return sorted({int(i) for i in layers})
 
 
 def _lora_checks(run: RunConfig) -> Iterable[str]:
@@ -82,7 +100,7 @@ class LoRAStrategy:
 
         if run.hparams.gradient_checkpointing:
             model.enable_input_require_grads()
-        return get_peft_model(model, lora_config(run))
+        return get_peft_model(model, lora_config(run, model.config.num_hidden_layers))
 
 
 @dataclass(frozen=True)
@@ -126,7 +144,7 @@ class QLoRAStrategy:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=run.hparams.gradient_checkpointing
         )
-        return get_peft_model(model, lora_config(run))
+        return get_peft_model(model, lora_config(run, model.config.num_hidden_layers))
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (FullStrategy(), LoRAStrategy(), QLoRAStrategy())}
