@@ -94,6 +94,10 @@ def test_train_eval_chat_jobs_end_to_end(standin: StandIn, tmp_path: Path, capsy
     assert calls[-2][1].endswith("/content") and calls[-1][1].endswith("/checkpoints")
     output()
 
+    # a decoding setting OpenAI cannot honour is refused, not dropped
+    completions = standin.count("POST", "/chat/completions")
+    assert main(["eval", f"run={run_dir}", "eval.max_samples=4", "eval.repetition_penalty=1.2"]) == 2
+    assert "eval.repetition_penalty=1.2" in output() and standin.count("POST", "/chat/completions") == completions
     assert main(["eval", f"run={run_dir}", "eval.max_samples=4"]) == 0
     results = json.loads((run_dir / "eval.json").read_text())
     assert "loss" not in results["base"] and "not applicable" in results["not_applicable"]["loss"]

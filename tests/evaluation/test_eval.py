@@ -78,6 +78,7 @@ def test_eval_command_with_overrides_rewrites_eval_json(lora_run: SharedRun, tmp
     (["eval.max_sample=3"], "unknown key 'eval.max_sample' (did you mean 'eval.max_samples'?)"),
     (["eval.max_samples=0"], "eval.max_samples=0 must be >= 1"),
     (["eval.top_p=abc"], "eval.top_p"),
+    (["eval.repetition_penalty=0"], "eval.repetition_penalty=0.0 must be > 0"),
     ([], "run=<run_dir> is required"),
 ])
 def test_eval_command_rejects_bad_arguments(lora_run: SharedRun, args: list[str], message: str,

@@ -50,13 +50,21 @@ def test_axolotl_gets_peft_layers_to_transform_and_accepts_it() -> None:
     validate_axolotl_config(cfg, normalize=False)  # axolotl's own schema takes the key
 
 
-def test_max_eval_samples_caps_the_native_validation_pass(tmp_path: Path) -> None:
+def test_max_eval_samples_caps_the_native_validation_pass(tmp_path: Path, caplog) -> None:
     from tuneforge.backends.native import NativeBackend
 
     run = load_run_config(["recipe=lora-tiny", "dataset=dalat-tourism", "hparams.max_eval_samples=3",
-                           "hparams.max_steps=1", f"output_root={tmp_path}"])
+                           "hparams.max_steps=1", "hparams.packing=true", f"output_root={tmp_path}"])
+    caplog.set_level("WARNING")
     trainer, _ = NativeBackend().build_trainer(run, tmp_path / "run")
-    assert len(trainer.eval_dataset) == 3
+    # packed: the 3 examples may share rows; each row lists the lengths of the examples in it
+    assert sum(len(row) for row in trainer.eval_dataset["seq_lengths"]) == 3
+    # TRL's "packing needs flash-attention" advice does not apply to sdpa without a KV cache (tested in
+    # test_masking_and_packing), so it is not shown; other warnings are left alone
+    assert not [r for r in caplog.records if "Flash Attention variant" in r.getMessage()]
+    import logging
+
+    assert not logging.getLogger("trl.trainer.sft_trainer").filters  # the filter lived only for the build
 
 
 def test_max_eval_samples_gives_axolotl_the_first_rows(tmp_path: Path) -> None:

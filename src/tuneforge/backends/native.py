@@ -205,7 +205,7 @@ def _packing_warnings_answered(run: RunConfig) -> Iterator[None]:
         yield
     finally:
         trl_log.removeFilter(flt)
-    log.info("packing: examples are isolated by their reset position ids (%s attention, no KV cache)", impl)
+    log.debug("packing: examples are isolated by their reset position ids (%s attention, no KV cache)", impl)
 
 
 def tokenize_by_role(ds: Any, tokenizer: Any, max_length: int) -> Any:
