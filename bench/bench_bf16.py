@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> str:
         loss.backward()
         opt.step()
         opt.zero_grad()
-        return time.perf_counter() - t, float(loss)
+        return time.perf_counter() - t, loss.detach().item()
 
     step(False)  # warm-up
     step(True)
