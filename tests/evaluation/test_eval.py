@@ -117,3 +117,30 @@ def test_loss_mask_covers_assistant_tokens_with_or_without_generation_markers(lo
     assert answer == "Đáp một<|im_end|>Đáp hai<|im_end|>"
     tok.chat_template = tok.chat_template.replace("{% generation %}", "").replace("{% endgeneration %}", "")
     assert assistant_token_mask(tok, msgs) == (ids, mask)
+
+
+def test_a_budget_shorter_than_the_references_is_named(caplog: pytest.LogCaptureFixture) -> None:
+    """ROUGE-L and chrF compare with the whole reference: a max_new_tokens that cuts answers short is warned
+    about, with the budget that covers every reference."""
+    import logging
+
+    from transformers import AutoTokenizer
+
+    from tuneforge.evaluation.examples import EvalExample
+    from tuneforge.evaluation.runner import warn_if_references_cut
+    from tuneforge.models import build_tiny_model
+    from tuneforge.schema.run import TinyModelConfig
+
+    tok = AutoTokenizer.from_pretrained(build_tiny_model(TinyModelConfig()))
+    refs = ["Dạ, ngắn.", "Dạ, " + "hồ Xuân Hương nằm ở trung tâm thành phố, " * 6]
+    examples = [EvalExample([{"role": "user", "content": "?"}, {"role": "assistant", "content": r}], r)
+                for r in refs]
+    longest = len(tok(refs[1], add_special_tokens=False)["input_ids"])
+    with caplog.at_level(logging.WARNING, logger="tuneforge.evaluation.runner"):
+        assert warn_if_references_cut(tok, examples, longest) == longest
+    assert not caplog.records, "a budget that covers every reference is not warned about"
+    with caplog.at_level(logging.WARNING, logger="tuneforge.evaluation.runner"):
+        warn_if_references_cut(tok, examples, 8)
+    (record,) = caplog.records
+    assert "eval.max_new_tokens=8 is shorter than 1 of the 2 reference answers" in record.getMessage()
+    assert f"eval.max_new_tokens={longest + 8} covers them all" in record.getMessage()

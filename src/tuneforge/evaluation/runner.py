@@ -107,6 +107,21 @@ def generate_answers(model: Any, tokenizer: Any, examples: list[EvalExample], cf
     return out
 
 
+def warn_if_references_cut(tokenizer: Any, examples: list[EvalExample], max_new_tokens: int) -> int:
+    """Warn when ``max_new_tokens`` is shorter than reference answers: those answers are cut before the
+    reference ends, so ROUGE-L and chrF (recall against the whole reference) underrate both models. Returns
+    the longest reference's length in tokens."""
+    lengths = [len(tokenizer(ex.reference, add_special_tokens=False)["input_ids"]) for ex in examples]
+    longest = max(lengths, default=0)
+    over = sum(n > max_new_tokens for n in lengths)
+    if over:
+        log.warning("eval.max_new_tokens=%d is shorter than %d of the %d reference answers (the longest is %d "
+                    "tokens): their answers are cut off, so ROUGE-L and chrF underrate both models; "
+                    "eval.max_new_tokens=%d covers them all", max_new_tokens, over, len(lengths), longest,
+                    longest + 8)
+    return longest
+
+
 # --- one model, then the pair ----------------------------------------------------------------------------
 
 def score_model(model: Any, tokenizer: Any, examples: list[EvalExample], run: RunConfig, cfg: EvalConfig,
@@ -180,6 +195,7 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
     tokenizer = load_run_tokenizer(art)
     examples = load_test_examples(run, cfg.max_samples)
     log.info("evaluating %s on %d test examples (base vs fine-tuned)", art.run_dir, len(examples))
+    longest_reference = warn_if_references_cut(tokenizer, examples, cfg.max_new_tokens)
     sides: dict[str, dict[str, float]] = {}
     answers: dict[str, list[str]] = {}
     with _models(art) as (base_desc, base_ctx, tuned_desc, tuned_ctx):
@@ -193,6 +209,7 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
 
     results = ab_results(run, art.run_dir, cfg, examples, sides=sides, answers=answers, style=style,
                          base_desc=base_desc, tuned_desc=tuned_desc, t0=t0)
+    results["decoding"]["longest_reference_tokens"] = longest_reference
     publish_results(art.run_dir, results, write_report=write_report, quiet=quiet)
     if run.tracking.name != "none":
         from tuneforge.evaluation.metrics import METRICS
