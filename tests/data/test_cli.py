@@ -58,7 +58,7 @@ def test_make_data_runs_data_prepare() -> None:
         pytest.skip("make is not installed")
     dry = subprocess.run(["make", "-n", "data", "dataset=dalat-tourism"], cwd=project_root(),
                          capture_output=True, text=True, check=True).stdout
-    assert "tuneforge data prepare recipe=lora-smollm2 dataset=dalat-tourism" in dry
+    assert "tuneforge data prepare recipe=lora-gemma3 dataset=dalat-tourism" in dry
 
 
 def test_data_lint_counts_tokens_with_the_runs_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -71,6 +71,11 @@ CASES: dict[str, tuple[list[Any], list[int], list[Any], dict[str, Any]]] = {
     "D070": ([ok(1), chat("Đà Lạt có biển không?", "Dạ, biển ở Đà Lạt rất đẹp."), ok(3)], [2],
              [ok(1), chat("Đà Lạt có biển không?", "Dạ không ạ, Đà Lạt không có biển; gần nhất là Nha Trang."),
               ok(3)], {"forbidden_claims": [CLAIM]}),
+    # a probe question (data/dalat/probes.csv, line 2), as written and behind an augmentation prefix
+    "D071": ([ok(1), chat("Bãi biển đẹp nhất Đà Lạt là bãi nào vậy bạn?", "Dạ, Đà Lạt không có biển."),
+              chat("Xin hỏi, bãi biển đẹp nhất Đà Lạt là bãi nào vậy bạn", "Dạ, Đà Lạt không có biển ạ.")], [2, 3],
+             [ok(1), chat("Đà Lạt có bãi tắm nào không?", "Dạ, Đà Lạt không có biển.")],
+             {"probes": "data/dalat/probes.csv"}),
 }
 
 

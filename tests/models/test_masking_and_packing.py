@@ -33,6 +33,7 @@ def _trained_runs(tokenizer, out: dict) -> list[str]:
 
 @pytest.mark.parametrize(("overrides", "end"), [
     (["model=smollm2-135m"], "<|im_end|>"),  # SmolLM2's own template: no {% generation %} markers
+    (["model=gemma3-270m"], "<end_of_turn>"),  # Gemma's turns: system folded into the first user turn
     (["model=tiny-llama", "model.chat_template=chatml"], "<|im_end|>"),
     (["model=tiny-llama", "model.chat_template=llama3"], "<|eot_id|>"),
 ])

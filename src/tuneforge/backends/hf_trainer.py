@@ -13,8 +13,22 @@ from tuneforge.callbacks import CallbackBase
 from tuneforge.schema.run import RunConfig
 
 
+def cpu_has_native_bf16() -> bool:
+    """The CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX): oneDNN's own test, the one torch's
+    CPU autocast relies on. Without it bf16 is emulated and much slower than fp32 (24x on an AVX2 EPYC)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def mixed_precision(run: RunConfig) -> tuple[bool, bool]:
-    """(bf16, fp16) for TrainingArguments. 'auto' = bf16 on a GPU that supports it, fp32 elsewhere."""
+    """(bf16, fp16) for TrainingArguments. 'auto' = bf16 on a GPU that supports it and, for a real model, on a
+    CPU with native bf16 instructions (bf16 autocast: ~2x the tokens/s of fp32 for Gemma 3 270M on a 2-core
+    AVX512-BF16 EPYC, README); fp32 elsewhere. The tiny random model stays fp32: it is overhead-bound, and the
+    tests that train it compare exact losses."""
     import torch
 
     mp = run.hparams.mixed_precision
@@ -22,7 +36,9 @@ def mixed_precision(run: RunConfig) -> tuple[bool, bool]:
         return True, False
     if mp == "fp16":
         return False, True
-    if mp == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+    if mp == "auto" and torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported(), False
+    if mp == "auto" and not torch.cuda.is_available() and run.model.tiny is None and cpu_has_native_bf16():
         return True, False
     return False, False
 

@@ -63,6 +63,8 @@ RULES: dict[str, Rule] = {r.id: r for r in [
          "a category is missing, or the largest is over lint.max_category_ratio x the smallest"),
     Rule("D061", "unknown-category", "warning", "keep", "a category not in lint.categories"),
     Rule("D070", "forbidden-claim", "error", "reject", "an answer states a claim the dataset forbids (fact guard)"),
+    Rule("D071", "probe-question", "error", "reject",
+         "a question repeats a probe question (dataset.probes): probes are held out, never trained on"),
 ]}
 
 REJECTING = frozenset(r.id for r in RULES.values() if r.action == "reject")
@@ -230,23 +232,98 @@ def _order_problems(roles: list[str]) -> Iterable[tuple[str, str]]:
         yield "D013", f"the conversation ends with {roles[-1]!r}; it must end with an assistant answer"
 
 
-class FactGuard:
-    """Forbidden claims (dataset.forbidden_claims): regexes matched case-insensitively against answers."""
+# a sentence or list item; a point between digits ("1.500 m", "2.5") does not end one
+_SENTENCE = re.compile(r"(?:[^.!?;\n]|\.(?=\d))+[.!?;]*")
 
-    def __init__(self, claims: Sequence[ForbiddenClaim]):
-        self.claims = [(c.id, re.compile(nfc(c.pattern), re.IGNORECASE), c.message) for c in claims]
+
+@dataclass(frozen=True)
+class ClaimHit:
+    id: str
+    match: str  # the text that states the claim
+    message: str  # what is right instead
+    check: str  # "pattern" (the claim's regex) or "concepts" (the paraphrase check)
+
+
+class FactGuard:
+    """Forbidden claims (dataset.forbidden_claims), matched case-insensitively against answers, two ways:
+
+    - ``pattern``: the claim's regex, unless its sentence denies it (``dataset.negation``: "không có biển ở Đà
+      Lạt" is the right fact, not the claim);
+    - ``concepts``: a paraphrase check that does not depend on wording or word order: a sentence states the
+      claim when every concept regex matches it, it has no negation and ``unless`` does not match it.
+    """
+
+    def __init__(self, claims: Sequence[ForbiddenClaim], negation: str | None = None):
+        self.claims = [(c.id, re.compile(nfc(c.pattern), re.IGNORECASE), c.message,
+                        [re.compile(nfc(x), re.IGNORECASE) for x in c.concepts],
+                        re.compile(nfc(c.unless), re.IGNORECASE) if c.unless else None) for c in claims]
+        self.negation = re.compile(nfc(negation), re.IGNORECASE) if negation else None
 
     def __bool__(self) -> bool:
         return bool(self.claims)
+
+    def _denied(self, sentence: str) -> bool:
+        return bool(self.negation and self.negation.search(sentence))
+
+    def find(self, text: str) -> list[ClaimHit]:
+        """Every forbidden claim ``text`` states: the regex hits, then the paraphrase hits in sentences that no
+        regex caught (one sentence is one finding, whichever claims it matches)."""
+        text = nfc(text)
+        sentences = [(m.start(), m.group(0)) for m in _SENTENCE.finditer(text)]
+        hits: list[ClaimHit] = []
+        caught: set[int] = set()  # starts of the sentences a regex caught
+        for claim_id, rx, why, _, _ in self.claims:
+            for m in rx.finditer(text):
+                start = max((s for s, _ in sentences if s <= m.start()), default=0)
+                if not self._denied(text[start:m.end()]):
+                    hits.append(ClaimHit(claim_id, m.group(0), why, "pattern"))
+                    caught.add(start)
+                    break
+        for claim_id, _, why, concepts, unless in self.claims:
+            if not concepts:
+                continue
+            for start, sentence in sentences:
+                if start in caught:
+                    continue
+                if (all(c.search(sentence) for c in concepts) and not self._denied(sentence)
+                        and not (unless and unless.search(sentence))):
+                    hits.append(ClaimHit(claim_id, sentence.strip(), why, "concepts"))
+                    caught.add(start)
+                    break
+        return hits
 
     def check(self, messages: list[dict[str, str]]) -> list[tuple[str, str]]:
         problems = []
         for i, m in enumerate(messages, 1):
             if m["role"] != "assistant":
                 continue
-            for claim_id, rx, why in self.claims:
-                hit = rx.search(m["content"])
-                if hit:
-                    msg = f"message {i} states a forbidden claim [{claim_id}]: {hit.group(0)!r}"
-                    problems.append(("D070", f"{msg} ({why})" if why else msg))
+            for hit in self.find(m["content"]):
+                how = "" if hit.check == "pattern" else ", paraphrase check"
+                msg = f"message {i} states a forbidden claim [{hit.id}{how}]: {hit.match!r}"
+                problems.append(("D070", f"{msg} ({hit.message})" if hit.message else msg))
+        return problems
+
+
+class ProbeGuard:
+    """Training rows must not repeat a probe question (``dataset.probes``): the probes measure what a model does
+    with questions it has never seen."""
+
+    def __init__(self, keys: dict[str, int], path: str):
+        self.keys, self.path = keys, path
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+    def check(self, messages: list[dict[str, str]]) -> list[tuple[str, str]]:
+        from tuneforge.data.probes import normalize_question
+
+        problems = []
+        for i, m in enumerate(messages, 1):
+            if m["role"] != "user":
+                continue
+            q = normalize_question(m["content"])
+            line = self.keys.get(q) or next((n for k, n in self.keys.items() if q.endswith(" " + k)), None)
+            if line is not None:
+                problems.append(("D071", f"message {i} repeats the probe question on line {line} of {self.path}; "
+                                         "probes are held out: reword or drop the row, or the probe"))
         return problems

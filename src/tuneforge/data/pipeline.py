@@ -27,7 +27,7 @@ import numpy as np
 
 from tuneforge.data.augment import augment_messages, make_augmenter
 from tuneforge.data.formats import BLANK_LINE, read_records
-from tuneforge.data.lint import REJECTING, FactGuard, FindingLog, check_messages
+from tuneforge.data.lint import REJECTING, FactGuard, FindingLog, ProbeGuard, check_messages
 from tuneforge.data.records import (
     Record,
     chat_line,
@@ -201,7 +201,10 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
     fmt = fmt or ds.format
     shown = display_name or str(source)
     log = FindingLog(shown)
-    guard = FactGuard(ds.forbidden_claims)
+    guard = FactGuard(ds.forbidden_claims, ds.negation)
+    from tuneforge.data.probes import probe_question_keys, probes_path
+
+    probe_guard = ProbeGuard(probe_question_keys(ds), str(probes_path(ds))) if ds.probes else None
     augmenter = make_augmenter(ds.augment) if augment else None
     system_prompt = ds.system_prompt
     cols = _Columns()
@@ -247,6 +250,8 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
                     problems.extend(more)
             if messages is not None and guard:
                 problems.extend(guard.check(messages))
+            if messages is not None and probe_guard:
+                problems.extend(probe_guard.check(messages))
             if problems:
                 for rule, msg in problems:
                     log.add(rec.line, rule, msg)

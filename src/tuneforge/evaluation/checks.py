@@ -25,3 +25,7 @@ def check_eval_config(e: EvalConfig) -> Iterable[str]:
     if not e.repetition_penalty > 0:
         yield (f"eval.repetition_penalty={e.repetition_penalty} must be > 0 (1.0: no penalty; 1.1-1.3 discourages "
                "a model from repeating itself)")
+    if e.no_repeat_ngram_size < 0:
+        yield f"eval.no_repeat_ngram_size={e.no_repeat_ngram_size} must be >= 0 (0: off)"
+    if e.split not in ("test", "val"):
+        yield f"eval.split={e.split!r} is not valid; choose one of: test, val"

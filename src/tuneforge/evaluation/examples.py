@@ -14,7 +14,7 @@ from tuneforge.schema.run import RunConfig
 log = logging.getLogger(__name__)
 
 # end-of-turn tokens of common chat templates; generation stops at whichever the tokenizer has
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>", "<end_of_turn>")
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class EvalExample:
         return next((m["content"] for m in self.messages if m.get("role") == "system"), None)
 
 
-def load_test_examples(run: RunConfig, max_samples: int) -> list[EvalExample]:
-    """``max_samples`` conversations of the test split, each cut after its last assistant turn.
+def load_test_examples(run: RunConfig, max_samples: int, split: str = "test") -> list[EvalExample]:
+    """``max_samples`` conversations of the test split (or ``split="val"``), each cut after its last assistant turn.
 
     Sampled across source questions, not the first N rows: the variants of one question (augmentation)
     share its reference answer and sit next to each other, so the test split is grouped by reference answer
@@ -47,9 +47,10 @@ def load_test_examples(run: RunConfig, max_samples: int) -> list[EvalExample]:
     from tuneforge.data.prepare import prepare_splits
 
     data = prepare_splits(run.dataset)
-    categories = split_categories(Path(data.test)) or []
+    path = Path(data.test if split == "test" else data.val)
+    categories = split_categories(path) or []
     groups: dict[str, list[EvalExample]] = {}
-    with Path(data.test).open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f):
             if not line.strip():
                 continue
@@ -69,13 +70,12 @@ def load_test_examples(run: RunConfig, max_samples: int) -> list[EvalExample]:
         queues = [q for q in queues if q]
     if not examples:
         raise DataError(
-            f"dataset {run.dataset.name!r}: the test split ({data.test}) has no conversation with an "
-            f"assistant turn to evaluate; set dataset.split.test > 0 (now {run.dataset.split.test})"
+            f"dataset {run.dataset.name!r}: the {split} split ({path}) has no conversation with an "
+            f"assistant turn to evaluate; set dataset.split.{split} > 0 (now {getattr(run.dataset.split, split)})"
         )
     return examples
 
 
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
 
 
 def stop_token_ids(tokenizer: Any) -> list[int]:

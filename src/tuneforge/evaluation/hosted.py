@@ -84,7 +84,12 @@ def evaluate_hosted_run(run_dir: Path | str, *, eval_config: EvalConfig | None =
 
         raise ConfigError(f"eval.repetition_penalty={cfg.repetition_penalty}: OpenAI's chat completions have no "
                           "repetition penalty (frequency_penalty is another rule); use eval.repetition_penalty=1.0")
-    examples = load_test_examples(run, cfg.max_samples)
+    if cfg.no_repeat_ngram_size:
+        from tuneforge.errors import ConfigError
+
+        raise ConfigError(f"eval.no_repeat_ngram_size={cfg.no_repeat_ngram_size}: OpenAI's chat completions cannot "
+                          "forbid repeated n-grams; use eval.no_repeat_ngram_size=0")
+    examples = load_test_examples(run, cfg.max_samples, cfg.split)
     client = make_client(run.backend)
     log.info("evaluating %s on %d test examples (%s vs %s)", run_dir, len(examples), base_model, tuned_model)
     sides: dict[str, dict[str, float]] = {}
@@ -95,7 +100,7 @@ def evaluate_hosted_run(run_dir: Path | str, *, eval_config: EvalConfig | None =
         got = hosted_answers(client, model, [ex.prompt_messages for ex in examples], cfg, run.hparams.seed, desc)
         answers[side] = [a for a, _ in got]
         sides[side], style[side] = answer_metrics(run, answers[side], [ex.reference for ex in examples],
-                                                  [n for _, n in got], cfg)
+                                                  [n for _, n in got], cfg, [ex.prompt for ex in examples])
         sides[side]["seconds"] = round(time.perf_counter() - s0, 3)
     results = ab_results(run, run_dir, cfg, examples, sides=sides, answers=answers, style=style,
                          base_desc=f"{base_model} (OpenAI chat completions)",

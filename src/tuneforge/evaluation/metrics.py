@@ -22,6 +22,7 @@ class Metric:
 
 # the order of the report's table
 METRICS = (
+    Metric("usable_rate", "Usable answers (%)", True, "{:.0f}"),
     Metric("loss", "Test loss (assistant tokens)", False, "{:.4f}"),
     Metric("perplexity", "Perplexity", False, "{:.2f}"),
     Metric("exact_match", "Exact match (%)", True, "{:.1f}"),

@@ -55,26 +55,83 @@ def metric_rows(results: dict[str, Any]) -> list[MetricRow]:
             for m in METRICS if m.key in results["base"] and m.key in results["finetuned"]]
 
 
+def _review(results: dict[str, Any], side: str) -> dict[str, Any] | None:
+    return results.get("style", {}).get(side, {}).get("review")
+
+
+def usable_verdict(results: dict[str, Any]) -> tuple[str, str] | None:
+    """(tone, sentence) from the usable rates: better | worse | mixed | unusable. None without a review.
+
+    The fine-tuned model is called better only when most of its answers are usable and its usable rate beats
+    the base's on the test split and on the probes; a model whose answers are mostly unusable is never better,
+    whatever the overlap metrics say."""
+    tuned, base = _review(results, "finetuned"), _review(results, "base")
+    if tuned is None or base is None:
+        return None
+    sets = [("test answers", tuned, base)]
+    probes = results.get("probes")
+    if probes:
+        sets.append(("probe answers", probes["finetuned"] | {"n": probes["n"]}, probes["base"] | {"n": probes["n"]}))
+    parts = [f"{t['n_usable']} of {t['n']} {name} usable ({t['usable_rate']:.0f}%, base {b['usable_rate']:.0f}%)"
+             for name, t, b in sets]
+    if probes and probes.get("n_traps"):
+        parts.append(f"traps answered right {probes['finetuned']['traps_right']}/{probes['n_traps']} "
+                     f"(base {probes['base']['traps_right']})")
+    claims = results.get("style", {}).get("finetuned", {}).get("forbidden_claims", [])
+    para = sum(c.get("check") == "concepts" for c in claims)
+    probe_claims = probes["finetuned"]["forbidden_claims"] if probes else 0
+    parts.append(f"{len(claims) + probe_claims} forbidden claims (test: {len(claims) - para} by regex, {para} "
+                 f"paraphrased; probes: {probe_claims})")
+    if any(t["usable_rate"] < 50 for _, t, _ in sets):
+        counts: dict[str, int] = {}
+        for _, t, _ in sets:
+            for k, v in t.get("reason_counts", {}).items():
+                counts[k] = counts.get(k, 0) + v
+        top = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:3])
+        return "unusable", f"NOT USABLE: most fine-tuned answers fail a reader's checks ({top}). " + "; ".join(parts)
+    if all(t["usable_rate"] > b["usable_rate"] for _, t, b in sets):
+        return "better", "Fine-tuned is better: " + "; ".join(parts)
+    if all(t["usable_rate"] < b["usable_rate"] for _, t, b in sets):
+        return "worse", "Fine-tuned is worse: " + "; ".join(parts)
+    return "mixed", "Fine-tuned is not better on every set: " + "; ".join(parts)
+
+
 def headline(results: dict[str, Any]) -> str:
     rows = metric_rows(results)
     judged = [r for r in rows if r.verdict != "info"]
     wins = sum(r.verdict == "better" for r in judged)
     loss = next((r for r in rows if r.metric.key == "loss"), None)
-    if loss is None:  # a hosted model: no test loss (results["not_applicable"] says why)
-        why = results.get("not_applicable", {}).get("loss")
-        from tuneforge.evaluation.style import style_headline
-
-        style = style_headline(results.get("style", {}))
-        return (f"Fine-tuned is better on {wins} of {len(judged)} metrics; test loss not applicable"
-                + (f" ({why})" if why else "") + (f"; {style}" if style else "") + ".")
+    usable = usable_verdict(results)
+    lead = f"{usable[1]}. Other metrics: " if usable else "Fine-tuned is "
+    wins_text = (f"better on {wins} of {len(judged)}" if usable else f"better on {wins} of {len(judged)} metrics")
     from tuneforge.evaluation.style import style_headline
 
     style = style_headline(results.get("style", {}))
+    if loss is None:  # a hosted model: no test loss (results["not_applicable"] says why)
+        why = results.get("not_applicable", {}).get("loss")
+        return (f"{lead}{wins_text}; test loss not applicable" + (f" ({why})" if why else "")
+                + (f"; {style}" if style else "") + ".")
     note = " (the base is a random-init tiny model: its answers are noise by design)" if results.get(
         "random_init_base") else ""
-    return (f"Fine-tuned is better on {wins} of {len(judged)} metrics; test loss {loss.fmt(loss.base)} → "
+    return (f"{lead}{wins_text}; test loss {loss.fmt(loss.base)} → "
             f"{loss.fmt(loss.finetuned)} ({loss.delta_text.split(' ', 1)[-1].strip('()')})"
             + (f"; {style}" if style else "") + f".{note}")
+
+
+def unusable_answers(results: dict[str, Any], side: str = "finetuned") -> list[dict[str, Any]]:
+    """The answers of ``side`` a reader would reject, probes first (they carry the traps), each with its reasons."""
+    out = []
+    for s in (results.get("probes") or {}).get("samples", []):
+        if s.get(f"{side}_reasons"):
+            out.append({"set": "probe" + (" (trap)" if s.get("trap") else ""), "prompt": s["question"],
+                        "answer": s[side], "reasons": s[f"{side}_reasons"]})
+    review = _review(results, side)
+    if review:
+        for i, reasons in enumerate(review["reasons"]):
+            if reasons and i < len(results["samples"]):
+                out.append({"set": "test", "prompt": results["samples"][i]["prompt"],
+                            "answer": results["samples"][i][side], "reasons": reasons})
+    return out
 
 
 def metrics_table_markdown(results: dict[str, Any]) -> str:
@@ -224,6 +281,22 @@ def render_markdown(results: dict[str, Any], has_curve: bool) -> str:
         "Loss and perplexity: lower is better. BLEU, chrF, ROUGE-L and exact match: 0–100, higher is better.",
         "",
     ]
+    bad = unusable_answers(results)
+    if _review(results, "finetuned") is not None:
+        out += [f"## Fine-tuned answers a reader would reject ({len(bad)})", ""]
+        out += [f"- **[{b['set']}] {_md_cell(b['prompt'])}** — {'; '.join(b['reasons'])}<br>"
+                f"  {_md_cell(b['answer'][:400])}" for b in bad] or ["None: every answer passed."]
+        out.append("")
+    probes = results.get("probes")
+    if probes:
+        out += [f"## Probe questions ({probes['n']}, {probes['n_traps']} traps; never trained on)", "",
+                "| Question | Base | Fine-tuned |", "|---|---|---|"]
+        for s in probes["samples"]:
+            cells = [f"{_md_cell(s[side])}<br>**{'; '.join(s[side + '_reasons']) or 'usable'}**"
+                     for side in ("base", "finetuned")]
+            trap = " (trap: " + _md_cell(s["required_message"]) + ")" if s["trap"] else ""
+            out.append(f"| {_md_cell(s['question'])}{trap} | {cells[0]} | {cells[1]} |")
+        out.append("")
     cat_rows = category_rows(results)
     if cat_rows:
         out += ["## By category (base → fine-tuned)", "", "| " + " | ".join(CATEGORY_HEADER) + " |",
@@ -321,6 +394,32 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
     loss_ok = "loss" not in by_key or by_key["loss"].verdict == "better"  # no loss row: a hosted model
     tone = "" if wins * 2 > len(judged) and loss_ok else (
         "worse" if wins == 0 else "mixed")
+    usable = usable_verdict(results)
+    if usable:
+        tone = {"better": "", "mixed": "mixed"}.get(usable[0], "worse")
+    bad = unusable_answers(results)
+    rejected = ""
+    if usable:
+        items = "".join(f'<div class="sample"><div class="prompt"><span class="n">{_e(b["set"])}</span>'
+                        f'{_e(b["prompt"])}<span class="system">{_e("; ".join(b["reasons"]))}</span></div>'
+                        f'<div class="answers" style="grid-template-columns:1fr">'
+                        f'{_answer("Fine-tuned", b["answer"], "tuned")}</div></div>' for b in bad)
+        rejected = (f"<h2>Fine-tuned answers a reader would reject <span class=\"meta\">({len(bad)})</span></h2>"
+                    + (items or '<p class="note">None: every answer passed.</p>'))
+    probes = results.get("probes")
+    probe_html = ""
+    if probes:
+        cards_p = []
+        for s in probes["samples"]:
+            trap = f'<span class="system">trap: {_e(s["required_message"])}</span>' if s["trap"] else ""
+            cards_p.append(
+                f'<div class="sample"><div class="prompt">{_e(s["question"])}{trap}</div>'
+                f'<div class="answers" style="grid-template-columns:1fr 1fr">'
+                f'{_answer("Base: " + ("; ".join(s["base_reasons"]) or "usable"), s["base"], "base")}'
+                f'{_answer("Fine-tuned: " + ("; ".join(s["finetuned_reasons"]) or "usable"), s["finetuned"], "tuned")}'
+                "</div></div>")
+        probe_html = (f'<h2>Probe questions <span class="meta">({probes["n"]}, {probes["n_traps"]} traps; never '
+                      f'trained on)</span></h2>' + "".join(cards_p))
     cards = []
     for key, label in CARDS:
         r = by_key.get(key)
@@ -381,6 +480,7 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
 <p class="meta">hyperparameters: {_e(hparams_text(results))}</p>
 <div class="verdict {tone}">{_e(headline(results))}</div>
 <div class="cards">{''.join(cards)}</div>
+{rejected}
 <h2>Metrics</h2>
 {''.join(table)}
 <p class="note">Loss and perplexity on the assistant tokens: lower is better. Exact match, BLEU, chrF and
@@ -388,6 +488,7 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
 {by_cat}
 <h2>Loss curves</h2>
 {curve}
+{probe_html}
 <h2>Samples <span class="meta">({len(samples)} of {len(results['samples'])})</span></h2>
 {''.join(samples)}
 <footer>Generated {_e(results.get('created', ''))} by tuneforge eval · {_e(versions)}</footer>

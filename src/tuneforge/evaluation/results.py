@@ -16,12 +16,17 @@ from tuneforge.schema.run import RunConfig
 
 
 def answer_metrics(run: RunConfig, answers: list[str], references: list[str], new_tokens: list[int],
-                   cfg: EvalConfig) -> tuple[dict[str, float], dict[str, Any]]:
+                   cfg: EvalConfig, prompts: list[str] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     """(metrics of one side's answers, its style record): overlap metrics, length, style rate, fact guard."""
+    from tuneforge.evaluation.answer_checks import review_answers
     from tuneforge.evaluation.style import score_style
 
     style = score_style(run.dataset, answers, references, new_tokens, cfg.max_new_tokens)
-    metrics: dict[str, float] = {**generation_metrics(answers, references),
+    style["review"] = review_answers(run.dataset, answers, references=list(references),
+                                     prompts=list(prompts) if prompts is not None else list(references),
+                                     new_tokens=new_tokens, max_new_tokens=cfg.max_new_tokens)
+    metrics: dict[str, float] = {"usable_rate": style["review"]["usable_rate"],
+                                 **generation_metrics(answers, references),
                                  "avg_new_tokens": sum(new_tokens) / len(new_tokens) if new_tokens else 0.0}
     if style["style_rate"] is not None:
         metrics["style_rate"] = 100 * style["style_rate"]
@@ -43,7 +48,7 @@ def ab_results(run: RunConfig, run_dir: Path, cfg: EvalConfig, examples: list[An
     return {
         "run_dir": str(run_dir),
         "created": datetime.now().isoformat(timespec="seconds"),
-        "split": "test",
+        "split": cfg.split,
         "n_examples": len(examples),
         "name": run.name,
         "method": run.method.name,
@@ -104,7 +109,9 @@ def publish_results(run_dir: Path, results: dict[str, Any], *, write_report: boo
     """eval.json (atomically), then the reports, then the table on the console (``notes``: extra lines)."""
     from tuneforge.rundir import atomic_write_json
 
-    atomic_write_json(run_dir / "eval.json", results)
+    name = "eval.json" if results.get("split", "test") == "test" else f"eval-{results['split']}.json"
+    atomic_write_json(run_dir / name, results)
+    write_report = write_report and name == "eval.json"  # the report is the test split's verdict
     if write_report:
         from tuneforge.evaluation.report import write_reports
 
@@ -115,6 +122,6 @@ def publish_results(run_dir: Path, results: dict[str, Any], *, write_report: boo
         print(metrics_table_text(results))
         for line in notes:
             print(f"  {line}")
-        print(f"  eval.json   {run_dir / 'eval.json'}")
+        print(f"  {name:<11} {run_dir / name}")
         if write_report:
             print(f"  report      {run_dir / 'report.html'}  (and report.md)")

@@ -24,7 +24,8 @@ from tuneforge.schema.run import RunConfig
 
 log = logging.getLogger(__name__)
 
-# end-of-turn tokens of common chat templates; generation stops at whichever the tokenizer has
+# the loss pass holds batch x length x vocabulary logits (fp32): 8 x 300 x 262k is 2.5 GB for Gemma 3
+LOSS_BATCH = 8
 
 
 def assistant_loss(model: Any, tokenizer: Any, examples: list[EvalExample], cfg: EvalConfig, seq_len: int,
@@ -38,9 +39,10 @@ def assistant_loss(model: Any, tokenizer: Any, examples: list[EvalExample], cfg:
     pad = tokenizer.pad_token_id
     total, count = 0.0, 0
     dev = next(model.parameters()).device
-    batches = range(0, len(encoded), cfg.batch_size)
+    size = min(cfg.batch_size, LOSS_BATCH)
+    batches = range(0, len(encoded), size)
     for start in tqdm(batches, desc=f"{desc}: loss", unit="batch", leave=False):
-        batch = encoded[start:start + cfg.batch_size]
+        batch = encoded[start:start + size]
         width = max(len(ids) for ids, _ in batch)
         ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in batch], device=dev)
         attn = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in batch], device=dev)
@@ -69,6 +71,7 @@ def generation_config(tokenizer: Any, cfg: EvalConfig) -> Any:
         sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     return GenerationConfig(max_new_tokens=cfg.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                             eos_token_id=stop_token_ids(tokenizer), repetition_penalty=cfg.repetition_penalty,
+                            no_repeat_ngram_size=cfg.no_repeat_ngram_size or None,
                             **sampling)
 
 
@@ -125,18 +128,63 @@ def warn_if_references_cut(tokenizer: Any, examples: list[EvalExample], max_new_
 # --- one model, then the pair ----------------------------------------------------------------------------
 
 def score_model(model: Any, tokenizer: Any, examples: list[EvalExample], run: RunConfig, cfg: EvalConfig,
-                desc: str) -> tuple[dict[str, float], list[str]]:
+                desc: str, probes: list[Any] | None = None) -> tuple[dict[str, float], list[str], dict[str, Any] | None]:
+    """(metrics, answers) of one model on the held-out examples, and its answers to the probes (reviewed).
+
+    The probe questions are generated in the same batches as the test questions: on a CPU a decoding step
+    reads the whole LM head (262k x 640 weights for Gemma 3) whatever the batch, so one batch of 61 prompts
+    costs about what one of 16 does."""
     model.eval()
     t0 = time.perf_counter()
     loss, n_tokens = assistant_loss(model, tokenizer, examples, cfg, run.hparams.seq_len, desc)
-    answers = generate_answers(model, tokenizer, examples, cfg, run.hparams.seq_len, run.hparams.seed, desc)
+    asked = examples + probe_examples(run, probes or [])
+    answers = generate_answers(model, tokenizer, asked, cfg, run.hparams.seq_len, run.hparams.seed, desc)
+    answers, probe_answers = answers[:len(examples)], answers[len(examples):]
     preds = [a for a, _ in answers]
     from tuneforge.evaluation.results import answer_metrics
 
-    metrics, style = answer_metrics(run, preds, [ex.reference for ex in examples], [n for _, n in answers], cfg)
-    metrics = {"loss": loss, "perplexity": perplexity(loss), **metrics,
+    metrics, style = answer_metrics(run, preds, [ex.reference for ex in examples], [n for _, n in answers], cfg,
+                                    [ex.prompt for ex in examples])
+    metrics = {**metrics, "loss": loss, "perplexity": perplexity(loss),
                "loss_tokens": n_tokens, "seconds": round(time.perf_counter() - t0, 3), "_style": style}
-    return metrics, preds
+    return metrics, preds, review_probes(run, cfg, probes, probe_answers) if probes else None
+
+
+def probe_examples(run: RunConfig, probes: list[Any]) -> list[EvalExample]:
+    """Each probe as a conversation (the dataset's system prompt, the question) with no reference answer."""
+    system = [{"role": "system", "content": run.dataset.system_prompt}] if run.dataset.system_prompt else []
+    return [EvalExample([*system, {"role": "user", "content": p.question}, {"role": "assistant", "content": ""}],
+                        "", p.category) for p in probes]
+
+
+def review_probes(run: RunConfig, cfg: EvalConfig, probes: list[Any], answers: list[tuple[str, int]]) -> dict[str, Any]:
+    """One side's answers to the probe questions, each reviewed (usable, or why not)."""
+    from tuneforge.evaluation.answer_checks import review_answers
+
+    review = review_answers(run.dataset, [a for a, _ in answers], references=[None] * len(probes),
+                            prompts=[p.question for p in probes], new_tokens=[n for _, n in answers],
+                            max_new_tokens=cfg.max_new_tokens,
+                            required=[(p.required, p.required_message) for p in probes])
+    return {"answers": [a for a, _ in answers], "review": review}
+
+
+def probe_results(probes: list[Any], sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """eval.json's ``probes``: per side the usable rate, traps answered right, forbidden claims; the samples."""
+    out: dict[str, Any] = {"n": len(probes), "n_traps": sum(p.trap for p in probes)}
+    for side, rec in sides.items():
+        rv = rec["review"]
+        traps = [i for i, p in enumerate(probes) if p.trap]
+        out[side] = {"usable_rate": rv["usable_rate"], "n_usable": rv["n_usable"],
+                     "traps_right": sum(not any(r.startswith("misses the right fact") for r in rv["reasons"][i])
+                                        for i in traps),
+                     "forbidden_claims": sum(r.startswith("forbidden claim") for rs in rv["reasons"] for r in rs),
+                     "reason_counts": rv["reason_counts"]}
+    out["samples"] = [{"question": p.question, "category": p.category, "trap": p.trap,
+                       "required_message": p.required_message,
+                       **{side: sides[side]["answers"][i] for side in sides},
+                       **{f"{side}_reasons": sides[side]["review"]["reasons"][i] for side in sides}}
+                      for i, p in enumerate(probes)]
+    return out
 
 
 @contextmanager
@@ -193,23 +241,30 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
         return evaluate_retrieval(art, quiet=quiet, write_report=write_report)
     run, cfg = art.run, eval_config or art.run.eval
     tokenizer = load_run_tokenizer(art)
-    examples = load_test_examples(run, cfg.max_samples)
+    examples = load_test_examples(run, cfg.max_samples, cfg.split)
     log.info("evaluating %s on %d test examples (base vs fine-tuned)", art.run_dir, len(examples))
     longest_reference = warn_if_references_cut(tokenizer, examples, cfg.max_new_tokens)
+    from tuneforge.data.probes import load_probes
+
+    probes = load_probes(run.dataset) if cfg.probes and cfg.split == "test" else []
     sides: dict[str, dict[str, float]] = {}
     answers: dict[str, list[str]] = {}
+    probe_sides: dict[str, dict[str, Any]] = {}
     with _models(art) as (base_desc, base_ctx, tuned_desc, tuned_ctx):
         with base_ctx() as model:
-            sides["base"], answers["base"] = score_model(model, tokenizer, examples, run, cfg, "base")
+            sides["base"], answers["base"], probe_sides["base"] = score_model(
+                model, tokenizer, examples, run, cfg, "base", probes)
         with tuned_ctx() as model:
-            sides["finetuned"], answers["finetuned"] = score_model(model, tokenizer, examples, run, cfg,
-                                                                   "fine-tuned")
+            sides["finetuned"], answers["finetuned"], probe_sides["finetuned"] = score_model(
+                model, tokenizer, examples, run, cfg, "fine-tuned", probes)
     style = {side: sides[side].pop("_style") for side in sides}
     from tuneforge.evaluation.results import ab_results, publish_results
 
     results = ab_results(run, art.run_dir, cfg, examples, sides=sides, answers=answers, style=style,
                          base_desc=base_desc, tuned_desc=tuned_desc, t0=t0)
     results["decoding"]["longest_reference_tokens"] = longest_reference
+    if probes:
+        results["probes"] = probe_results(probes, probe_sides)
     publish_results(art.run_dir, results, write_report=write_report, quiet=quiet)
     if run.tracking.name != "none":
         from tuneforge.evaluation.metrics import METRICS

@@ -31,13 +31,11 @@ def score_style(ds: DatasetConfig, answers: list[str], references: list[str],
         checks[c.id] = {"description": c.description, "applicable": len(idx), "passed": len(passed),
                         "rate": len(passed) / len(idx) if idx else None,
                         "failed_examples": [i for i in idx if i not in set(passed)]}
-    claims = []
-    for c in ds.forbidden_claims:
-        rx = re.compile(c.pattern, re.I)
-        for i, a in enumerate(answers):
-            m = rx.search(a)
-            if m:
-                claims.append({"example": i, "id": c.id, "match": m.group(0), "message": c.message})
+    from tuneforge.data.lint import FactGuard
+
+    guard = FactGuard(ds.forbidden_claims, ds.negation)
+    claims = [{"example": i, "id": h.id, "match": h.match, "message": h.message, "check": h.check}
+              for i, a in enumerate(answers) for h in guard.find(a)]
     rates = [v["rate"] for v in checks.values() if v["rate"] is not None]
     out: dict[str, Any] = {
         "checks": checks,
@@ -62,6 +60,8 @@ def style_headline(style: dict[str, Any]) -> str:
                 parts.append(f"{cid} {b.get('passed', 0)}/{c['applicable']} → {c['passed']}/{c['applicable']}")
     if "forbidden_claims" in tuned:
         n = len(tuned["forbidden_claims"])
+        para = sum(c.get("check") == "concepts" for c in tuned["forbidden_claims"])
+        n_base = len(base.get("forbidden_claims", []))
         parts.append(f"{n} forbidden claim{'s' if n != 1 else ''} in the fine-tuned answers"
-                     f" (base {len(base.get('forbidden_claims', []))})")
+                     f" ({n - para} by regex, {para} by the paraphrase check; base {n_base})")
     return "; ".join(parts)

@@ -86,6 +86,10 @@ class ForbiddenClaim:
     id: str = MISSING
     pattern: str = MISSING
     message: str = ""  # what is right instead, shown with the finding
+    # the paraphrase check: a sentence states the claim, in any wording or word order, when every one of these
+    # regexes matches it, it has no negation (dataset.negation) and ``unless`` does not match it
+    concepts: list[str] = field(default_factory=list)
+    unless: Optional[str] = None
 
 
 @dataclass
@@ -121,7 +125,12 @@ class DatasetConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     lint: LintConfig = field(default_factory=LintConfig)
     forbidden_claims: list[ForbiddenClaim] = field(default_factory=list)  # the fact guard
+    # a sentence with a match of this regex denies rather than states (the fact guard skips it): "không có biển"
+    negation: Optional[str] = None
     style_checks: list[StyleCheck] = field(default_factory=list)  # eval: the answering style, per answer
+    # eval: held-out questions with known right answers (csv: question, category, trap, required,
+    # required_message), answered by both models beside the test split; training rows may not repeat them
+    probes: Optional[str] = None
 
 
 def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str]:
@@ -170,7 +179,16 @@ def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str
         if claim.id in seen:
             yield f"{prefix}.forbidden_claims[{i}].id={claim.id!r} is used twice"
         seen.add(claim.id)
+        for key, value in (("pattern", claim.pattern), ("unless", claim.unless),
+                           *((f"concepts[{j}]", c) for j, c in enumerate(claim.concepts))):
+            if value is None:
+                continue
+            try:
+                re.compile(value)
+            except re.error as exc:
+                yield f"{prefix}.forbidden_claims[{i}].{key} ({claim.id}): invalid regex {value!r}: {exc}"
+    if ds.negation is not None:
         try:
-            re.compile(claim.pattern)
+            re.compile(ds.negation)
         except re.error as exc:
-            yield f"{prefix}.forbidden_claims[{i}] ({claim.id}): invalid regex {claim.pattern!r}: {exc}"
+            yield f"{prefix}.negation: invalid regex {ds.negation!r}: {exc}"

@@ -17,4 +17,10 @@ class EvalConfig:
     # > 1 makes a token already in the answer less likely (transformers' repetition_penalty, CTRL's rule);
     # the same for both models. 1.0: none. Small models decoding greedily otherwise loop on a phrase.
     repetition_penalty: float = 1.0
+    # > 0: no word-piece n-gram of this size twice in an answer (transformers' no_repeat_ngram_size); 0: off
+    no_repeat_ngram_size: int = 0
+    probes: bool = True  # also answer the dataset's probe questions (dataset.probes), both models
+    # which held-out split the answers come from: test (the verdict), or val (to choose decoding settings
+    # without looking at the test split or the probes)
+    split: str = "test"
     report_samples: int = 6  # prompts shown side by side (base / fine-tuned / reference) in the report

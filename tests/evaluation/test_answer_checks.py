@@ -1,0 +1,167 @@
+"""The eval reads answers as a person would: degeneration, the fact guard both ways, required claims, usable rate,
+and a verdict that never calls a model better while most of its answers are unusable."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from tuneforge.config.compose import load_run_config
+from tuneforge.data.lint import FactGuard
+from tuneforge.data.probes import load_probes
+from tuneforge.errors import DataError
+from tuneforge.evaluation.answer_checks import repetition_loop, review_answers
+from tuneforge.evaluation.report import headline, unusable_answers, usable_verdict
+from tuneforge.paths import project_root
+
+DATA = project_root() / "data" / "dalat"
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return load_run_config(["dataset=dalat-tourism"]).dataset
+
+
+def _seed_rows() -> list[dict[str, str]]:
+    with (DATA / "seed.csv").open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_reference_answer_is_usable(ds) -> None:
+    """The checks are calibrated on the hand-written answers: none is flagged, except by the off-topic check,
+    which misses a synonym (documented: 8 of 128, "Thời tiết thế nào?" answered about "khí hậu")."""
+    rows = _seed_rows()
+    answers = [r["answer"] for r in rows]
+    review = review_answers(ds, answers, references=answers, prompts=[r["question"] for r in rows],
+                            new_tokens=None, max_new_tokens=None)
+    flagged = [(r["question"], why) for r, why in zip(rows, review["reasons"]) if why]
+    assert [f for f in flagged if any(not w.startswith("off topic") for w in f[1])] == []
+    assert len(flagged) <= 8, flagged
+
+
+def test_an_answer_about_something_else_is_off_topic(ds) -> None:
+    questions = ["Đi Đà Lạt có cần đặt phòng trước không?", "Đà Lạt có gì hay cho cặp đôi?",
+                 "Vé vào Crazy House giá bao nhiêu?"]
+    answers = ["Dạ, Đà Lạt là thành phố cao nguyên, không có biển. Biển gần nhất là Nha Trang.",
+               "Dạ, gợi ý cho cặp đôi: đồi chè Cầu Đất, hồ Tuyền Lâm, chợ đêm.",
+               "Dạ, vé vào Crazy House khoảng 80.000 đồng/người lớn; giá chỉ mang tính tham khảo."]
+    review = review_answers(ds, answers, references=[None] * 3, prompts=questions, new_tokens=None,
+                            max_new_tokens=None)
+    assert [any(r.startswith("off topic") for r in rs) for rs in review["reasons"]] == [True, False, False]
+
+
+def test_the_word_salad_of_issue_21_is_unusable(ds) -> None:
+    """The answers that the old eval scored as a success (they open with "Dạ" and have no forbidden claim)."""
+    ref = "Dạ, vé vào Crazy House khoảng 80.000 đồng/người lớn; giá chỉ mang tính tham khảo."
+    salad = ["Dạ, so sánh: - Tháng 1: máy xe máy, cách trung tâm đèo mát - Tháng 2: máy xe máy, cách trung tâm "
+             "đèo mát - Tháng 3: máy xe máy, cách trung tâm",
+             "Dạ, khoảng 1.500.000 đồng/người lớn, cách trung tâm Đà Lạt khoảng 1.500.000 đồng/người lớn, cách "
+             "trung tâm Đà Lạt khoảng 1.500.000 đồng/người lớn; giá chỉ mang tính tham khảo.",
+             "The capital of France is Paris.", "", "Dạ, vé khoảng 80.000 đồng"]
+    review = review_answers(ds, salad, references=[ref] * 5, prompts=["q"] * 5, new_tokens=[30, 40, 8, 0, 64],
+                            max_new_tokens=64)
+    assert review["usable"] == [False] * 5
+    assert "repetition loop" in review["reasons"][0][0] and "repetition loop" in review["reasons"][1][0]
+    assert "not in the language of the question" in review["reasons"][2]
+    assert review["reasons"][3] == ["empty answer"]
+    assert any(r.startswith("cut off") for r in review["reasons"][4])
+    assert any("tham khảo" in r for r in review["reasons"][4])  # the price disclaimer is missing too
+    assert repetition_loop("Ngày 1: hồ Xuân Hương. Ngày 2: Langbiang. Ngày 3: thác Datanla.") is None
+
+
+def test_fact_guard_sees_paraphrases_and_respects_negation(ds) -> None:
+    guard = FactGuard(ds.forbidden_claims, ds.negation)
+    stated = {
+        "Bờ cát trắng của Đà Lạt rất đẹp.": "beach-in-dalat",
+        "Mùa đông Đà Lạt thường có tuyết phủ trắng.": "snow-in-dalat",
+        "Thiền viện Trúc Lâm nhìn ra hồ Xuân Hương.": "truc-lam-wrong-lake",
+    }
+    for sentence, claim in stated.items():
+        hits = guard.find(sentence)
+        assert claim in {h.id for h in hits}, sentence
+        assert any(h.check == "concepts" for h in hits), sentence  # the regexes alone miss these
+    for right in ("Không có bãi biển ở Đà Lạt.", "Du khách không thể tắm biển ở Đà Lạt vì thành phố ở trên cao.",
+                  "Đà Lạt ở độ cao khoảng 1.500 m so với mực nước biển.", "Biển gần nhất là Nha Trang, khoảng 130 km.",
+                  "Anh/chị nên chú ý biển báo khi đi đèo.", "Đà Lạt không có tuyết."):
+        assert guard.find(right) == [], right
+
+
+def test_fact_guard_on_the_labelled_set(ds) -> None:
+    """Recall and precision of both checks together on data/dalat/fact-guard-labelled.csv (the lexicons were
+    written with this set in view: it shows they work, not how they generalise)."""
+    guard = FactGuard(ds.forbidden_claims, ds.negation)
+    with (DATA / "fact-guard-labelled.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    flagged = [bool(guard.find(r["sentence"])) for r in rows]
+    pos = [f for f, r in zip(flagged, rows) if r["label"] == "1"]
+    neg = [f for f, r in zip(flagged, rows) if r["label"] == "0"]
+    assert len(pos) >= 50 and len(neg) >= 70
+    assert sum(pos) / len(pos) >= 0.75  # recall
+    assert sum(neg) == 0  # a correct sentence is never flagged: it would make a good answer unusable
+
+
+def test_no_seed_answer_trips_the_guard(ds) -> None:
+    guard = FactGuard(ds.forbidden_claims, ds.negation)
+    hits = [(r["question"], h.id) for r in _seed_rows() for h in guard.find(r["answer"])]
+    assert hits == []
+
+
+def test_probes_load_with_traps_and_required_claims(ds) -> None:
+    probes = load_probes(ds)
+    assert len(probes) >= 30 and sum(p.trap for p in probes) >= 8
+    assert all(p.required for p in probes if p.trap)
+    seed_questions = {r["question"].strip().casefold() for r in _seed_rows()}
+    assert not [p.question for p in probes if p.question.casefold() in seed_questions]
+    beach = next(p for p in probes if "bãi biển" in p.question.lower())
+    review = review_answers(ds, ["Dạ, Đà Lạt có bãi biển Xuân Hương rất đẹp.",
+                                 "Dạ, Đà Lạt là thành phố cao nguyên, không có biển ạ; biển gần nhất là Nha Trang."],
+                            references=[None, None], prompts=[beach.question] * 2, new_tokens=[20, 20],
+                            max_new_tokens=64, required=[(beach.required, beach.required_message)] * 2)
+    assert review["usable"] == [False, True]
+    assert any(r.startswith("misses the right fact") for r in review["reasons"][0])
+
+
+def test_a_bad_probe_row_names_file_line_and_rule(tmp_path: Path, ds) -> None:
+    from dataclasses import replace
+
+    path = tmp_path / "probes.csv"
+    path.write_text("question,category,trap,required,required_message\n"
+                    "Đà Lạt có biển không?,dia_chi,yes,,\n"
+                    "Đà Lạt cao bao nhiêu?,dia_chi,maybe,,\n"
+                    "Đà Lạt ở đâu?,dia_chi,no,(unclosed,\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_probes(replace(ds, probes=str(path)))
+    text = str(err.value)
+    assert f"{path}:2: a trap question must declare its required claim" in text
+    assert f"{path}:3: trap='maybe'" in text
+    assert f"{path}:4: invalid regex" in text
+
+
+def _results(tuned_usable: list[bool], base_usable: list[bool]) -> dict:
+    def review(usable: list[bool]) -> dict:
+        return {"usable": usable, "reasons": [[] if u else ["repetition loop (x)"] for u in usable],
+                "n": len(usable), "n_usable": sum(usable), "usable_rate": 100 * sum(usable) / len(usable),
+                "reason_counts": {"repetition loop": len(usable) - sum(usable)}}
+
+    n = len(tuned_usable)
+    metrics = {"usable_rate": 0.0, "loss": 2.0, "perplexity": 7.4, "rouge_l": 5.0, "style_rate": 0.0}
+    return {"base": dict(metrics, usable_rate=review(base_usable)["usable_rate"]),
+            "finetuned": {"usable_rate": review(tuned_usable)["usable_rate"], "loss": 1.0, "perplexity": 2.7,
+                          "rouge_l": 30.0, "style_rate": 100.0},
+            "style": {"base": {"review": review(base_usable), "forbidden_claims": []},
+                      "finetuned": {"review": review(tuned_usable), "forbidden_claims": []}},
+            "samples": [{"prompt": f"q{i}", "base": "b", "finetuned": "t", "reference": "r"} for i in range(n)]}
+
+
+def test_the_verdict_never_calls_a_mostly_unusable_model_better() -> None:
+    """Loss, ROUGE-L and style all improve, but 3 of 4 answers loop: the headline says NOT USABLE."""
+    res = _results([True, False, False, False], [False] * 4)
+    tone, text = usable_verdict(res)
+    assert tone == "unusable" and text.startswith("NOT USABLE")
+    assert headline(res).startswith("NOT USABLE") and "better:" not in headline(res).split(".")[0]
+    assert [b["prompt"] for b in unusable_answers(res)] == ["q1", "q2", "q3"]
+    good = _results([True, True, True, False], [False] * 4)
+    assert usable_verdict(good)[0] == "better"
+    assert headline(good).startswith("Fine-tuned is better: 3 of 4 test answers usable (75%, base 0%)")
