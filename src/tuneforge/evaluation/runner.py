@@ -128,7 +128,8 @@ def warn_if_references_cut(tokenizer: Any, examples: list[EvalExample], max_new_
 # --- one model, then the pair ----------------------------------------------------------------------------
 
 def score_model(model: Any, tokenizer: Any, examples: list[EvalExample], run: RunConfig, cfg: EvalConfig,
-                desc: str, probes: list[Any] | None = None) -> tuple[dict[str, float], list[str], dict[str, Any] | None]:
+                desc: str, probes: list[Any] | None = None,
+                ) -> tuple[dict[str, float], list[str], dict[str, Any] | None]:
     """(metrics, answers) of one model on the held-out examples, and its answers to the probes (reviewed).
 
     The probe questions are generated in the same batches as the test questions: on a CPU a decoding step
