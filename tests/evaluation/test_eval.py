@@ -144,3 +144,33 @@ def test_a_budget_shorter_than_the_references_is_named(caplog: pytest.LogCapture
     (record,) = caplog.records
     assert "eval.max_new_tokens=8 is shorter than 1 of the 2 reference answers" in record.getMessage()
     assert f"eval.max_new_tokens={longest + 8} covers them all" in record.getMessage()
+
+
+def test_probes_are_answered_reviewed_and_a_noise_model_is_never_called_better(lora_run: SharedRun,
+                                                                               tmp_path: Path) -> None:
+    """The tiny random model's test loss falls with training, and its answers are still noise: with the
+    dataset's probes added to the run, eval answers them with both models, records usable rates, and the
+    verdict says NOT USABLE instead of counting the metrics that improved."""
+    import yaml
+
+    run_dir = lora_run.copy(tmp_path / "run")
+    probes = tmp_path / "probes.csv"
+    probes.write_text("question,category,trap,required,required_message\n"
+                      "Is there a beach in Da Lat?,dia_chi,yes,no (beach|sea),Da Lat has no sea\n"
+                      "What should I pack?,goi_y,no,,\n", encoding="utf-8")
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg["dataset"]["probes"] = str(probes)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    rc = main(["eval", f"run={run_dir}", "eval.max_samples=2", "eval.max_new_tokens=8", "eval.batch_size=8"])
+    assert rc == 0
+    results = json.loads((run_dir / "eval.json").read_text())
+    assert results["finetuned"]["loss"] < results["base"]["loss"]
+    p = results["probes"]
+    assert p["n"] == 2 and p["n_traps"] == 1
+    assert {"usable_rate", "n_usable", "traps_right", "forbidden_claims"} <= set(p["finetuned"])
+    assert [s["question"] for s in p["samples"]] == ["Is there a beach in Da Lat?", "What should I pack?"]
+    assert all(s["finetuned_reasons"] for s in p["samples"])  # noise: every answer has a reason
+    assert "usable_rate" in results["base"] and "usable_rate" in results["finetuned"]
+    report = (run_dir / "report.md").read_text()
+    assert report.splitlines()[2].startswith("**NOT USABLE")
+    assert "answers a reader would reject" in report and "## Probe questions (2, 1 traps" in report
