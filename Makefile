@@ -17,8 +17,8 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
 # offline is the tests' default, not the user's: `make train recipe=qlora-llama` may download the model
-test test-integration test-slow test-all bench: export HF_HUB_OFFLINE ?= 1
-.PHONY: help setup lock train plan data eval merge chat sweep jobs cancel openai-standin test test-integration test-slow test-all bench lint clean
+test test-integration test-slow test-all bench gpu-check: export HF_HUB_OFFLINE ?= 1
+.PHONY: help setup lock train plan data eval merge chat sweep jobs cancel openai-standin test test-integration test-slow test-all bench gpu-check lint clean
 
 help: ## show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -99,6 +99,9 @@ test-all: $(STAMP) ## every test except the GPU ones
 
 bench: $(STAMP) ## benchmarks against their baselines (results in bench/results/)
 	$(BIN)/python bench/run.py $(OVERRIDES)
+
+gpu-check: $(STAMP) ## the GPU proof (bench/gpu_check.py): random-init 8B/1B + the default recipe, tokens/s, MFU, memory vs plan
+	$(BIN)/python bench/gpu_check.py $(OVERRIDES)
 
 lint: $(STAMP) ## ruff, and the import contracts in pyproject.toml (layers, no cycles, no torch in plan)
 	$(BIN)/ruff check src tests bench

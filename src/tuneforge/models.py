@@ -355,10 +355,79 @@ def build_gguf_model(src: GGUFSourceConfig) -> Path:
     return atomic_write_dir(target, save, replace=False)  # a concurrent conversion's result is kept
 
 
-def local_model_dir(model: ModelConfig, *, build: bool = True) -> Path | None:
-    """The local directory of a model tuneforge makes itself (tiny, or converted from GGUF); else None.
+# --- an architecture with random weights (model.init=random) ------------------------------------------------
 
-    ``build=False`` only names the directory (``plan`` must not build or convert anything)."""
+
+def random_model_shape(model: ModelConfig) -> Any:
+    """The shape a random-init model is built with: model.tiny's, or plan's table entry for name_or_path."""
+    from tuneforge.schema.shapes import KNOWN_SHAPES, Shape
+
+    if model.tiny is not None:
+        t = model.tiny
+        return Shape(t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.num_key_value_heads,
+                     t.intermediate_size, t.vocab_size)
+    if model.name_or_path not in KNOWN_SHAPES:
+        raise ModelLoadError(f"model.init=random: no known shape for {model.name_or_path!r}; known: "
+                             f"{', '.join(sorted(KNOWN_SHAPES))} (tuneforge.schema.shapes.KNOWN_SHAPES)")
+    if model.architecture != "LlamaForCausalLM":
+        raise ModelLoadError(f"model.init=random builds Llama architectures; model.architecture="
+                             f"{model.architecture!r} is not one")
+    return KNOWN_SHAPES[model.name_or_path]
+
+
+def random_model_dir(model: ModelConfig) -> Path:
+    shape = random_model_shape(model)
+    tok_key = tiny_model_key(TinyModelConfig())
+    key = hashlib.sha256(json.dumps([asdict(shape), model.dtype, tok_key]).encode()).hexdigest()[:16]
+    return cache_dir() / "random-models" / key
+
+
+def build_random_model(model: ModelConfig) -> Path:
+    """Build (or find in the cache) a LlamaForCausalLM of the model's shape with random weights (seed 0) and the
+    tiny model's tokenizer (its ids are all below the architecture's vocabulary size). Loss values of such a
+    model mean nothing; throughput, memory and the absence of errors do."""
+    target = random_model_dir(model)
+    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        return target
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    shape = random_model_shape(model)
+    tok = AutoTokenizer.from_pretrained(build_tiny_model(TinyModelConfig()))
+    dtype = torch.float32 if model.dtype in ("float32", "auto") and not torch.cuda.is_available() else (
+        torch.bfloat16 if model.dtype == "auto" else getattr(torch, model.dtype))
+    config = LlamaConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.ffn,
+                         num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
+                         num_key_value_heads=shape.kv_heads, head_dim=shape.head_dim,
+                         tie_word_embeddings=shape.tied_embeddings, max_position_embeddings=8192,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    log.info("building a random-init %s-shaped model (%.2fB parameters, %s) in %s (once)", model.name_or_path,
+             shape.num_parameters() / 1e9, dtype, target)
+    torch.manual_seed(0)
+    # built where it will train, in its dtype: an 8B model in fp32 on the CPU would need 32 GB and minutes
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            net = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+
+    def save(tmp: Path) -> None:
+        net.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        _require_weights(tmp)
+        (tmp / "SOURCE.json").write_text(json.dumps({"init": "random", "shape_of": model.name_or_path}) + "\n")
+
+    return atomic_write_dir(target, save, replace=False)
+
+
+def local_model_dir(model: ModelConfig, *, build: bool = True) -> Path | None:
+    """The local directory of a model tuneforge makes itself (tiny, random-init, or converted from GGUF); else
+    None. ``build=False`` only names the directory (``plan`` must not build or convert anything)."""
+    if model.init == "random":
+        return build_random_model(model) if build else random_model_dir(model)
     if model.tiny is not None:
         return build_tiny_model(model.tiny) if build else tiny_model_dir(model.tiny)
     if model.gguf is not None:
@@ -402,7 +471,7 @@ def check_model_reachable(run: RunConfig) -> None:
     (axolotl, accelerate workers) instead of one message naming the model and the fix.
     """
     m = run.model
-    if m.tiny is not None:
+    if m.tiny is not None or m.init == "random":
         return
     if m.gguf is not None:
         if m.gguf.assemble:

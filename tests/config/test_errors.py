@@ -87,7 +87,7 @@ def test_make_sets_offline_for_tests_only() -> None:
     lines = [ln for ln in makefile.splitlines() if "HF_HUB_OFFLINE" in ln and not ln.startswith("#")]
     # the test targets export it; make setup uses it for the commands that prepare the packaged models and data
     # (a local GGUF file: nothing to fetch); train/eval/chat, which users run, never get it from make
-    assert lines == ["test test-integration test-slow test-all bench: export HF_HUB_OFFLINE ?= 1",
+    assert lines == ["test test-integration test-slow test-all bench gpu-check: export HF_HUB_OFFLINE ?= 1",
                      "\tHF_HUB_OFFLINE=1 $(BIN)/tuneforge data prepare recipe=lora-gemma3 >/dev/null",
                      "\tHF_HUB_OFFLINE=1 $(BIN)/tuneforge data prepare recipe=lora-smollm2 >/dev/null"]
     assert not [ln for ln in makefile.splitlines() if ln.startswith(("export HF_HUB", "HF_HUB_OFFLINE"))]

@@ -46,6 +46,7 @@ AXOLOTL: dict[str, str] = {
     "model.gguf.package": MAPPED + " (converted once to a local directory, given as base_model)",
     "model.gguf.file": MAPPED + " (converted once to a local directory, given as base_model)",
     "model.gguf.assemble": MAPPED + " (chunks joined once, then converted like any packaged GGUF)",
+    "model.init": MAPPED + " (random: the random-init model's local directory, given as base_model)",
     "model.package": MAPPED + " (the package's model directory, given as base_model)",
     "model.dtype": MAPPED + " (axolotl loads the base in its training precision; a disagreeing dtype is refused)",
     "optim.lr": MAPPED, "optim.optimizer": MAPPED, "optim.scheduler": MAPPED, "optim.warmup_ratio": MAPPED,

@@ -165,7 +165,12 @@ class NativeBackend:
 
         write_rank_record(run_dir, trainer)  # every rank, when there are several: steps, samples, weights hash
         history = [r for r in trainer.state.log_history if "loss" in r]
+        import torch
+
+        peak = {"peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 3)} \
+            if torch.cuda.is_available() else {}
         return {
+            **peak,
             "train_loss": result.training_loss,
             "first_loss": history[0]["loss"] if history else None,
             "last_loss": history[-1]["loss"] if history else None,

