@@ -18,6 +18,7 @@ model whose answers are word salad that opens with "Dạ" scores well on form.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -87,17 +88,22 @@ class TopicCheck:
 
 def topic_check(ds: DatasetConfig) -> TopicCheck | None:
     """The topic check for a dataset, from the user turns of its prepared training split (None when there is
-    none to learn function words from)."""
-    import json
-
+    none to learn function words from). Built once per prepared split: eval reviews four sets of answers."""
     from tuneforge.data.prepare import prepare_splits
 
     try:
         path = prepare_splits(ds).train
     except Exception:  # noqa: BLE001 - an unpreparable dataset has no topic check; the other checks still run
         return None
+    return _topic_check_of(str(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _topic_check_of(train_path: str) -> TopicCheck | None:
+    import json
+
     questions = []
-    with open(path, encoding="utf-8") as f:
+    with open(train_path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 questions += [m["content"] for m in json.loads(line)["messages"] if m.get("role") == "user"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
 import sys
@@ -16,7 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneforge.evaluation.loss_curve import loss_curve_png
 from tuneforge.evaluation.metrics import JUDGED, METRICS, Metric
+from tuneforge.evaluation.report_css import CSS
+from tuneforge.evaluation.usable import _review, unusable_answers, usable_verdict
+
+__all__ = ["CSS", "headline", "render_html", "render_markdown", "unusable_answers", "usable_verdict", "write_reports"]
 
 
 @dataclass(frozen=True)
@@ -55,47 +59,6 @@ def metric_rows(results: dict[str, Any]) -> list[MetricRow]:
             for m in METRICS if m.key in results["base"] and m.key in results["finetuned"]]
 
 
-def _review(results: dict[str, Any], side: str) -> dict[str, Any] | None:
-    return results.get("style", {}).get(side, {}).get("review")
-
-
-def usable_verdict(results: dict[str, Any]) -> tuple[str, str] | None:
-    """(tone, sentence) from the usable rates: better | worse | mixed | unusable. None without a review.
-
-    The fine-tuned model is called better only when most of its answers are usable and its usable rate beats
-    the base's on the test split and on the probes; a model whose answers are mostly unusable is never better,
-    whatever the overlap metrics say."""
-    tuned, base = _review(results, "finetuned"), _review(results, "base")
-    if tuned is None or base is None:
-        return None
-    sets = [("test answers", tuned, base)]
-    probes = results.get("probes")
-    if probes:
-        sets.append(("probe answers", probes["finetuned"] | {"n": probes["n"]}, probes["base"] | {"n": probes["n"]}))
-    parts = [f"{t['n_usable']} of {t['n']} {name} usable ({t['usable_rate']:.0f}%, base {b['usable_rate']:.0f}%)"
-             for name, t, b in sets]
-    if probes and probes.get("n_traps"):
-        parts.append(f"traps answered right {probes['finetuned']['traps_right']}/{probes['n_traps']} "
-                     f"(base {probes['base']['traps_right']})")
-    claims = results.get("style", {}).get("finetuned", {}).get("forbidden_claims", [])
-    para = sum(c.get("check") == "concepts" for c in claims)
-    probe_claims = probes["finetuned"]["forbidden_claims"] if probes else 0
-    parts.append(f"{len(claims) + probe_claims} forbidden claims (test: {len(claims) - para} by regex, {para} "
-                 f"paraphrased; probes: {probe_claims})")
-    if any(t["usable_rate"] < 50 for _, t, _ in sets):
-        counts: dict[str, int] = {}
-        for _, t, _ in sets:
-            for k, v in t.get("reason_counts", {}).items():
-                counts[k] = counts.get(k, 0) + v
-        top = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:3])
-        return "unusable", f"NOT USABLE: most fine-tuned answers fail a reader's checks ({top}). " + "; ".join(parts)
-    if all(t["usable_rate"] > b["usable_rate"] for _, t, b in sets):
-        return "better", "Fine-tuned is better: " + "; ".join(parts)
-    if all(t["usable_rate"] < b["usable_rate"] for _, t, b in sets):
-        return "worse", "Fine-tuned is worse: " + "; ".join(parts)
-    return "mixed", "Fine-tuned is not better on every set: " + "; ".join(parts)
-
-
 def headline(results: dict[str, Any]) -> str:
     rows = metric_rows(results)
     judged = [r for r in rows if r.verdict != "info"]
@@ -116,22 +79,6 @@ def headline(results: dict[str, Any]) -> str:
     return (f"{lead}{wins_text}; test loss {loss.fmt(loss.base)} → "
             f"{loss.fmt(loss.finetuned)} ({loss.delta_text.split(' ', 1)[-1].strip('()')})"
             + (f"; {style}" if style else "") + f".{note}")
-
-
-def unusable_answers(results: dict[str, Any], side: str = "finetuned") -> list[dict[str, Any]]:
-    """The answers of ``side`` a reader would reject, probes first (they carry the traps), each with its reasons."""
-    out = []
-    for s in (results.get("probes") or {}).get("samples", []):
-        if s.get(f"{side}_reasons"):
-            out.append({"set": "probe" + (" (trap)" if s.get("trap") else ""), "prompt": s["question"],
-                        "answer": s[side], "reasons": s[f"{side}_reasons"]})
-    review = _review(results, side)
-    if review:
-        for i, reasons in enumerate(review["reasons"]):
-            if reasons and i < len(results["samples"]):
-                out.append({"set": "test", "prompt": results["samples"][i]["prompt"],
-                            "answer": results["samples"][i][side], "reasons": reasons})
-    return out
 
 
 def metrics_table_markdown(results: dict[str, Any]) -> str:
@@ -173,65 +120,6 @@ def metrics_table_text(results: dict[str, Any]) -> str:
     lines.append(f"  {headline(results)}")
     return "\n".join(lines)
 
-
-# --- loss curves -------------------------------------------------------------------------------------------
-
-def read_loss_history(run_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-    """(train, eval) loss points by step from metrics.jsonl; the last eval record per step wins."""
-    path = run_dir / "metrics.jsonl"
-    train: list[tuple[int, float]] = []
-    evals: dict[int, float] = {}
-    if not path.is_file():
-        return train, []
-    for line in path.open(encoding="utf-8"):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut off by a killed run
-        step = rec.get("step")
-        if not isinstance(step, int):
-            continue
-        if isinstance(rec.get("loss"), (int, float)):
-            train.append((step, float(rec["loss"])))
-        if isinstance(rec.get("eval_loss"), (int, float)):
-            evals[step] = float(rec["eval_loss"])
-    return train, sorted(evals.items())
-
-
-def loss_curve_png(run_dir: Path, results: dict[str, Any]) -> bytes | None:
-    train, evals = read_loss_history(run_dir)
-    if not train and not evals:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=110)
-    try:
-        if train:
-            ax.plot(*zip(*train), color="#2563eb", lw=1.6, label="train loss")
-        if evals:
-            ax.plot(*zip(*evals), color="#ea580c", lw=1.8, marker="o", ms=4, label="eval loss (val split)")
-        for key, color, label in (("base", "#6b7280", "test loss: base"),
-                                  ("finetuned", "#16a34a", "test loss: fine-tuned")):
-            if "loss" in results[key]:  # absent for a hosted model (not applicable)
-                ax.axhline(results[key]["loss"], color=color, ls="--", lw=1.2, label=label)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss (assistant tokens)")
-        ax.grid(True, alpha=0.3)
-        ax.spines[["top", "right"]].set_visible(False)
-        # above the axes, so it never covers a curve
-        ax.legend(frameon=False, fontsize=8, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    return buf.getvalue()
-
-
-# --- markdown -----------------------------------------------------------------------------------------------
 
 def _md_cell(text: str) -> str:
     return (text or "∅").replace("|", "\\|").replace("\n", "<br>")
@@ -315,62 +203,6 @@ def render_markdown(results: dict[str, Any], has_curve: bool) -> str:
 
 # --- html ---------------------------------------------------------------------------------------------------
 
-CSS = """
-:root { --fg:#111827; --muted:#6b7280; --line:#e5e7eb; --bg:#f9fafb; --good:#15803d; --bad:#b91c1c;
-        --goodbg:#dcfce7; --badbg:#fee2e2; --accent:#2563eb; }
-* { box-sizing: border-box; }
-body { margin:0; background:var(--bg); color:var(--fg);
-       font:15px/1.5 -apple-system, "Segoe UI", Roboto, "Noto Sans", "DejaVu Sans", sans-serif; }
-main { max-width:1180px; margin:0 auto; padding:28px 32px 48px; }
-h1 { font-size:26px; margin:0 0 4px; }
-h2 { font-size:18px; margin:32px 0 12px; padding-bottom:6px; border-bottom:1px solid var(--line); }
-.meta { color:var(--muted); font-size:13px; margin:0; }
-.meta code { background:#eef2ff; padding:1px 5px; border-radius:4px; font-size:12px; }
-.verdict { margin:18px 0 0; padding:14px 18px; border-radius:10px; font-size:17px; font-weight:600;
-           background:var(--goodbg); color:#14532d; border:1px solid #bbf7d0; }
-.verdict.mixed { background:#fef9c3; color:#713f12; border-color:#fde68a; }
-.verdict.worse { background:var(--badbg); color:#7f1d1d; border-color:#fecaca; }
-.cards { display:grid; grid-template-columns:repeat(auto-fit, minmax(170px, 1fr)); gap:12px;
-         margin-top:18px; }
-.card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:12px 14px; }
-.card .label { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
-.card .value { font-size:24px; font-weight:650; margin-top:2px; }
-.card .base { color:var(--muted); font-size:12px; }
-.card .delta { font-size:13px; }
-table.metrics { width:100%; border-collapse:collapse; background:#fff; border:1px solid var(--line);
-                border-radius:10px; overflow:hidden; }
-table.metrics th, table.metrics td { padding:9px 14px; border-bottom:1px solid var(--line);
-                                      text-align:right; }
-table.metrics th { background:#f3f4f6; font-size:13px; color:#374151; }
-table.metrics th:first-child, table.metrics td:first-child { text-align:left; }
-table.metrics tr:last-child td { border-bottom:none; }
-td.num { font-variant-numeric: tabular-nums; }
-.delta { font-weight:600; white-space:nowrap; font-variant-numeric: tabular-nums; }
-.better { color:var(--good); } .worse { color:var(--bad); } .same, .info { color:var(--muted); }
-.pill { display:inline-block; font-size:11px; font-weight:600; padding:1px 7px; border-radius:999px;
-        margin-left:6px; vertical-align:1px; }
-.pill.better { background:var(--goodbg); } .pill.worse { background:var(--badbg); }
-.note { color:var(--muted); font-size:12.5px; margin:8px 2px 0; }
-figure { margin:0; background:#fff; border:1px solid var(--line); border-radius:10px; padding:10px; }
-figure img { width:100%; height:auto; display:block; }
-.sample { background:#fff; border:1px solid var(--line); border-radius:10px; margin:0 0 14px;
-          overflow:hidden; }
-.sample .prompt { padding:10px 14px; background:#f3f4f6; border-bottom:1px solid var(--line);
-                  font-weight:600; }
-.sample .prompt .n { color:var(--muted); font-weight:500; margin-right:6px; }
-.sample .system { display:block; color:var(--muted); font-weight:400; font-size:12px; margin-top:2px; }
-.answers { display:grid; grid-template-columns:repeat(3, minmax(0, 1fr)); }
-.answer { padding:10px 14px; border-right:1px solid var(--line); min-width:0; }
-.answer:last-child { border-right:none; }
-.answer h3 { margin:0 0 4px; font-size:11.5px; text-transform:uppercase; letter-spacing:.05em;
-             color:var(--muted); }
-.answer.tuned h3 { color:var(--accent); }
-.answer p { margin:0; white-space:pre-wrap; overflow-wrap:anywhere; font-size:14px; }
-.answer p.empty { color:var(--muted); font-style:italic; }
-footer { color:var(--muted); font-size:12px; margin-top:36px; }
-@media (max-width: 760px) { .answers { grid-template-columns:1fr; } .answer { border-right:none;
-  border-bottom:1px solid var(--line); } main { padding:18px; } }
-"""
 
 # (metric, short label) of the summary cards above the table
 CARDS = (("loss", "Test loss"), ("perplexity", "Perplexity"), ("bleu", "BLEU"), ("chrf", "chrF"),

@@ -165,30 +165,26 @@ def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str
         yield f"{prefix}.lint.min_examples_error must be <= {prefix}.lint.min_examples_warning"
     if lint.max_category_ratio < 1:
         yield f"{prefix}.lint.max_category_ratio={lint.max_category_ratio} must be >= 1"
-    seen: set[str] = set()
     for i, check in enumerate(ds.style_checks):
-        for key in ("pattern", "when_reference"):
-            value = getattr(check, key)
-            if value is None:
-                continue
-            try:
-                re.compile(value)
-            except re.error as exc:
-                yield f"{prefix}.style_checks[{i}].{key} ({check.id}): invalid regex {value!r}: {exc}"
+        yield from _regex_problems(f"{prefix}.style_checks[{i}]", f" ({check.id})",
+                                   (("pattern", check.pattern), ("when_reference", check.when_reference)))
+    seen: set[str] = set()
     for i, claim in enumerate(ds.forbidden_claims):
         if claim.id in seen:
             yield f"{prefix}.forbidden_claims[{i}].id={claim.id!r} is used twice"
         seen.add(claim.id)
-        for key, value in (("pattern", claim.pattern), ("unless", claim.unless),
-                           *((f"concepts[{j}]", c) for j, c in enumerate(claim.concepts))):
-            if value is None:
-                continue
-            try:
-                re.compile(value)
-            except re.error as exc:
-                yield f"{prefix}.forbidden_claims[{i}].{key} ({claim.id}): invalid regex {value!r}: {exc}"
-    if ds.negation is not None:
+        yield from _regex_problems(f"{prefix}.forbidden_claims[{i}]", f" ({claim.id})",
+                                   (("pattern", claim.pattern), ("unless", claim.unless),
+                                    *((f"concepts[{j}]", c) for j, c in enumerate(claim.concepts))))
+    yield from _regex_problems(prefix, "", (("negation", ds.negation),))
+
+
+def _regex_problems(prefix: str, label: str, values: Iterable[tuple[str, str | None]]) -> Iterable[str]:
+    """One problem per value that is not a valid regex (None: not set), naming its key."""
+    for key, value in values:
+        if value is None:
+            continue
         try:
-            re.compile(ds.negation)
+            re.compile(value)
         except re.error as exc:
-            yield f"{prefix}.negation: invalid regex {ds.negation!r}: {exc}"
+            yield f"{prefix}.{key}{label}: invalid regex {value!r}: {exc}"
