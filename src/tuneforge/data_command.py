@@ -74,8 +74,12 @@ def cmd_data(args: list[str]) -> int:
 
         if ns.n < 1:
             raise DataError("--n must be >= 1")
+        from tuneforge.backends.registry import get_backend
+
         run = load_run_config(_overrides(ns.overrides), command="data show")
-        print(show_examples(run, n=ns.n, split=ns.split, color=use_color(ns.color)), end="")
+        assistant_only = get_backend(run.backend.name).loss_mask(run) == "assistant-only"
+        print(show_examples(run, n=ns.n, split=ns.split, color=use_color(ns.color), assistant_only=assistant_only),
+              end="")
         return 0
     return _lint(ns)
 

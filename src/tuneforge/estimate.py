@@ -48,6 +48,7 @@ from typing import Any
 
 from tuneforge.schema.run import RunConfig
 from tuneforge.schema.shapes import KNOWN_SHAPES, Shape  # noqa: F401 - plan's table lives on the ground floor
+from tuneforge.strategies.registry import get_strategy
 
 GiB = 1024**3
 OVERHEAD_BYTES = 1.0 * GiB
@@ -164,11 +165,11 @@ def estimate_memory(run: RunConfig) -> MemoryEstimate:
 
     # weights
     embed = shape.vocab * shape.hidden * (1 if shape.tied_embeddings else 2)
-    if m.name == "qlora" and m.quantization.bits == 4:
+    if m.quantization.bits == 4:  # only a quantizing method accepts bits
         compute = _dtype_bytes(m.quantization.compute_dtype)
         weights = (params - embed) * NF4_DQ_BYTES + embed * compute
         notes.append("base in NF4 + double quantization (4.127 bits/param); embeddings in the compute dtype")
-    elif m.name == "qlora" and m.quantization.bits == 8:
+    elif m.quantization.bits == 8:
         weights = (params - embed) * 1 + embed * w_bytes
     else:
         weights = params * w_bytes
@@ -176,7 +177,7 @@ def estimate_memory(run: RunConfig) -> MemoryEstimate:
     # trainable parameters, gradients, optimizer states
     optimizer = run.optim.optimizer
     eight_bit = "8bit" in optimizer
-    if m.name == "full":
+    if not get_strategy(run).uses_adapter:
         trainable = params
         grad_b = w_bytes
         if stage or d.offload_optimizer:
@@ -233,7 +234,7 @@ def estimate_memory(run: RunConfig) -> MemoryEstimate:
     comps["CUDA context + NCCL"] = OVERHEAD_BYTES
     est = MemoryEstimate(parameters=params, trainable=trainable, processes=n, components=comps,
                          assumptions=notes, cpu_offload_bytes=cpu)
-    if run.method.name != "full" and trainable > params:
+    if get_strategy(run).uses_adapter and trainable > params:
         est.warnings.append(f"the adapter ({trainable / 1e6:.4g} M parameters, {trainable * 4 / 2**20:.0f} MiB in "
                             f"fp32) is larger than the base model ({params / 1e6:.4g} M): method.r={run.method.r} "
                             "is far beyond a useful LoRA rank (typical: 8..64)")
@@ -265,7 +266,7 @@ def _zero_buffers(run: RunConfig, shape: Shape, params: float, trainable: float,
         out["ZeRO-3 live + prefetched parameters"] = (live + prefetch) * w_bytes
         notes.append(f"ZeRO-3 keeps up to stage3_max_live_parameters={live:.3g} gathered parameters "
                      "(distributed.additional_parameters.zero_optimization.stage3_max_live_parameters lowers it)")
-        if run.method.name == "full":
+        if not get_strategy(run).uses_adapter:
             out["ZeRO-3 largest layer gradient"] = shape.largest_layer() * w_bytes
     if stage >= 1 and not d.offload_optimizer:
         part = trainable / n
@@ -286,10 +287,11 @@ def _hint(run: RunConfig) -> str:
         tips.append("hparams.gradient_checkpointing=true")
     if h.micro_batch_size > 1:
         tips.append("a smaller hparams.micro_batch_size (and a larger hparams.grad_accumulation)")
-    if run.method.name == "full" and (d.zero_stage or 0) < 3:
+    adapter = get_strategy(run).uses_adapter
+    if not adapter and (d.zero_stage or 0) < 3:
         tips.append("distributed=zero3 over more GPUs")
     elif (d.zero_stage or 0) >= 3 and not d.offload_params:
         tips.append("distributed=zero3-offload")
-    if run.method.name == "lora":
+    if adapter and run.method.quantization.bits is None:
         tips.append("method=qlora")
     return "try " + ", ".join(tips) if tips else ""

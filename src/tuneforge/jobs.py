@@ -13,58 +13,28 @@ run directory (summary.json = completed, FAILED = failed), since a cluster forge
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import ConfigError
 from tuneforge.job_index import index_path, read_index
+from tuneforge.rundir import FAILED, PREEMPTED, RUNNING, SUMMARY
+from tuneforge.schema.components import JobTracker
 
-
-def _run(cmd: list[str]) -> str | None:
-    if shutil.which(cmd[0]) is None:
-        return None
-    try:
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return None
-    return proc.stdout if proc.returncode == 0 else None
-
-
-def slurm_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
-    """job id -> {state, time, nodes, where}: squeue for jobs Slurm still holds, sacct for older ones."""
-    if not job_ids:
-        return {}
-    states: dict[str, dict[str, str]] = {}
-    out = _run(["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%M|%D|%R"]) or ""
-    for line in out.splitlines():
-        jid, state, elapsed, nodes, where = (line.split("|") + [""] * 5)[:5]
-        states[jid.strip()] = {"state": state, "time": elapsed, "nodes": nodes, "where": where,
-                               "source": "squeue"}
-    missing = [j for j in job_ids if j not in states]
-    if missing:
-        out = _run(["sacct", "-n", "-P", "-X", "-j", ",".join(missing),
-                    "-o", "JobID,State,Elapsed,NNodes,NodeList"])
-        for line in (out or "").splitlines():
-            jid, state, elapsed, nodes, where = (line.split("|") + [""] * 5)[:5]
-            if jid in missing:
-                states[jid] = {"state": state.split()[0], "time": elapsed, "nodes": nodes, "where": where,
-                               "source": "sacct"}
-    return states
+# entries of the jobs index that name no tracker are Slurm's (launcher=slurm jobs and sweep trials)
+SLURM_TRACKER = "slurm"
 
 
 def run_dir_state(run_dir: Path) -> str:
     """The state a run directory records, for jobs Slurm no longer lists."""
-    if (run_dir / "summary.json").is_file():
+    if (run_dir / SUMMARY).is_file():
         return "COMPLETED"
-    if (run_dir / "FAILED").is_file():
+    if (run_dir / FAILED).is_file():
         return "FAILED"
-    if (run_dir / "PREEMPTED").is_file():
+    if (run_dir / PREEMPTED).is_file():
         return "PREEMPTED"
-    if (run_dir / "RUNNING").is_file():
+    if (run_dir / RUNNING).is_file():
         return "INCOMPLETE"  # Slurm has forgotten the job and it never finished its run directory
     return "UNKNOWN" if run_dir.is_dir() else "MISSING"
 
@@ -84,23 +54,38 @@ def last_step(run_dir: Path) -> int | None:
     return step
 
 
+def tracker(entry: dict[str, Any]) -> JobTracker:
+    """Who answers for a jobs-index entry: the launcher or hosted backend named by its ``tracker`` (entries
+    written before that field name it by ``kind``; Slurm's are "train" and "sweep-trial")."""
+    from tuneforge.backends.registry import BACKENDS, get_backend
+    from tuneforge.launch.registry import LAUNCHERS, get_launcher
+
+    name = entry.get("tracker") or entry.get("kind", "")
+    if name in LAUNCHERS:
+        return get_launcher(name)
+    if name in BACKENDS:
+        return get_backend(name)
+    return get_launcher(SLURM_TRACKER)
+
+
 def job_rows(output_root: Path) -> list[dict[str, Any]]:
     entries = read_index(output_root)
-    states = slurm_states([e["job_id"] for e in entries if e.get("kind") not in ("openai", "ray")])
-    if any(e.get("kind") == "ray" for e in entries):
-        from tuneforge.launch.ray import job_states
-
-        states.update(job_states([e for e in entries if e.get("kind") == "ray"]))
+    by_tracker: dict[str, list[dict[str, Any]]] = {}
+    for e in entries:
+        by_tracker.setdefault(tracker(e).name, []).append(e)
+    states: dict[str, dict[str, str]] = {}
+    for group in by_tracker.values():
+        states.update(tracker(group[0]).job_states(group))
     rows = []
     for e in entries:
         run_dir = Path(e["run_dir"])
-        s = states.get(e["job_id"]) if e.get("kind") != "openai" else hosted_state(run_dir)
+        s = states.get(e["job_id"])
         rows.append({
             "job_id": e["job_id"],
             "state": s["state"] if s else run_dir_state(run_dir),
             "source": s["source"] if s else "run dir",
-            "time": s["time"] if s else "",
-            "nodes": (s["nodes"] if s else "") or str(e.get("nodes", "")),
+            "time": s.get("time", "") if s else "",
+            "nodes": (s.get("nodes", "") if s else "") or str(e.get("nodes", "")),
             "step": last_step(run_dir),
             "name": e.get("name", ""),
             "kind": e.get("kind", ""),
@@ -136,26 +121,22 @@ def cmd_jobs(args: list[str]) -> int:
         print(f"no submitted jobs recorded in {index_path(output_root)}")
         return 0
     print(format_rows(rows))
-    slurm = any(r["kind"] not in ("openai", "ray") for r in rows)
-    if slurm and "SLURM_CONF" not in os.environ and shutil.which("squeue") is None:
-        print("(no Slurm client here: states come from the run directories)", file=sys.stderr)
+    slurm = [e for e in read_index(output_root) if tracker(e).name == SLURM_TRACKER]
+    if slurm:
+        from tuneforge.launch.slurm_job import no_client_note
+
+        note = no_client_note(slurm)
+        if note:
+            print(f"({note})", file=sys.stderr)
     return 0
 
 
-def hosted_state(run_dir: Path) -> dict[str, str]:
-    """An OpenAI job's state (asks the API; job.json when it cannot be reached) in the row's fields."""
-    from tuneforge.backends.openai_job import job_state
-
-    s = job_state(run_dir)
-    return {"state": s["state"], "source": s["source"], "time": "", "nodes": "",
-            "fine_tuned_model": s.get("fine_tuned_model") or ""}
-
-
 def cmd_cancel(args: list[str]) -> int:
-    """tuneforge cancel run=<run_dir>: cancel the run's OpenAI fine-tuning job or stop its Ray job (Slurm jobs:
-    scancel <id>)."""
-    from tuneforge.backends.openai_job import cancel_run, read_job
-    from tuneforge.launch.ray import read_job_info, stop_job
+    """tuneforge cancel run=<run_dir>: cancel the job the run directory records, asking whoever submitted it
+    (the run's hosted backend, its launcher, or the tracker of its jobs-index entry: Slurm, Ray, OpenAI)."""
+    from tuneforge.backends.registry import BACKENDS, get_backend
+    from tuneforge.launch.registry import LAUNCHERS, get_launcher
+    from tuneforge.rundir import read_config
 
     run_dir = None
     for a in args:
@@ -167,13 +148,18 @@ def cmd_cancel(args: list[str]) -> int:
     if run_dir is None:
         raise ConfigError("tuneforge cancel: run=<run_dir> is required, e.g. tuneforge cancel "
                           "run=outputs/openai-gpt4o-mini/<timestamp>")
-    ray_job = read_job_info(run_dir).get("job_id")
-    if ray_job:
-        print(f"Ray job {ray_job}: {stop_job(run_dir)}")
-        return 0
-    if not read_job(run_dir).get("job_id"):
-        raise ConfigError(f"tuneforge cancel: {run_dir} records no hosted job (no job.json with a job_id); "
-                          "a Slurm job is cancelled with scancel <job id> (tuneforge jobs lists them)")
-    job = cancel_run(run_dir)
-    print(f"OpenAI job {job.id}: {job.status}")
-    return 0
+    candidates: list[JobTracker] = []
+    if (run_dir / "config.yaml").is_file():
+        run = read_config(run_dir)
+        if run.backend.name in BACKENDS:
+            candidates.append(get_backend(run.backend.name))
+        if run.launcher.name in LAUNCHERS:
+            candidates.append(get_launcher(run.launcher.name))
+    candidates.append(get_launcher(SLURM_TRACKER))  # a sweep trial runs locally inside a Slurm job
+    for c in candidates:
+        said = c.cancel(run_dir)
+        if said is not None:
+            print(said)
+            return 0
+    raise ConfigError(f"tuneforge cancel: {run_dir} records no submitted job (no Ray, Slurm or hosted job id); "
+                      "`tuneforge jobs` lists the submitted ones")

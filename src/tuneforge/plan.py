@@ -173,19 +173,14 @@ def _notes(run: RunConfig, run_dir: Path) -> list[str]:
     if run.launcher.name == "accelerate" and c.num_nodes > 1:
         notes.append(f"{c.num_nodes} nodes: run the same `tuneforge train` with launcher.node_rank=<k> on each node, "
                      f"or start `bash {run_dir}/launch.sh <k>` there once node 0 has written the run directory")
-    if run.backend.name == "axolotl":
-        from tuneforge.backends.axolotl import on_cpu
-
-        notes.append("axolotl.yaml is checked by axolotl's validate_config/normalize_config before launch "
-                     "(`plan --validate` runs it now)")
-        if on_cpu(run):
-            notes.append("CPU run: axolotl's CUDA LoRA kernels and bf16/fp16/tf32 are turned off")
+    backend = get_backend(run.backend.name)
+    notes += backend.plan_notes(run)  # what its translation is checked by; a hosted job's cost
     if run.distributed.zero_stage is not None:
         notes.append("ds_config.json is checked by deepspeed.runtime.config.DeepSpeedConfig before launch "
                      "(\"auto\" values are filled by the Trainer)")
     from tuneforge.data.plan_notes import plan_notes
 
-    if get_backend(run.backend.name).hosted:
+    if backend.hosted:
         return notes  # the backend's own data check (openai_calls.txt) has the tokens and the cost
     notes += plan_notes(run)  # split sizes, tokens and OpenAI cost once `make data` has run (cached; no work)
     return notes

@@ -8,6 +8,10 @@ Layout (the same for every backend, so eval/merge/chat need not know which one t
     checkpoints/     trainer checkpoints (resumable)
     adapter/ | model/  final weights, HF save_pretrained (safetensors) + tokenizer, moved in atomically
     summary.json     written last, atomically: its presence means the run completed
+    FAILED           why the run failed (a batch job, or a refused resume); PREEMPTED: a preempted job's marker
+    worker_result.json  rank 0's result in a multi-process run, turned into summary.json by the job side
+
+This module owns those names: every other module uses the constants below, never the literals.
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ from tuneforge.paths import project_root
 from tuneforge.schema.run import RunConfig
 from tuneforge.secrets import REDACTED, SECRET_ENV, is_safe_env, is_secret_key  # noqa: F401  (re-exported)
 from tuneforge.secrets import secret_values as _secret_values
+
+# the run directory's state files
+RUNNING = "RUNNING"
+FAILED = "FAILED"
+PREEMPTED = "PREEMPTED"
+SUMMARY = "summary.json"
+WORKER_RESULT = "worker_result.json"
 
 
 def secret_values() -> list[str]:
@@ -168,7 +179,7 @@ def new_run_dir(run: RunConfig) -> Path:
 
 
 def is_complete(run_dir: Path) -> bool:
-    return (run_dir / "summary.json").is_file() and not (run_dir / "RUNNING").exists()
+    return (run_dir / SUMMARY).is_file() and not (run_dir / RUNNING).exists()
 
 
 def weights_dir(run_dir: Path) -> Path:
@@ -216,5 +227,5 @@ def write_summary(run: RunConfig, run_dir: Path, result: dict[str, Any], wall_ti
         "config": redact(run_to_dict(run)),
     }
     atomic_write_json(run_dir / "summary.json", summary)
-    (run_dir / "RUNNING").unlink(missing_ok=True)
+    (run_dir / RUNNING).unlink(missing_ok=True)
     return summary

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from tuneforge.errors import ConfigError, RunArtifactError
+from tuneforge.strategies.registry import STRATEGIES
 
 DEFAULT_ROOT = "outputs"
 
@@ -285,7 +286,7 @@ def next_steps(summary: dict[str, Any]) -> str:
     """What to run after a training run (printed by ``tuneforge train``)."""
     d = summary.get("run_dir", "")
     lines = ["", "next:", f"  make eval run={d}   # base vs fine-tuned on the test split", f"  make chat run={d}"]
-    if summary.get("method") in ("lora", "qlora"):
+    if summary.get("adapter", summary.get("method") in STRATEGIES and STRATEGIES[summary["method"]].uses_adapter):
         lines.append(f"  make merge run={d}")
     lines.append("  tuneforge runs   # this run among the others; run=latest names the newest")
     return "\n".join(lines)

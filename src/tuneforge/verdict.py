@@ -21,6 +21,7 @@ from typing import Any
 
 from tuneforge.estimate import MemoryEstimate, model_shape
 from tuneforge.schema.run import RunConfig
+from tuneforge.strategies.registry import get_strategy
 
 CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for BPE tokenizers on mixed text; only for the labelled estimate
 TOKENS_PER_MESSAGE = 4  # chat-template overhead per message (role header + end marker) in that estimate
@@ -181,7 +182,7 @@ def _duration(seconds: float) -> str:
 def flops_per_token(run: RunConfig) -> float:
     shape, _ = model_shape(run)
     params = float(run.model.num_parameters or shape.num_parameters())
-    if run.method.name == "full":
+    if not get_strategy(run).uses_adapter:  # every weight gets a gradient
         k = 6.0
     else:  # forward 2N; backward 2N for activation gradients, but only down to the lowest adapted layer
         k = 2.0 + 2.0 * _backward_depth(run, shape.layers)

@@ -38,7 +38,10 @@ def test_cut_tokens_colour_and_whole_sequence_mode() -> None:
     run = load_run_config(["recipe=lora-tiny", "hparams.seq_len=40"])
     text = show_examples(run, n=1, color=True)
     assert "<<cut: " in text and "hparams.seq_len=40" in text and "+ " in text.split("\n")[1]
-    whole = show_examples(load_run_config(["recipe=lora-tiny", "backend.assistant_only_loss=false"]), n=1)
+    from tuneforge.backends.registry import get_backend
+
+    run_all = load_run_config(["recipe=lora-tiny", "backend.assistant_only_loss=false"])
+    whole = show_examples(run_all, n=1, assistant_only=get_backend("native").loss_mask(run_all) == "assistant-only")
     body = whole.split("\n", 2)[2]
     assert body.startswith(OPEN) and body.rstrip().endswith(CLOSE) and "every token" in whole
     coloured = show_examples(load_run_config(["recipe=lora-tiny"]), n=1, color=True)

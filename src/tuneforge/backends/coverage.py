@@ -1,8 +1,10 @@
 """What each backend does with every training setting: mapped, not applicable (with why), or unsupported.
 
-``tests/backends/test_coverage.py`` walks every field of the settings groups below and fails when a backend
-does not list it, so a new field cannot be dropped silently by a translation. An *unsupported* setting that
-differs from its schema default is refused at compose time with its reason (:func:`check_unsupported`).
+Each backend's ``coverage()`` returns one of the tables below. ``tests/backends/test_coverage.py`` walks every
+field of the settings groups for **every registered backend** and fails when one does not list it, so a new
+field cannot be dropped silently by a translation. An *unsupported* setting that differs from its schema
+default is refused at compose time with its reason (:func:`check_unsupported`, called for every backend by
+``tuneforge.config.validate``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ AXOLOTL: dict[str, str] = {
     "method.name": MAPPED, "method.r": MAPPED, "method.alpha": MAPPED, "method.dropout": MAPPED,
     "method.target_modules": MAPPED, "method.modules_to_save": MAPPED, "method.use_rslora": MAPPED,
     "method.layers_to_transform": MAPPED + " (peft_layers_to_transform)",
-    "method.bias": unsupported("axolotl trains LoRA without bias terms (refused by its check unless 'none')"),
+    "method.bias": unsupported("axolotl trains LoRA without bias terms; use method.bias=none, or backend=native"),
     "method.quantization.bits": MAPPED, "method.quantization.quant_type": MAPPED,
     "method.quantization.double_quant": MAPPED, "method.quantization.compute_dtype": MAPPED,
     "model.name_or_path": MAPPED, "model.trust_remote_code": MAPPED, "model.revision": MAPPED,
@@ -85,10 +87,72 @@ def settings_fields(prefix_groups: Iterable[str] = GROUPS) -> list[str]:
     return out
 
 
-def coverage(backend: str) -> dict[str, str]:
-    if backend == "axolotl":
-        return AXOLOTL
+def native_table() -> dict[str, str]:
     return {k: _NATIVE_NA.get(k, MAPPED) for k in settings_fields()}
+
+
+_HOSTED_MODEL = na("the hosted model is named by model.name_or_path; OpenAI loads and runs it")
+_OPENAI_OPTIM = unsupported("OpenAI picks the optimizer and learning rate; scale it with "
+                            "backend.learning_rate_multiplier, and use optim=hosted")
+_OPENAI_HPARAM_WHY = {
+    "max_steps": "a hosted job trains whole epochs: use hparams.epochs",
+    "seq_len": "OpenAI's per-example limit is the model's (backend.example_token_limits)",
+    "packing": "OpenAI batches examples itself",
+}
+
+
+def openai_table() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key in settings_fields():
+        group, leaf = key.split(".", 1)
+        if key == "method.name":
+            out[key] = MAPPED + " (full only: OpenAI decides how its models are tuned; lora/qlora are refused)"
+        elif key.startswith("method.quantization."):
+            out[key] = unsupported("a hosted model cannot be quantized")
+        elif group == "method":
+            out[key] = na("LoRA settings: method=full is the only method a hosted job takes")
+        elif key == "model.name_or_path":
+            out[key] = MAPPED + " (the job's model)"
+        elif group == "model":
+            out[key] = _HOSTED_MODEL
+        elif group == "optim":
+            out[key] = _OPENAI_OPTIM
+        elif key in ("hparams.epochs", "hparams.micro_batch_size", "hparams.grad_accumulation", "hparams.seed"):
+            out[key] = MAPPED + " (n_epochs, batch_size = micro_batch_size x grad_accumulation, seed)"
+        elif group == "hparams":
+            out[key] = unsupported(_OPENAI_HPARAM_WHY.get(leaf, "a hosted job has no such setting"))
+        elif key == "tracking.name":
+            out[key] = unsupported("not wired for backend=openai (metrics.jsonl has the job's metrics)")
+        else:
+            out[key] = na("tracking is refused for backend=openai (tracking.name)")
+    return out
+
+
+_ST_UNSUPPORTED = {
+    "method.modules_to_save": unsupported("the encoder's LoRA adapter saves no extra modules"),
+    "hparams.packing": unsupported("each text is encoded alone (refused when true)"),
+    "hparams.gradient_checkpointing": unsupported("not wired for sentence-transformers (refused when true)"),
+}
+
+
+def sentence_transformers_table() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key in settings_fields():
+        if key in _ST_UNSUPPORTED:
+            out[key] = _ST_UNSUPPORTED[key]
+        elif key.startswith("method.quantization."):
+            out[key] = na("method=qlora is refused: a 4-bit encoder cannot be trained here")
+        elif key in ("model.architecture", "model.model_type", "model.dtype", "model.chat_template",
+                     "model.attn_implementation", "model.tokenizer", "model.revision", "model.init",
+                     "model.gguf.package", "model.gguf.file", "model.gguf.assemble"):
+            out[key] = na("a sentence-transformers model directory carries its own modules, tokenizer and dtype")
+        elif key == "model.num_parameters":
+            out[key] = na("memory estimates only (plan)")
+        elif key == "hparams.seq_len":
+            out[key] = MAPPED + " (max_seq_length while training, unless backend.max_seq_length)"
+        else:
+            out[key] = MAPPED
+    return out
 
 
 def _value(run: RunConfig, key: str) -> Any:
@@ -108,7 +172,13 @@ def _default(key: str) -> Any:
         tp = typing.get_type_hints(tp)[part]
 
 
-def check_unsupported(run: RunConfig, backend: str) -> Iterable[str]:
-    for key, what in coverage(backend).items():
-        if what.startswith("unsupported") and key != "method.bias" and _value(run, key) != _default(key):
-            yield f"{key}={_value(run, key)!r} has no effect with backend={backend}: {what.split(': ', 1)[1]}"
+def check_unsupported(run: RunConfig, backend: Any) -> Iterable[str]:
+    """A setting the backend's table calls unsupported, changed from its default: refused with the reason."""
+    for key, what in backend.coverage().items():
+        if not what.startswith("unsupported"):
+            continue
+        default = _default(key)
+        if default == dataclasses.MISSING or default == "???":
+            continue  # a group's choice (tracking.name): the backend's own check refuses the ones it cannot run
+        if _value(run, key) != default:
+            yield f"{key}={_value(run, key)!r} has no effect with backend={backend.name}: {what.split(': ', 1)[1]}"

@@ -15,14 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.backends.hf_trainer import MetricsCallback, trainer_arguments
+from tuneforge.schema.components import BackendBase, LossMask
 from tuneforge.schema.run import RunConfig
 
 log = logging.getLogger(__name__)
 
 
-class NativeBackend:
+class NativeBackend(BackendBase):
     name = "native"
-    hosted = False
+
+    def coverage(self) -> dict[str, str]:
+        from tuneforge.backends.coverage import native_table
+
+        return native_table()
+
+    def loss_mask(self, run: RunConfig) -> LossMask:
+        return "assistant-only" if run.backend.assistant_only_loss else "all-tokens"
 
     def check(self, run: RunConfig) -> Iterable[str]:
         from tuneforge.models import CHAT_TEMPLATES
@@ -33,15 +41,11 @@ class NativeBackend:
         from tuneforge.backends.escape_hatch import check_native_hatch  # against SFTConfig's own fields
 
         yield from check_native_hatch(run)
-
-    def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]:
-        return {}  # config.yaml is all a native run needs (the launcher adds accelerate/DeepSpeed files)
-
-    def prepare(self, run: RunConfig, run_dir: Path) -> dict[str, Path]:
-        return {"config": run_dir / "config.yaml"}
-
-    def command(self, run: RunConfig, run_dir: Path) -> list[str]:
-        return ["-m", "tuneforge.worker", str(run_dir)]
+        d = run.distributed
+        if run.method.quantization.bits is not None and d.zero_stage == 3:
+            yield (f"method={run.method.name} with distributed={d.name} on backend=native: the native backend "
+                   "places the quantized model per GPU (device_map), which ZeRO-3 cannot shard; use "
+                   "distributed=zero2, or backend=axolotl (it loads QLoRA for ZeRO-3)")
 
     def run_in_process(self, run: RunConfig, run_dir: Path) -> dict[str, Any]:
         return self.train(run, run_dir)

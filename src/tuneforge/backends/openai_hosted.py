@@ -16,7 +16,6 @@ own format rules, counts their tokens with tiktoken, estimates the cost and asks
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from collections.abc import Iterable
@@ -24,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.backends.openai_request import (  # noqa: F401  (the names the backend's files use)
-    _MAPPED_HPARAMS,
-    _REFUSED_WHY,
     CALLS_FILE,
     DATA_CHECK_FILE,
     JOB_FILE,
@@ -38,7 +35,9 @@ from tuneforge.backends.openai_request import (  # noqa: F401  (the names the ba
     hyperparameters,
 )
 from tuneforge.errors import ConfigError, DataError
-from tuneforge.schema.run import HParamsConfig, OptimConfig, RunConfig
+from tuneforge.schema.components import BackendBase, LossMask
+from tuneforge.schema.run import HParamsConfig, RunConfig
+from tuneforge.strategies.registry import get_strategy
 
 
 def _job_create_fields() -> set[str] | None:
@@ -49,46 +48,55 @@ def _job_create_fields() -> set[str] | None:
     return set(JobCreateParams.__annotations__)
 
 
-def _defaults_differ(obj: Any, default: Any, group: str, skip: set[str]) -> Iterable[tuple[str, Any]]:
-    for f in dataclasses.fields(default):
-        if f.name in skip:
-            continue
-        value, base = getattr(obj, f.name), getattr(default, f.name)
-        if value != base:
-            yield f"{group}.{f.name}", value
-
-
-class OpenAIBackend:
+class OpenAIBackend(BackendBase):
     name = "openai"
     hosted = True  # trains on the provider's servers: no local weights, memory estimate or model download
+
+    def coverage(self) -> dict[str, str]:
+        from tuneforge.backends.coverage import openai_table
+
+        return openai_table()
+
+    def loss_mask(self, run: RunConfig) -> LossMask:
+        return "provider"  # OpenAI trains on the assistant messages (weight 0 leaves one out)
+
+    def plan_notes(self, run: RunConfig) -> list[str]:
+        """What the job will cost, on how many tokens, and whether backend.max_cost_usd lets it start."""
+        check = self.data_check(run)
+        limit = run.backend.max_cost_usd
+        if check.cost_usd is None:
+            cost = f"cost unknown: no price for {run.model.name_or_path} in backend.training_usd_per_1m_tokens"
+            gate = "`train` asks before starting (--yes skips the question)"
+        else:
+            cost = f"estimated ${check.cost_usd:,.2f}"
+            gate = (f"within backend.max_cost_usd=${limit:,.2f}: starts without asking" if check.cost_usd <= limit
+                    else f"above backend.max_cost_usd=${limit:,.2f}: `train` asks first (--yes skips the question)")
+        how = "" if check.exact_tokens else "about "
+        notes = [f"hosted job: {cost} = {how}{check.splits['train'].tokens:,} train tokens x {check.n_epochs} epochs "
+                 f"({check.epochs_from}) = {check.trained_tokens:,} trained tokens; {gate}"]
+        if check.errors:
+            notes.append(f"{len(check.errors)} example(s) break OpenAI's format rules (openai_calls.txt lists them): "
+                         "`train` refuses to upload")
+        return notes
 
     # --- compose time -------------------------------------------------------------------------------
 
     def check(self, run: RunConfig) -> Iterable[str]:
         b, m = run.backend, run.method
-        if m.name != "full":
+        if get_strategy(run).uses_adapter:
             yield (f"method={m.name}: backend=openai cannot send LoRA settings (method.r={m.r}, method.alpha="
                    f"{m.alpha}, target modules): OpenAI decides how its models are tuned; use method=full")
-        if m.quantization.bits is not None:
-            yield (f"method.quantization.bits={m.quantization.bits}: backend=openai cannot quantize a hosted "
-                   "model; set it to null")
         if run.distributed.name != "none":
             yield (f"distributed={run.distributed.name}: DeepSpeed has no meaning for backend=openai; use "
                    "distributed=none")
+        if run.tracking.name != "none":
+            yield f"tracking={run.tracking.name}: not wired for backend=openai (metrics.jsonl has the job's metrics)"
         if run.launcher.name != "local":
             yield (f"launcher={run.launcher.name}: backend=openai runs on OpenAI's servers and is followed from "
                    "this machine; use launcher=local")
         if run.model.tiny is not None:
             yield (f"model={run.model.name_or_path}: a local model cannot be fine-tuned by OpenAI; use "
                    "model=gpt-4o-mini or model.name_or_path=<an OpenAI fine-tunable model id>")
-        if run.tracking.name != "none":
-            yield f"tracking={run.tracking.name}: not wired for backend=openai (metrics.jsonl has the job's metrics)"
-        for key, value in _defaults_differ(run.optim, OptimConfig(), "optim", set()):
-            yield (f"{key}={value!r} has no meaning for backend=openai (OpenAI picks the optimizer and learning "
-                   "rate; scale it with backend.learning_rate_multiplier); use optim=hosted")
-        for key, value in _defaults_differ(run.hparams, HParamsConfig(), "hparams", _MAPPED_HPARAMS):
-            why = _REFUSED_WHY.get(key.split(".", 1)[1], "a hosted job has no such setting")
-            yield f"{key}={value!r} has no meaning for backend=openai ({why})"
         h, d = run.hparams, HParamsConfig()
         if b.n_epochs is not None and h.epochs != d.epochs:
             yield (f"hparams.epochs={h.epochs} and backend.n_epochs={b.n_epochs!r} both set the epochs; set one "
@@ -212,8 +220,24 @@ class OpenAIBackend:
 
     # --- the job ------------------------------------------------------------------------------------
 
-    def command(self, run: RunConfig, run_dir: Path) -> list[str]:
-        return ["-m", "tuneforge.worker", str(run_dir)]
+    def job_states(self, entries: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+        """Each job's state from the API (one retrieve each), else from its job.json."""
+        from tuneforge.backends.openai_job import job_state
+
+        out = {}
+        for e in entries:
+            s = job_state(Path(e["run_dir"]))
+            out[e["job_id"]] = {"state": s["state"], "source": s["source"], "time": "", "nodes": "",
+                                "fine_tuned_model": s.get("fine_tuned_model") or ""}
+        return out
+
+    def cancel(self, run_dir: Path) -> str | None:
+        from tuneforge.backends.openai_job import cancel_run, read_job
+
+        if not read_job(run_dir).get("job_id"):
+            return None
+        job = cancel_run(run_dir)
+        return f"OpenAI job {job.id}: {job.status}"
 
     def train(self, run: RunConfig, run_dir: Path) -> dict[str, Any]:
         from tuneforge.backends.openai_job import run_job

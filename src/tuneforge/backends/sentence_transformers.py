@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.backends.hf_trainer import trainer_arguments
+from tuneforge.schema.components import BackendBase, LossMask
+from tuneforge.schema.dataset import FORMAT_NAMES
 from tuneforge.schema.run import RunConfig
+from tuneforge.strategies.registry import get_strategy
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +62,12 @@ def loss_name(run: RunConfig) -> str:
 
 
 def check_embedding_run(run: RunConfig) -> Iterable[str]:
-    b, m, h = run.backend, run.method, run.hparams
-    if m.name == "qlora":
-        yield ("method=qlora is not supported by backend=sentence-transformers (a 4-bit encoder cannot be "
-               "trained here); use method=full, or method=lora with method.target_modules=[query,key,value]")
-    if m.name == "lora" and set(m.target_modules) & {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"}:
+    b, m = run.backend, run.method
+    adapter = get_strategy(run).uses_adapter
+    if m.quantization.bits is not None:
+        yield (f"method={m.name} quantizes the base, which backend=sentence-transformers cannot train (a 4-bit "
+               "encoder); use method=full, or method=lora with method.target_modules=[query,key,value]")
+    if adapter and set(m.target_modules) & {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"}:
         yield (f"method.target_modules={list(m.target_modules)} names decoder (Llama) layers; a BERT encoder's "
                "attention layers are query, key, value (and dense): method.target_modules=[query,key,value]")
     if run.model.tiny is not None:
@@ -72,13 +76,6 @@ def check_embedding_run(run: RunConfig) -> Iterable[str]:
     if run.distributed.zero_stage is not None:
         yield (f"distributed={run.distributed.name}: DeepSpeed ZeRO is not wired for backend=sentence-transformers "
                "(a 22M-parameter encoder needs none); use distributed=none (data parallel via launcher=accelerate)")
-    if h.packing:
-        yield "hparams.packing=true cannot apply to embedding training (each text is encoded alone); set it false"
-    if h.gradient_checkpointing:
-        yield "hparams.gradient_checkpointing=true is not supported by backend=sentence-transformers; set it false"
-    if run.dataset.format in ("sharegpt",):
-        yield (f"dataset.format={run.dataset.format} holds multi-turn conversations; backend=sentence-transformers "
-               "needs pairs, triplets, scored_pairs or single-turn Q&A (csv_qa, chat, alpaca, completion)")
     if b.loss != "auto" and b.loss not in LOSSES:
         yield f"backend.loss={b.loss!r} is not valid; choose one of: auto, {', '.join(LOSSES)}"
     elif b.hard_negatives and run.dataset.format in ("triplets", "scored_pairs"):
@@ -228,22 +225,21 @@ def _make_loss(run: RunConfig, model: Any) -> Any:
     return cls(model)
 
 
-class SentenceTransformersBackend:
+class SentenceTransformersBackend(BackendBase):
     name = NAME
-    hosted = False
+    task = "embedding"
+    data_formats = tuple(f for f in FORMAT_NAMES if f != "sharegpt")  # single texts and single-turn Q&A
+
+    def coverage(self) -> dict[str, str]:
+        from tuneforge.backends.coverage import sentence_transformers_table
+
+        return sentence_transformers_table()
+
+    def loss_mask(self, run: RunConfig) -> LossMask:
+        return "all-tokens"  # a contrastive loss over whole texts: no token is masked
 
     def check(self, run: RunConfig) -> Iterable[str]:
-        if run.backend.name == NAME:
-            yield from check_embedding_run(run)
-
-    def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]:
-        return {}  # config.yaml is all a run needs (the launcher adds accelerate.yaml / launch.sh)
-
-    def prepare(self, run: RunConfig, run_dir: Path) -> dict[str, Path]:
-        return {"config": run_dir / "config.yaml"}
-
-    def command(self, run: RunConfig, run_dir: Path) -> list[str]:
-        return ["-m", "tuneforge.worker", str(run_dir)]
+        yield from check_embedding_run(run)
 
     def run_in_process(self, run: RunConfig, run_dir: Path) -> dict[str, Any]:
         return self.train(run, run_dir)
@@ -264,7 +260,7 @@ class SentenceTransformersBackend:
         # texts are truncated to this while training only; the saved model keeps its own maximum
         self.model_max_seq_length = model.max_seq_length
         model.max_seq_length = min(b.max_seq_length or h.seq_len, model.max_seq_length or h.seq_len)
-        if run.method.name == "lora":
+        if get_strategy(run).uses_adapter:
             from peft import LoraConfig, TaskType
 
             from tuneforge.strategies.registry import adapted_layers

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.schema.run import RunConfig
+from tuneforge.strategies.registry import get_strategy
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
@@ -131,7 +132,7 @@ def _check_attention(run: RunConfig) -> Iterable[str]:
 
 def _check_target_modules(run: RunConfig) -> Iterable[str]:
     m = run.method
-    if m.name not in ("lora", "qlora") or run.model.model_type not in LLAMA_FAMILY:
+    if not get_strategy(run).uses_adapter or run.model.model_type not in LLAMA_FAMILY:
         return
     if list(m.target_modules) in (["all-linear"],):
         return
@@ -145,7 +146,7 @@ def _check_adapted_layers(run: RunConfig) -> Iterable[str]:
     from tuneforge.estimate import known_layer_count
 
     m = run.method
-    if m.name not in ("lora", "qlora") or m.layers_to_transform is None:
+    if not get_strategy(run).uses_adapter or m.layers_to_transform is None:
         return
     layers = list(m.layers_to_transform)
     n = known_layer_count(run)

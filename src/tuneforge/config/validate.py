@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from tuneforge.config.run_checks import check_run
 from tuneforge.errors import ConfigError
 from tuneforge.evaluation.checks import check_eval
-from tuneforge.schema.dataset import dataset_problems
+from tuneforge.schema.dataset import FORMAT_NAMES, dataset_problems
 from tuneforge.schema.gpu import check_gpu
 from tuneforge.schema.run import RunConfig
 from tuneforge.tracking.trackers import check_tracking
@@ -120,7 +120,11 @@ def _component_checks(run: RunConfig) -> Iterable[str]:
     if run.method.name in STRATEGIES:
         yield from STRATEGIES[run.method.name].check(run)
     if run.backend.name in BACKENDS:  # only the backend and launcher the run names are imported
-        yield from get_backend(run.backend.name).check(run)
+        from tuneforge.backends.coverage import check_unsupported
+
+        backend = get_backend(run.backend.name)
+        yield from backend.check(run)
+        yield from check_unsupported(run, backend)  # a setting it cannot honour is refused, never dropped
     if run.launcher.name in LAUNCHERS:
         yield from get_launcher(run.launcher.name).check(run)
 
@@ -128,9 +132,15 @@ def _component_checks(run: RunConfig) -> Iterable[str]:
 def check_dataset(run: RunConfig) -> Iterable[str]:
     """The dataset group's own rules, the backend's data shape, and a missing source file (for runs here)."""
     yield from dataset_problems(run.dataset)
-    if run.dataset.format in ("triplets", "scored_pairs") and run.backend.name != "sentence-transformers":
-        yield (f"dataset.format={run.dataset.format} is embedding data (dataset {run.dataset.name!r}); "
-               f"backend={run.backend.name} trains conversations: use backend=sentence-transformers")
+    from tuneforge.backends.registry import BACKENDS, get_backend
+
+    if run.backend.name in BACKENDS and run.dataset.format in FORMAT_NAMES:
+        backend = get_backend(run.backend.name)
+        if run.dataset.format not in backend.data_formats:
+            takers = [n for n in BACKENDS if run.dataset.format in get_backend(n).data_formats]
+            yield (f"dataset.format={run.dataset.format} (dataset {run.dataset.name!r}) is not a format backend="
+                   f"{backend.name} trains on ({backend.task}: {', '.join(backend.data_formats)})"
+                   + (f"; use backend={' or backend='.join(takers)}" if takers else ""))
     from tuneforge.data.prepare import source_path
     from tuneforge.data.source_file import source_file_problem
     from tuneforge.launch.registry import LAUNCHERS, get_launcher

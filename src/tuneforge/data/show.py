@@ -29,12 +29,10 @@ class ShownExample:
     cut: int
 
 
-def loss_mask(run: Any, tokenizer: Any, messages: list[dict[str, str]]) -> tuple[list[int], list[int], bool]:
-    """(token ids, 1 = trained / 0 = masked, whether the mask is assistant-only), as the backend trains."""
-    if run.backend.name == "axolotl":
-        assistant_only = not run.backend.train_on_inputs
-    else:
-        assistant_only = bool(getattr(run.backend, "assistant_only_loss", True))
+def loss_mask(assistant_only: bool, tokenizer: Any,
+              messages: list[dict[str, str]]) -> tuple[list[int], list[int], bool]:
+    """(token ids, 1 = trained / 0 = masked, whether the mask is assistant-only), as the backend trains
+    (``assistant_only``: the backend's declared loss mask is the assistant turns)."""
     has_markers = "generation" in (tokenizer.chat_template or "")
     if assistant_only and has_markers:
         enc = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
@@ -62,7 +60,8 @@ def render(tokenizer: Any, ids: list[int], mask: list[int], seq_len: int, color:
     return ShownExample("".join(parts), trained, len(kept) - trained, len(cut))
 
 
-def show_examples(run: Any, n: int = 3, split: str = "train", color: bool = False) -> str:
+def show_examples(run: Any, n: int = 3, split: str = "train", color: bool = False, *,
+                  assistant_only: bool = True) -> str:
     from tuneforge.data.prepare import prepare_splits
     from tuneforge.models import load_tokenizer
 
@@ -79,9 +78,9 @@ def show_examples(run: Any, n: int = 3, split: str = "train", color: bool = Fals
             if not line.strip():
                 continue
             messages = json.loads(line)["messages"]
-            ids, mask, assistant_only = loss_mask(run, tokenizer, messages)
+            ids, mask, masked = loss_mask(assistant_only, tokenizer, messages)
             ex = render(tokenizer, ids, mask, run.hparams.seq_len, color)
-            mode = ("assistant turns only (chat template's {% generation %} markers)" if assistant_only
+            mode = ("assistant turns only (chat template's {% generation %} markers)" if masked
                     else "every token (no assistant-only mask: the template has no {% generation %} markers, "
                          "or the backend trains on inputs)")
             out.append(f"--- {split} example {shown + 1} ({path.name}:{line_no}): {len(ids)} tokens = "

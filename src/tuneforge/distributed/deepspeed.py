@@ -30,16 +30,8 @@ def uses_deepspeed(run: RunConfig) -> bool:
 
 
 def world_size(run: RunConfig) -> int:
-    """Total number of training processes the launcher starts (1 for the local launcher).
-
-    Reads the launcher's fields by name, so any launcher with ``gpus_per_node``/``processes_per_node`` and
-    ``num_nodes``/``nodes`` (or Ray's ``num_workers``) gets the same arithmetic.
-    """
-    c = run.launcher
-    per_node = (getattr(c, "processes_per_node", None) or getattr(c, "gpus_per_node", None)
-                or getattr(c, "num_workers", None) or 1)  # launcher=ray: its workers
-    nodes = getattr(c, "num_nodes", None) or getattr(c, "nodes", None) or 1
-    return int(per_node) * int(nodes)
+    """Total number of training processes the launcher starts (1 for the local launcher): its resources."""
+    return run.launcher.resources().world_size
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -126,20 +118,6 @@ def check(run: RunConfig) -> Iterable[str]:
         yield (f"distributed={d.name} offloads the optimizer to the CPU, where only DeepSpeed's CPU Adam runs; "
                f"optim.optimizer={run.optim.optimizer!r} cannot: use optim=adamw (optim.optimizer=adamw_torch), "
                "or a distributed option without offload (zero2, zero3)")
-    if run.method.name == "qlora" and d.zero_stage == 3 and run.backend.name == "native":
-        yield (f"method=qlora with distributed={d.name} on backend=native: the native backend places the 4-bit "
-               "model per GPU (device_map), which ZeRO-3 cannot shard; use distributed=zero2, or "
-               "backend=axolotl (it loads QLoRA for ZeRO-3)")
-    if run.method.name == "qlora" and d.offload_params:
-        yield (f"method=qlora with distributed={d.name}: 4-bit bitsandbytes weights cannot be offloaded to "
-               "the CPU by ZeRO-3; use distributed=zero2 or distributed=zero3")
-    if run.method.name == "qlora" and d.zero_stage == 3 and run.method.quantization.bits == 8:
-        yield "method=qlora with 8-bit weights cannot be sharded by ZeRO-3; use quantization.bits=4 or zero2"
-    if (run.method.name == "qlora" and d.zero_stage == 3
-            and run.method.quantization.compute_dtype not in ("bfloat16", "float16")):
-        yield (f"method=qlora under ZeRO-3 stores the 4-bit weights as method.quantization.compute_dtype="
-               f"{run.method.quantization.compute_dtype}, which ZeRO-3 cannot shard with the 16-bit "
-               "parameters; set method.quantization.compute_dtype=bfloat16")
     yield from _check_batch_arithmetic(run)
 
 

@@ -15,18 +15,13 @@ def runs_on_cpu(run: RunConfig) -> bool:
     """Whether the training processes run on CPUs: decided by the config, never by probing a GPU, so the
     plan is the same wherever it is made. The local launcher runs here, so there it looks for a GPU device
     node (no torch import)."""
-    c = run.launcher
-    if getattr(c, "cpu", False):
-        return True
-    if getattr(c, "gpus_per_node", 1) == 0:  # e.g. launcher=slurm launcher.gpus_per_node=0
-        return True
-    if getattr(c, "use_gpu", True) is False:  # launcher=ray launcher.use_gpu=false
-        return True
-    if c.name == "local":
-        if _FOR_TARGET.get() and (run.model.tiny is None or getattr(run, "gpu", None) and run.gpu.name != "none"):
-            return False  # `plan` describes the GPU machine a real-model recipe is for, not this host
-        return not _gpu_visible_here()
-    return False
+    device = run.launcher.resources().device
+    if device != "here":
+        return device == "cpu"
+    # the local machine decides
+    if _FOR_TARGET.get() and (run.model.tiny is None or getattr(run, "gpu", None) and run.gpu.name != "none"):
+        return False  # `plan` describes the GPU machine a real-model recipe is for, not this host
+    return not _gpu_visible_here()
 
 
 _FOR_TARGET: contextvars.ContextVar[bool] = contextvars.ContextVar("tuneforge_plan_for_target", default=False)

@@ -267,9 +267,11 @@ def cmd_search(args: list[str]) -> int:
     if k < 1 or which not in ("finetuned", "base"):
         raise ConfigError("tuneforge search: k must be >= 1 and model one of: finetuned, base")
     art = open_run(parsed.run_dir, parsed.options.get("base"))
-    if art.run.backend.name != "sentence-transformers":
-        raise ConfigError(f"tuneforge search: {art.run_dir} was trained by backend={art.run.backend.name}; "
-                          "search ranks passages with an embedding run (backend=sentence-transformers). "
+    from tuneforge.backends.registry import get_backend
+
+    if get_backend(art.run.backend.name).task != "embedding":
+        raise ConfigError(f"tuneforge search: {art.run_dir} was trained by backend={art.run.backend.name}, not an "
+                          "embedding model; search ranks passages with an embedding run (recipe=embed-minilm). "
                           "For a chat model use: tuneforge chat run=...")
     data = prepare_splits(art.run.dataset)
     _, corpus, _, _ = ir_data(art.run, data.test)

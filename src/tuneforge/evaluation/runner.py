@@ -236,7 +236,9 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
         return evaluate_hosted_run(run_dir, eval_config=eval_config, quiet=quiet, write_report=write_report)
     t0 = time.perf_counter()
     art = open_run(run_dir, base)
-    if art.run.backend.name == "sentence-transformers":  # an embedding model: retrieval metrics, not generation
+    from tuneforge.backends.registry import get_backend
+
+    if get_backend(art.run.backend.name).task == "embedding":  # retrieval metrics, not generation
         from tuneforge.evaluation.retrieval import evaluate_retrieval
 
         return evaluate_retrieval(art, quiet=quiet, write_report=write_report)

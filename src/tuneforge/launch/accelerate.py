@@ -36,6 +36,7 @@ from tuneforge.distributed.deepspeed import DS_CONFIG_NAME, uses_deepspeed, worl
 from tuneforge.distributed.devices import runs_on_cpu
 from tuneforge.errors import LaunchError
 from tuneforge.paths import project_root
+from tuneforge.rundir import WORKER_RESULT
 from tuneforge.schema.components import LauncherBase
 from tuneforge.schema.run import RunConfig
 
@@ -199,9 +200,9 @@ class AccelerateLauncher(LauncherBase):
             yield f"launcher.max_restarts={c.max_restarts} must be >= 0"
         if c.gpu_memory_gb is not None and c.gpu_memory_gb <= 0:
             yield f"launcher.gpu_memory_gb={c.gpu_memory_gb} must be > 0 (or null)"
-        if c.cpu and run.hparams.mixed_precision in ("bf16", "fp16"):
-            yield (f"hparams.mixed_precision={run.hparams.mixed_precision} needs a GPU, but launcher.cpu=true; "
-                   "use hparams.mixed_precision=auto or no")
+        problem = c.resources().precision_problem(run.hparams.mixed_precision, "launcher.cpu=true")
+        if problem:
+            yield problem
         if c.cpu and uses_deepspeed(run):
             # checked here: the Trainer's CPU mode quietly replaces DeepSpeed by plain DDP, and axolotl
             # initializes DeepSpeed with NCCL; neither may pass for a ZeRO run
@@ -257,5 +258,19 @@ class AccelerateLauncher(LauncherBase):
             # node 0's `train` owns the run directory (summary.json); this node only ran its processes
             print(f"tuneforge: node {rank} finished its processes; node 0 writes {run_dir}/summary.json", flush=True)
             return {"submitted": True, "node_rank": rank, "run_dir": str(run_dir)}
-        result_path = run_dir / "worker_result.json"
+        result_path = run_dir / WORKER_RESULT
         return json.loads(result_path.read_text()) if result_path.is_file() else None
+
+
+def accelerate_view(run: RunConfig) -> RunConfig:
+    """The run as ``accelerate launch`` starts its processes under another executor (one Slurm node, Ray's
+    workers): the same :class:`~tuneforge.schema.launch.Resources`, in the accelerate launcher's fields."""
+    import dataclasses
+
+    from tuneforge.schema.launch import AccelerateLauncherConfig
+
+    c, r = run.launcher, run.launcher.resources()
+    view = AccelerateLauncherConfig(env=dict(c.env), gpu_memory_gb=c.gpu_memory_gb,
+                                    gpus_per_node=r.processes_per_node, num_nodes=r.nodes,
+                                    main_process_port=r.port or 29500, cpu=r.device == "cpu")
+    return dataclasses.replace(run, launcher=view)

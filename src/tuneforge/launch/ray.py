@@ -22,7 +22,6 @@ must be importable there (as for Slurm). Ray's own files (its Train run state) g
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import shlex
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import LaunchError
+from tuneforge.rundir import FAILED, SUMMARY
 from tuneforge.schema.components import LauncherBase
 from tuneforge.schema.run import RunConfig
 
@@ -49,22 +49,12 @@ TERMINAL = {"STOPPED", "SUCCEEDED", "FAILED"}
 _ADDRESS_VARS = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")  # Ray lets these override an explicit address
 
 
-def accelerate_view(run: RunConfig) -> RunConfig:
-    """The run as the accelerate launcher would see the same processes (for its process environment)."""
-    from tuneforge.schema.launch import AccelerateLauncherConfig
-
-    c = run.launcher
-    view = AccelerateLauncherConfig(env=dict(c.env), gpu_memory_gb=c.gpu_memory_gb, gpus_per_node=c.num_workers,
-                                    cpu=not c.use_gpu)
-    return dataclasses.replace(run, launcher=view)
-
-
 def worker_env(run: RunConfig) -> dict[str, str]:
     """The job's environment (Ray's runtime_env ``env_vars``; every worker of the job inherits it): what an
     ``accelerate launch`` process gets (ACCELERATE_USE_CPU=true on CPU, so the Trainer runs MULTI_CPU over
     the gloo group Ray made), plus ``launcher.env``. ``check`` refuses secret-named variables: runtime_env
     values are stored by Ray and shown by its dashboard and job API."""
-    from tuneforge.launch.accelerate import process_env
+    from tuneforge.launch.accelerate import accelerate_view, process_env
     from tuneforge.secrets import is_safe_env
 
     return {k: v for k, v in process_env(accelerate_view(run)).items() if k not in run.launcher.env or is_safe_env(k)}
@@ -180,11 +170,11 @@ def wait_for_job(address: str | None, job_id: str, run_dir: Path, poll_s: float 
             text = text.replace(secret, "***REDACTED***")
         (run_dir / "logs").mkdir(exist_ok=True)
         atomic_write_text(run_dir / "logs" / f"ray-{job_id}.out", text)
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / SUMMARY
     if summary_path.is_file():
         print(f"Ray job {job_id} {STATES.get(status or '', status)}: {summary_path}", flush=True)
         return json.loads(summary_path.read_text())
-    failed = run_dir / "FAILED"
+    failed = run_dir / FAILED
     why = failed.read_text().strip() if failed.is_file() else f"job ended in state {status or 'unknown'}"
     raise LaunchError(f"Ray job {job_id} failed: {why}\n  logs: ray job logs {job_id} "
                       f"(copied to {run_dir / 'logs'}/)")
@@ -220,6 +210,13 @@ class RayLauncher(LauncherBase):
     name = "ray"
     runs_here = False  # the job runs on the cluster: the base model and dataset are checked there
 
+    def job_states(self, entries: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+        return job_states(entries)
+
+    def cancel(self, run_dir: Path) -> str | None:
+        job_id = read_job_info(run_dir).get("job_id")
+        return f"Ray job {job_id}: {stop_job(run_dir)}" if job_id else None
+
     def check(self, run: RunConfig) -> Iterable[str]:
         from tuneforge.backends.registry import BACKENDS, get_backend
         from tuneforge.secrets import is_safe_env
@@ -248,9 +245,9 @@ class RayLauncher(LauncherBase):
             yield (f"launcher.use_gpu=true requested for a CPU-only recipe (model '{run.model.name_or_path}' is a "
                    "tiny local smoke-test model): set launcher.use_gpu=false, or pick a GPU recipe such as "
                    "recipe=lora-llama")
-        if not c.use_gpu and run.hparams.mixed_precision in ("bf16", "fp16"):
-            yield (f"hparams.mixed_precision={run.hparams.mixed_precision} needs a GPU, but launcher.use_gpu=false; "
-                   "use hparams.mixed_precision=auto or no, or set launcher.use_gpu=true")
+        problem = c.resources().precision_problem(run.hparams.mixed_precision, "launcher.use_gpu=false")
+        if problem:
+            yield problem
         secret = sorted(k for k in c.env if not is_safe_env(k))
         if secret:
             yield (f"launcher.env.{secret[0]}: launcher=ray passes launcher.env to the job as Ray's runtime_env, "
@@ -299,7 +296,7 @@ class RayLauncher(LauncherBase):
                             metadata=sub["metadata"], entrypoint_num_cpus=sub["entrypoint_num_cpus"])
         except Exception as exc:
             raise LaunchError(f"Ray refused the job: {exc}\n  submission: {run_dir / SUBMISSION_NAME}") from None
-        record_job(Path(run.output_root), job_id=job_id, run_dir=run_dir, name=run.name, kind="ray",
+        record_job(Path(run.output_root), job_id=job_id, run_dir=run_dir, name=run.name, kind="ray", tracker=self.name,
                    address=c.address, nodes="", workers=c.num_workers)
         res = f"{c.num_workers} worker(s), " + ("1 GPU each" if c.use_gpu else f"{c.cpus_per_worker:g} CPU each")
         print(f"submitted Ray job {job_id} ({res}) to {_dashboard(jobs, c.address)}\n"
@@ -353,7 +350,7 @@ def run_trainer(run: RunConfig, run_dir: Path) -> Any:
 def job_main(run_dir: Path) -> int:
     """Prepare the data once, train on the workers, then finish the run directory (summary.json or FAILED)."""
     import tuneforge
-    from tuneforge.finish import finish_run
+    from tuneforge.launch.job_side import finish_from_workers, mark_failed, mark_started
     from tuneforge.rundir import atomic_write_json, read_config
 
     t0 = time.time()
@@ -362,9 +359,7 @@ def job_main(run_dir: Path) -> int:
     info.update(job_start_unix=t0, job_host=os.uname().nodename, job_python=sys.executable,
                 tuneforge_path=str(Path(tuneforge.__file__).parent))
     atomic_write_json(run_dir / JOB_INFO_NAME, info)
-    (run_dir / "FAILED").unlink(missing_ok=True)
-    (run_dir / "worker_result.json").unlink(missing_ok=True)
-    (run_dir / "RUNNING").write_text(f"ray job {job_id} on {info['job_host']}\n")
+    mark_started(run_dir, f"ray job {job_id} on {info['job_host']}")
     run = read_config(run_dir)
     try:
         from tuneforge.data.prepare import prepare_splits
@@ -377,20 +372,9 @@ def job_main(run_dir: Path) -> int:
         local_model_dir(run.model)
         run_trainer(run, run_dir)
     except Exception as exc:
-        why = f"{type(exc).__name__}: {exc}".strip()
-        (run_dir / "FAILED").write_text(f"ray job {job_id}: {why}\n")
-        (run_dir / "RUNNING").unlink(missing_ok=True)
-        print(f"tuneforge: ray job {job_id} failed: {why}", file=sys.stderr, flush=True)
-        return 1
-    result_path = run_dir / "worker_result.json"
-    if not result_path.is_file():
-        (run_dir / "FAILED").write_text(f"ray job {job_id}: the workers wrote no worker_result.json\n")
-        (run_dir / "RUNNING").unlink(missing_ok=True)
-        print("tuneforge: the workers wrote no worker_result.json", file=sys.stderr, flush=True)
-        return 1
-    result = json.loads(result_path.read_text())
-    finish_run(run, run_dir, result, time.time() - info.get("submitted_unix", t0), ray_job_id=job_id)
-    return 0
+        return mark_failed(run_dir, f"ray job {job_id}", f"{type(exc).__name__}: {exc}".strip())
+    return finish_from_workers(run, run_dir, f"ray job {job_id}", time.time() - info.get("submitted_unix", t0),
+                               ray_job_id=job_id)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,13 +4,10 @@ Submission side (``tuneforge train launcher=slurm``): render ``launchers/slurm/j
 directory as ``job.sbatch``, submit it with ``sbatch``, record the job in the jobs index (``tuneforge jobs``)
 and return; with ``launcher.wait=true`` block until the job has finished.
 
-Job side (``python -m tuneforge.launch.slurm job-start|job-end <run_dir>``, called by the script): the job
-finishes its own run directory (summary.json or FAILED), because the submitting process is long gone. On
-the preemption signal the trainer saves a complete checkpoint and leaves a PREEMPTED marker
-(:mod:`tuneforge.preemption`); job-end then requeues the job, and the requeued job resumes from that
-checkpoint (the native backend resumes from the latest complete checkpoint of its run directory).
+Job side (``python -m tuneforge.launch.slurm_job job-start|job-end <run_dir>``, called by the script): see
+:mod:`tuneforge.launch.slurm_job`, which also answers ``tuneforge jobs`` and ``cancel`` for Slurm jobs.
 
-How the processes start is the accelerate launcher's business (ARCHITECTURE rule 8): this module maps its
+How the processes start is the accelerate launcher's business: this module maps its
 fields onto an ``AccelerateLauncherConfig`` (:func:`accelerate_view`) and reuses that launcher's builders:
 ``accelerate.yaml`` (and ``ds_config.json`` for ZeRO) in the run directory, and the ``accelerate launch``
 argv (:func:`tuneforge.launch.accelerate.accelerate_command`) with the Slurm values (``$SLURM_NNODES``,
@@ -19,7 +16,6 @@ argv (:func:`tuneforge.launch.accelerate.accelerate_command`) with the Slurm val
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -29,16 +25,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import LaunchError
+from tuneforge.launch.accelerate import accelerate_view
+from tuneforge.launch.slurm_job import SCRIPT_NAME
 from tuneforge.paths import project_root
+from tuneforge.rundir import FAILED, SUMMARY
 from tuneforge.schema.components import LauncherBase
 from tuneforge.schema.run import RunConfig
 
-SCRIPT_NAME = "job.sbatch"
 TEMPLATE = Path("launchers") / "slurm" / "job.sbatch"
 # [D-]HH:MM:SS and the shorter forms sbatch accepts (see `man sbatch`, --time)
 _TIME = re.compile(r"^(?:(?P<d>\d+)-(?P<dh>\d{1,2})(?::(?P<dm>\d{1,2})(?::(?P<ds>\d{1,2}))?)?"
@@ -66,23 +63,11 @@ def parse_time_seconds(text: str) -> int | None:
 
 
 def processes_per_node(run: RunConfig) -> int:
-    c = run.launcher
-    return c.processes_per_node or c.gpus_per_node or 1
+    return run.launcher.resources().processes_per_node
 
 
 def job_name(run: RunConfig) -> str:
     return run.launcher.job_name or f"tuneforge-{run.name}"
-
-
-def accelerate_view(run: RunConfig) -> RunConfig:
-    """The run as the accelerate launcher sees one Slurm node: processes per node, node count, port, CPU."""
-    from tuneforge.schema.launch import AccelerateLauncherConfig
-
-    c = run.launcher
-    view = AccelerateLauncherConfig(env=dict(c.env), gpu_memory_gb=c.gpu_memory_gb,
-                                    gpus_per_node=processes_per_node(run), num_nodes=c.nodes,
-                                    main_process_port=c.master_port, cpu=c.gpus_per_node == 0)
-    return dataclasses.replace(run, launcher=view)
 
 
 def accelerate_args(run: RunConfig, run_dir: Path, backend: Any) -> list[str]:
@@ -244,10 +229,10 @@ def wait_for_job(job_id: str, run_dir: Path, poll_s: float = 2.0, max_unreachabl
         if unreachable >= max_unreachable:
             raise LaunchError(f"lost contact with Slurm while waiting for job {job_id} ({why}); the job may "
                               f"still run: tuneforge jobs, or its logs in {run_dir / 'logs'}")
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / SUMMARY
     if summary_path.is_file():
         return json.loads(summary_path.read_text())
-    failed = run_dir / "FAILED"
+    failed = run_dir / FAILED
     why = failed.read_text().strip() if failed.is_file() else f"job ended in state {state or 'unknown'}"
     raise LaunchError(f"Slurm job {job_id} failed: {why}\n  logs: {run_dir / 'logs'}")
 
@@ -255,6 +240,16 @@ def wait_for_job(job_id: str, run_dir: Path, poll_s: float = 2.0, max_unreachabl
 class SlurmLauncher(LauncherBase):
     name = "slurm"
     runs_here = False  # the job runs on cluster nodes: the base model is checked there, not on this host
+
+    def job_states(self, entries: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+        from tuneforge.launch.slurm_job import job_states
+
+        return job_states(entries)
+
+    def cancel(self, run_dir: Path) -> str | None:
+        from tuneforge.launch.slurm_job import cancel
+
+        return cancel(run_dir)
 
     def check(self, run: RunConfig) -> Iterable[str]:
         c = run.launcher
@@ -285,9 +280,9 @@ class SlurmLauncher(LauncherBase):
             yield f"launcher.cpus_per_task={c.cpus_per_task} must be >= 1 (or null)"
         if not 0 < c.master_port < 65536:
             yield f"launcher.master_port={c.master_port} must be a TCP port (1..65535)"
-        if c.gpus_per_node == 0 and run.hparams.mixed_precision in ("bf16", "fp16"):
-            yield (f"hparams.mixed_precision={run.hparams.mixed_precision} needs a GPU, but "
-                   "launcher.gpus_per_node=0 (a CPU job); use hparams.mixed_precision=auto or no")
+        problem = c.resources().precision_problem(run.hparams.mixed_precision, "launcher.gpus_per_node=0")
+        if problem:
+            yield problem
         if c.gpus_per_node == 0 and run.distributed.offload_optimizer:
             yield (f"distributed={run.distributed.name} on a CPU job (launcher.gpus_per_node=0): the model "
                    "already lives in CPU memory; use distributed=zero2 or zero3 (no offload)")
@@ -342,7 +337,7 @@ class SlurmLauncher(LauncherBase):
 
         job_id = submit(script, split_env(run.launcher.env)[1])
         record_job(Path(run.output_root), job_id=job_id, run_dir=run_dir, name=run.name, kind="train",
-                   nodes=run.launcher.nodes, gpus_per_node=run.launcher.gpus_per_node)
+                   tracker=self.name, nodes=run.launcher.nodes, gpus_per_node=run.launcher.gpus_per_node)
         c = run.launcher
         res = f"{c.nodes} node(s), " + (f"{c.gpus_per_node} GPU(s) each" if c.gpus_per_node else "CPU")
         print(f"submitted Slurm job {job_id} ({res}, time limit {c.time})\n"
@@ -353,90 +348,3 @@ class SlurmLauncher(LauncherBase):
         # the job has finished its run directory (finish_run: summary.json, eval.after_training) on its side;
         # "submitted" tells train() not to finish it a second time here
         return {**wait_for_job(job_id, run_dir), "slurm_job_id": job_id, "submitted": True}
-
-
-# --- job side: called by the batch script ----------------------------------------------------------------
-
-
-def _job_info_path(run_dir: Path) -> Path:
-    return run_dir / "slurm_job.json"
-
-
-def job_start(run_dir: Path) -> None:
-    """Mark the run RUNNING under this job; fold the marker of an earlier preemption into the history."""
-    from tuneforge.rundir import atomic_write_json
-
-    info_path = _job_info_path(run_dir)
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    info.setdefault("first_start_unix", time.time())
-    info.update(job_id=os.environ.get("SLURM_JOB_ID"),
-                restarts=int(os.environ.get("SLURM_RESTART_COUNT", "0")),
-                nodelist=os.environ.get("SLURM_JOB_NODELIST"), nnodes=os.environ.get("SLURM_NNODES"),
-                last_start=datetime.now().isoformat(timespec="seconds"))
-    preempted = run_dir / "PREEMPTED"
-    if preempted.is_file():
-        info.setdefault("preemptions", []).append(json.loads(preempted.read_text() or "{}"))
-        preempted.unlink()
-    atomic_write_json(info_path, info)
-    (run_dir / "FAILED").unlink(missing_ok=True)
-    (run_dir / "worker_result.json").unlink(missing_ok=True)
-    (run_dir / "RUNNING").write_text(f"slurm job {info['job_id']} (restart {info['restarts']}) on "
-                                     f"{info['nodelist']}\n")
-
-
-def requeue(job_id: str) -> bool:
-    proc = subprocess.run(["scontrol", "requeue", job_id], check=False, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"tuneforge: scontrol requeue {job_id} failed: {proc.stderr.strip()}", file=sys.stderr)
-    return proc.returncode == 0
-
-
-def job_end(run_dir: Path, rc: int) -> int:
-    from tuneforge.finish import finish_run
-    from tuneforge.rundir import read_config
-
-    job_id = os.environ.get("SLURM_JOB_ID", "?")
-    preempted = run_dir / "PREEMPTED"
-    if preempted.is_file():
-        marker = json.loads(preempted.read_text() or "{}")
-        print(f"tuneforge: preempted at step {marker.get('step')} with a complete checkpoint "
-              f"({marker.get('checkpoint')}); requeueing job {job_id}", flush=True)
-        if requeue(job_id):
-            time.sleep(60)  # Slurm kills this shell while it requeues the job; do not report an ending
-            return 0
-        (run_dir / "FAILED").write_text(f"preempted at step {marker.get('step')} and the requeue failed; "
-                                        f"resubmit to resume: sbatch {run_dir / SCRIPT_NAME}\n")
-        (run_dir / "RUNNING").unlink(missing_ok=True)
-        return 1
-    result_path = run_dir / "worker_result.json"
-    if rc != 0 or not result_path.is_file():
-        why = f"srun exited with status {rc}" if rc else "the workers wrote no worker_result.json"
-        (run_dir / "FAILED").write_text(f"slurm job {job_id}: {why}; node logs: {run_dir / 'logs'}/\n")
-        (run_dir / "RUNNING").unlink(missing_ok=True)
-        print(f"tuneforge: {why}", file=sys.stderr)
-        return rc or 1
-    run = read_config(run_dir)
-    result = json.loads(result_path.read_text())
-    info_path = _job_info_path(run_dir)
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    # the same fields as tuneforge.train.train writes, plus where and how often the job ran
-    finish_run(run, run_dir, result, time.time() - info.get("first_start_unix", time.time()),
-               slurm_job_id=job_id, slurm_restarts=info.get("restarts", 0), preemptions=info.get("preemptions", []))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) < 2 or argv[0] not in ("job-start", "job-end"):
-        print("usage: python -m tuneforge.launch.slurm job-start <run_dir> | job-end <run_dir> <srun status>",
-              file=sys.stderr)
-        return 2
-    run_dir = Path(argv[1]).resolve()
-    if argv[0] == "job-start":
-        job_start(run_dir)
-        return 0
-    return job_end(run_dir, int(argv[2]) if len(argv) > 2 else 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,41 @@
-"""Where a run executes (launcher) and how its processes share the model (distributed)."""
+"""Where a run executes (launcher) and how its processes share the model (distributed).
+
+Every launcher spells its resources in its own words (Slurm's ``nodes``/``gpus_per_node``, accelerate's
+``num_nodes``/``gpus_per_node``/``cpu``, Ray's ``num_workers``/``use_gpu``); :meth:`LauncherConfig.resources`
+turns them into one :class:`Resources` record, from which the world size, the device and the precision rule
+are derived once (``tuneforge.distributed``), never by probing field names.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from omegaconf import MISSING
+
+# cpu / gpu: what the launcher's settings say; here: the local machine decides (a GPU device node or not)
+DeviceKind = Literal["cpu", "gpu", "here"]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a launcher asks for: the same record for every launcher."""
+
+    nodes: int = 1
+    processes_per_node: int = 1
+    device: DeviceKind = "here"
+    port: Optional[int] = None  # the rendezvous port of a multi-process run
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.processes_per_node
+
+    def precision_problem(self, mixed_precision: str, spelled: str) -> Optional[str]:
+        """bf16/fp16 autocast needs a GPU: the one rule, for every launcher (``spelled``: its CPU setting)."""
+        if self.device == "cpu" and mixed_precision in ("bf16", "fp16"):
+            return (f"hparams.mixed_precision={mixed_precision} needs a GPU, but {spelled} (CPU processes); use "
+                    "hparams.mixed_precision=auto or no")
+        return None
 
 
 @dataclass
@@ -15,6 +45,9 @@ class LauncherConfig:
     additional_parameters: dict[str, Any] = field(default_factory=dict)
     # memory of one accelerator (GiB) the run may use; `plan` warns when its per-GPU estimate exceeds it
     gpu_memory_gb: Optional[float] = None
+
+    def resources(self) -> Resources:
+        return Resources()
 
 
 @dataclass
@@ -47,6 +80,10 @@ class AccelerateLauncherConfig(LauncherConfig):
     # CPU processes with the gloo backend (ACCELERATE_USE_CPU=true): real data parallel without a GPU
     cpu: bool = False
     dynamo_backend: str = "no"
+
+    def resources(self) -> Resources:
+        return Resources(nodes=self.num_nodes, processes_per_node=self.gpus_per_node,
+                         device="cpu" if self.cpu else "gpu", port=self.main_process_port)
 
 
 @dataclass
@@ -86,6 +123,10 @@ class SlurmLauncherConfig(LauncherConfig):
     requeue: bool = True
     wait: bool = False  # block until the job ends (tests, scripts); default: submit and return
 
+    def resources(self) -> Resources:
+        return Resources(nodes=self.nodes, processes_per_node=self.processes_per_node or self.gpus_per_node or 1,
+                         device="gpu" if self.gpus_per_node else "cpu", port=self.master_port)
+
 
 @dataclass
 class RayLauncherConfig(LauncherConfig):
@@ -106,6 +147,9 @@ class RayLauncherConfig(LauncherConfig):
     use_gpu: bool = False  # one GPU per worker (nccl); false: CPU workers over gloo
     python: Optional[str] = None  # interpreter of the job's entrypoint on the cluster; default: the one that submits
     wait: bool = False  # block until the job ends (tests, scripts); default: submit and return
+
+    def resources(self) -> Resources:
+        return Resources(nodes=1, processes_per_node=self.num_workers, device="gpu" if self.use_gpu else "cpu")
 
 
 @dataclass

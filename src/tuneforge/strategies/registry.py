@@ -63,6 +63,20 @@ def _lora_checks(run: RunConfig) -> Iterable[str]:
         yield f"method.bias={m.bias!r} is not valid; choose one of: none, all, lora_only"
 
 
+def _qlora_under_deepspeed(run: RunConfig) -> Iterable[str]:
+    """What ZeRO can do with bitsandbytes weights."""
+    d, q = run.distributed, run.method.quantization
+    if d.offload_params:
+        yield (f"method=qlora with distributed={d.name}: 4-bit bitsandbytes weights cannot be offloaded to "
+               "the CPU by ZeRO-3; use distributed=zero2 or distributed=zero3")
+    if d.zero_stage == 3 and q.bits == 8:
+        yield "method=qlora with 8-bit weights cannot be sharded by ZeRO-3; use quantization.bits=4 or zero2"
+    if d.zero_stage == 3 and q.compute_dtype not in ("bfloat16", "float16"):
+        yield (f"method=qlora under ZeRO-3 stores the 4-bit weights as method.quantization.compute_dtype="
+               f"{q.compute_dtype}, which ZeRO-3 cannot shard with the 16-bit parameters; set "
+               "method.quantization.compute_dtype=bfloat16")
+
+
 @dataclass(frozen=True)
 class FullStrategy:
     name: str = "full"
@@ -118,6 +132,7 @@ class QLoRAStrategy:
         if q.compute_dtype not in ("float32", "bfloat16", "float16"):
             yield (f"method.quantization.compute_dtype={q.compute_dtype!r} is not valid; "
                    "choose one of: float32, bfloat16, float16")
+        yield from _qlora_under_deepspeed(run)
         if run.model.tiny is not None and run.model.tiny.hidden_size % 64:
             yield (f"model.tiny.hidden_size={run.model.tiny.hidden_size} cannot be quantized to 4 bits "
                    "(bitsandbytes packs blocks of 64); use a multiple of 64")

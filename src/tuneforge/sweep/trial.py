@@ -54,7 +54,7 @@ def _run_trial(cfg: Any, trial_dir: Path) -> float:
 
             rec["slurm_job_id"] = slurm_id
             record_job(Path(run.output_root), job_id=slurm_id, run_dir=trial_dir, name=run.name,
-                       kind="sweep-trial")
+                       kind="sweep-trial", tracker="slurm")  # submitit ran it as a Slurm array task
         atomic_write_json(trial_dir / TRIAL_FILE, rec)
         from tuneforge.train import train
 
