@@ -59,3 +59,19 @@ def test_gpu_check_plans_every_step_and_says_it_needs_a_gpu() -> None:
 
     if not torch.cuda.is_available():
         assert plain.returncode == 0 and plain.stdout.strip().startswith("gpu-check: no CUDA device here")
+
+
+@pytest.mark.gpu
+def test_the_default_recipe_trains_in_bf16_on_a_gpu(tmp_path: Path) -> None:
+    """On a CUDA machine (`pytest -m gpu`): the default step of the GPU check trains and reports its peak memory."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    script = project_root() / "bench" / "gpu_check.py"
+    proc = subprocess.run([sys.executable, str(script), "--only", "default-bf16", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("gpu-check default-bf16:"))
+    row = json.loads(line.split(": ", 1)[1])
+    assert (row.get("peak_gib") or 0) > 0

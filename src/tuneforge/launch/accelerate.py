@@ -1,6 +1,6 @@
 """The accelerate launcher: ``accelerate launch`` on each node, one process per GPU, nodes joined at node 0.
 
-Where vs how (ARCHITECTURE rule 8): this module decides how processes start; the backend only supplies the
+Where vs how: this module decides how processes start; the backend only supplies the
 per-process entry (``backend.command(run, run_dir)``: ``-m tuneforge.worker <run_dir>`` or
 ``-m axolotl.cli.train <run_dir>/axolotl.yaml``). What every node shares goes into
 ``<run_dir>/accelerate.yaml``; what differs per node (the machine rank) is one flag on that node's command.
