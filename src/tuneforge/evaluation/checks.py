@@ -29,3 +29,7 @@ def check_eval_config(e: EvalConfig) -> Iterable[str]:
         yield f"eval.no_repeat_ngram_size={e.no_repeat_ngram_size} must be >= 0 (0: off)"
     if e.split not in ("test", "val"):
         yield f"eval.split={e.split!r} is not valid; choose one of: test, val"
+    if e.few_shot < 0:
+        yield f"eval.few_shot={e.few_shot} must be >= 0"
+    if e.retriever.k < 1:
+        yield f"eval.retriever.k={e.retriever.k} must be >= 1"

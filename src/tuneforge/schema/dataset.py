@@ -115,6 +115,15 @@ class LintConfig:
 
 
 @dataclass
+class RagConfig:
+    """How retrieved passages (``dataset.passages``) enter the prompt: ``template`` replaces the user's question
+    with a block holding ``{passages}`` (each passage through ``passage``) and ``{question}``."""
+
+    template: str = "Context:\n{passages}\n\nQuestion: {question}"
+    passage: str = "- {passage}"
+
+
+@dataclass
 class DatasetConfig:
     name: str = MISSING
     path: str = MISSING  # source file, relative to the project root or absolute
@@ -131,6 +140,10 @@ class DatasetConfig:
     # eval: held-out questions with known right answers (csv: question, category, trap, required,
     # required_message), answered by both models beside the test split; training rows may not repeat them
     probes: Optional[str] = None
+    # the knowledge base for retrieval (RAG): a CSV or JSONL of fact-bearing passages (id, category, passage),
+    # linted by `tuneforge data passages`, retrieved into the prompt by the eval ladder and `chat rag=true`
+    passages: Optional[str] = None
+    rag: RagConfig = field(default_factory=RagConfig)
 
 
 def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str]:
@@ -177,6 +190,11 @@ def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str
                                    (("pattern", claim.pattern), ("unless", claim.unless),
                                     *((f"concepts[{j}]", c) for j, c in enumerate(claim.concepts))))
     yield from _regex_problems(prefix, "", (("negation", ds.negation),))
+    for key, value, needed in (("template", ds.rag.template, ("{passages}", "{question}")),
+                               ("passage", ds.rag.passage, ("{passage}",))):
+        missing = [n for n in needed if n not in value]
+        if missing:
+            yield f"{prefix}.rag.{key}={value!r} must contain {' and '.join(missing)}"
 
 
 def _regex_problems(prefix: str, label: str, values: Iterable[tuple[str, str | None]]) -> Iterable[str]:
