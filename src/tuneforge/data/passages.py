@@ -29,10 +29,10 @@ from tuneforge.errors import DataError
 from tuneforge.schema.dataset import DatasetConfig
 
 # the value kinds a counterfactual changes (tuneforge.evaluation.faithfulness): price, distance, hour
-UNITS = {"đồng": "price", "km": "distance", "giờ": "hour", "phút": "minutes", "°c": "temperature", "m": "height"}
+UNITS = {"đồng": "price", "đ": "price", "vnd": "price", "km": "distance", "giờ": "hour", "phút": "minutes", "°c": "temperature", "m": "height"}
 COUNTERFACTUAL_KINDS = ("price", "distance", "hour")
 _NUM = r"\d+(?:[.,]\d+)*"
-VALUE = re.compile(rf"(?<![\w.,])(?P<a>{_NUM})(?:\s*[–-]\s*(?P<b>{_NUM}))?\s*(?P<unit>đồng|km|giờ|phút|°C|m)(?!\w)",
+VALUE = re.compile(rf"(?<![\w.,])(?P<a>{_NUM})(?:\s*[–-]\s*(?P<b>{_NUM}))?\s*(?P<unit>đồng|đ|vnd|km|giờ|phút|°C|m)(?!\w)",
                    re.IGNORECASE)
 
 
