@@ -98,3 +98,27 @@ def with_user_turn(messages: list[dict], content: str) -> list[dict]:
     """``messages`` (a prompt ending with the user's turn) with that turn's content replaced."""
     last = max(i for i, m in enumerate(messages) if m.get("role") == "user")
     return [*messages[:last], {**messages[last], "content": content}, *messages[last + 1:]]
+
+
+def retrieval_prompt(parsed: Any) -> Any:
+    """``tuneforge chat ... rag=true``: the run's arguments with ``prompt=`` replaced by the RAG prompt (the top
+    ``eval.retriever.k`` passages for the question, in the dataset's template); the passages go to stderr."""
+    import dataclasses
+    import sys
+
+    from tuneforge.evaluation.run_args import eval_config_with
+    from tuneforge.rundir import read_config
+
+    if "prompt" not in parsed.options:
+        raise ConfigError("tuneforge chat rag=true answers one question: give it as prompt=\"...\"")
+    run = read_config(parsed.run_dir)
+    cfg = eval_config_with(run.eval, parsed.eval_overrides)
+    ds = with_knowledge_base(run.dataset)
+    question = parsed.options["prompt"]
+    retriever = load_retriever(ds, cfg.retriever)
+    hits = retriever.search([question], cfg.retriever.k)[0]
+    print(f"[retrieved by {retriever.description}]", file=sys.stderr)
+    for h in hits:
+        print(f"  {h.passage.id} ({h.score:.2f}) {h.passage.text}", file=sys.stderr)
+    options = {**parsed.options, "prompt": rag_prompt(ds, question, [h.passage.text for h in hits])}
+    return dataclasses.replace(parsed, options=options)
