@@ -73,7 +73,8 @@ def cmd_data(args: list[str]) -> int:
         return _prepare(ns)
     if ns.action == "passages":
         from tuneforge.config.compose import load_run_config
-        from tuneforge.data.passages import lint_knowledge_base, lint_summary, load_passages
+        from tuneforge.data.passages import load_passages
+        from tuneforge.data.passages_lint import lint_knowledge_base, lint_summary
 
         ds = load_run_config(_overrides(ns.overrides), command="data passages").dataset
         problems, support = lint_knowledge_base(ds)

@@ -10,8 +10,15 @@ import pytest
 
 from tuneforge.cli import main
 from tuneforge.config.compose import load_run_config
-from tuneforge.data.passages import (Passage, lint_knowledge_base, load_passages, passage_problems,
-                                     reference_support, value_keys, values)
+from tuneforge.data.passages import (
+    Passage,
+    load_passages,
+    passage_problems,
+    reference_support,
+    value_keys,
+    values,
+)
+from tuneforge.data.passages_lint import lint_knowledge_base
 from tuneforge.errors import ConfigError, DataError
 
 

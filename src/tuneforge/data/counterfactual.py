@@ -61,7 +61,8 @@ def counterfactual(passage: Passage, reference: str, index: int) -> Case | None:
     for v in sorted(hits, key=lambda v: -v.start):
         text = text[:v.start] + mapping[(v.number, v.kind)] + text[v.end:]
     return Case(index, passage.id, text, tuple(sorted(mapping)),
-                tuple(sorted({(normalize_number(x), k[1]) for k, x in mapping.items()})), tuple(sorted(mapping.items())))
+                tuple(sorted({(normalize_number(x), k[1]) for k, x in mapping.items()})),
+                tuple(sorted(mapping.items())))
 
 
 def apply_mapping(text: str, case: Case) -> str:

@@ -29,11 +29,12 @@ from tuneforge.errors import DataError
 from tuneforge.schema.dataset import DatasetConfig
 
 # the value kinds a counterfactual changes (tuneforge.evaluation.faithfulness): price, distance, hour
-UNITS = {"đồng": "price", "đ": "price", "vnd": "price", "km": "distance", "giờ": "hour", "phút": "minutes", "°c": "temperature", "m": "height"}
+UNITS = {"đồng": "price", "đ": "price", "vnd": "price", "km": "distance", "giờ": "hour", "phút": "minutes",
+         "°c": "temperature", "m": "height"}
 COUNTERFACTUAL_KINDS = ("price", "distance", "hour")
 _NUM = r"\d+(?:[.,]\d+)*"
-VALUE = re.compile(rf"(?<![\w.,])(?P<a>{_NUM})(?:\s*[–-]\s*(?P<b>{_NUM}))?\s*(?P<unit>đồng|đ|vnd|km|giờ|phút|°C|m)(?!\w)",
-                   re.IGNORECASE)
+VALUE = re.compile(rf"(?<![\w.,])(?P<a>{_NUM})(?:\s*[–-]\s*(?P<b>{_NUM}))?\s*"
+                   r"(?P<unit>đồng|đ|vnd|km|giờ|phút|°C|m)(?!\w)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -174,45 +175,3 @@ def reference_support(references: list[tuple[str, int, str]], passages: list[Pas
         vals = sorted(value_keys(ref))
         out.append(Support(file, line, ref, tuple(vals), tuple(v for v in vals if v not in known)))
     return out
-
-
-def test_references(ds: DatasetConfig) -> list[tuple[str, int, str]]:
-    """(test split file, line, reference answer) of every distinct held-out reference answer."""
-    from tuneforge.data.prepare import prepare_splits
-
-    path = Path(prepare_splits(ds).test)
-    seen: set[str] = set()
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            msgs = json.loads(line)["messages"]
-            ref = next((m["content"] for m in reversed(msgs) if m.get("role") == "assistant"), None)
-            if ref and ref not in seen:
-                seen.add(ref)
-                out.append((str(path), n, ref))
-    return out
-
-
-def lint_knowledge_base(ds: DatasetConfig) -> tuple[list[str], list[Support]]:
-    """(problems, support of each held-out reference) of the dataset's knowledge base."""
-    path = passages_path(ds)
-    passages = load_passages(ds, lenient=True)
-    problems = list(passage_problems(ds, passages, path))  # type: ignore[arg-type]
-    support = reference_support(test_references(ds), [p for p in passages if p.text.strip()])
-    for s in support:
-        if not s.supported:
-            shown = ", ".join(f"{n} ({k})" for n, k in s.missing)
-            problems.append(f"{s.file}:{s.line}: P010 the test answer is not supported by any passage: no passage "
-                            f"holds {shown}")
-    return problems, support
-
-
-def lint_summary(problems: list[str], support: list[Support], n_passages: int) -> str:
-    judged = [s for s in support if s.values]
-    ok = sum(s.supported for s in judged)
-    lines = [*problems, f"{n_passages} passages; {ok} of {len(judged)} held-out answers with checkable values are "
-                        f"supported ({len(support) - len(judged)} without a checkable value, not judged); "
-                        f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"]
-    return "\n".join(lines)

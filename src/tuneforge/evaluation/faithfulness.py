@@ -38,6 +38,7 @@ def faithfulness_record(cases: list[Case], answers: list[str], questions: list[s
     labels = [classify(a, c) for a, c in zip(answers, cases)]
     counts = {k: labels.count(k) for k in CLASSES}
     return {"n": len(cases), "rate": 100.0 * counts["passage"] / len(cases) if cases else None, "counts": counts,
-            "cases": [{"question": questions[c.index], "passage_id": c.passage_id, "trained": [f"{n} {k}" for n, k in c.trained],
-                       "changed": [f"{n} {k}" for n, k in c.changed], "answer": a, "carries": lab}
+            "cases": [{"question": questions[c.index], "passage_id": c.passage_id,
+                       "trained": [f"{n} {k}" for n, k in c.trained], "changed": [f"{n} {k}" for n, k in c.changed],
+                       "answer": a, "carries": lab}
                       for c, a, lab in zip(cases, answers, labels)]}

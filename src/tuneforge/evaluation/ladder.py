@@ -26,6 +26,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -204,10 +205,22 @@ def ladder_verdict(ladder: list[dict[str, Any]]) -> str:
     return " ".join(out)
 
 
-def local_answerer(model: Any, tokenizer: Any, cfg: EvalConfig, seed: int) -> Answerer:
+@dataclass(frozen=True)
+class LocalEngine:
+    """tuneforge eval's own functions (tuneforge.evaluation.runner), passed in: ``generate(model, tokenizer,
+    examples, cfg, seq_len, seed, desc)``, ``prompt_text(tokenizer, messages)``, ``models(art)`` (yields the
+    base and fine-tuned contexts)."""
+
+    generate: Callable[..., list[tuple[str, int]]]
+    prompt_text: Callable[[Any, list[dict]], str]
+    models: Callable[[Any], AbstractContextManager[tuple[str, Any, str, Any]]]
+
+
+def local_answerer(model: Any, tokenizer: Any, cfg: EvalConfig, seed: int, engine: LocalEngine) -> Answerer:
     """Batched greedy/sampled generation with the eval's settings; prompt tokens counted with the chat template."""
     from tuneforge.evaluation.examples import EvalExample
-    from tuneforge.evaluation.runner import generate_answers, prompt_text
+
+    generate_answers, prompt_text = engine.generate, engine.prompt_text
 
     def answer(prompts: list[list[dict]], desc: str) -> list[tuple[str, int, int]]:
         n_prompt = [len(tokenizer(prompt_text(tokenizer, p), add_special_tokens=False)["input_ids"]) for p in prompts]
@@ -220,17 +233,15 @@ def local_answerer(model: Any, tokenizer: Any, cfg: EvalConfig, seed: int) -> An
 
 
 @contextmanager
-def local_models(art: Any, tokenizer: Any, cfg: EvalConfig) -> Iterator[dict[str, Any]]:
+def local_models(art: Any, tokenizer: Any, cfg: EvalConfig, engine: LocalEngine) -> Iterator[dict[str, Any]]:
     """{side: context manager factory yielding its answerer}, loading the models as ``tuneforge eval`` does."""
-    from tuneforge.evaluation.runner import _models
-
-    with _models(art) as (base_desc, base_ctx, tuned_desc, tuned_ctx):
+    with engine.models(art) as (base_desc, base_ctx, tuned_desc, tuned_ctx):
         def factory(ctx: Any) -> Any:
             @contextmanager
             def make() -> Iterator[Answerer]:
                 with ctx() as model:
                     model.eval()
-                    yield local_answerer(model, tokenizer, cfg, art.run.hparams.seed)
+                    yield local_answerer(model, tokenizer, cfg, art.run.hparams.seed, engine)
             return make
         yield {"base": factory(base_ctx), "finetuned": factory(tuned_ctx),
                "_desc": (base_desc, tuned_desc)}

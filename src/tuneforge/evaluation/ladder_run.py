@@ -8,19 +8,17 @@ and gains ``ladder`` (one entry per arm), ``faithfulness`` (one record per RAG a
 
 from __future__ import annotations
 
-import html
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from tuneforge.evaluation.ladder import LocalEngine
 from tuneforge.schema.evaluation import EvalConfig
 
 log = logging.getLogger(__name__)
 
 NO_LOSS = "not measured by the ladder (eval.ladder=true compares answers); run tuneforge eval without it for the loss"
-HEADER = ("Arm", "Usable", "Style", "Forbidden claims", "ROUGE-L", "Right values", "Faithful (counterfactual)",
-          "Prompt tokens/answer", "Wall time")
 
 
 def ladder_results(run: Any, run_dir: Path, cfg: EvalConfig, examples: list[Any], out: dict[str, Any], *,
@@ -42,8 +40,9 @@ def ladder_results(run: Any, run_dir: Path, cfg: EvalConfig, examples: list[Any]
     return results
 
 
-def evaluate_local_ladder(art: Any, cfg: EvalConfig, *, quiet: bool = False,
+def evaluate_local_ladder(art: Any, cfg: EvalConfig, engine: LocalEngine, *, quiet: bool = False,
                           write_report: bool = True) -> dict[str, Any]:
+    """``engine``: tuneforge eval's own model loading and generation (passed in by the runner)."""
     from tuneforge.evaluation.artifacts import load_run_tokenizer
     from tuneforge.evaluation.examples import load_test_examples
     from tuneforge.evaluation.ladder import local_models, run_ladder
@@ -54,37 +53,40 @@ def evaluate_local_ladder(art: Any, cfg: EvalConfig, *, quiet: bool = False,
     tokenizer = load_run_tokenizer(art)
     examples = load_test_examples(run, cfg.max_samples, cfg.split)
     log.info("ladder on %d held-out questions of %s", len(examples), art.run_dir)
-    with local_models(art, tokenizer, cfg) as models:
+    with local_models(art, tokenizer, cfg, engine) as models:
         base_desc, tuned_desc = models.pop("_desc")
         out = run_ladder(run, cfg, examples, models)
     results = ladder_results(run, art.run_dir, cfg, examples, out, base_desc=base_desc, tuned_desc=tuned_desc, t0=t0)
     publish_results(art.run_dir, results, write_report=write_report, quiet=quiet)
     if not quiet:
+        from tuneforge.evaluation.ladder_report import ladder_text
+
         print(ladder_text(results))
     return results
 
 
-def evaluate_hosted_ladder(run_dir: Path, cfg: EvalConfig, *, quiet: bool = False,
-                           write_report: bool = True) -> dict[str, Any]:
+def evaluate_hosted_ladder(run_dir: Path, cfg: EvalConfig, hosted: tuple[Any, str, str], request: Any, *,
+                           quiet: bool = False, write_report: bool = True) -> dict[str, Any]:
     """The ladder through chat completions: the base model (e.g. gpt-4o-mini) zero-shot, few-shot and with RAG,
-    the fine-tuned model with and without RAG."""
+    the fine-tuned model with and without RAG. ``hosted``: (run config, base model, fine-tuned model);
+    ``request``: the chat completion request of ``tuneforge eval`` (same decoding)."""
     from contextlib import contextmanager
 
     from tuneforge.evaluation.examples import load_test_examples
-    from tuneforge.evaluation.hosted import hosted_models
     from tuneforge.evaluation.ladder import run_ladder
     from tuneforge.evaluation.results import publish_results
     from tuneforge.openai_api import make_client
 
     t0 = time.perf_counter()
-    run, base_model, tuned_model = hosted_models(run_dir)
+    run, base_model, tuned_model = hosted
     client = make_client(run.backend)
     examples = load_test_examples(run, cfg.max_samples, cfg.split)
 
     def factory(model: str) -> Any:
         @contextmanager
         def make() -> Any:
-            yield lambda prompts, desc: hosted_answers_with_usage(client, model, prompts, cfg, run.hparams.seed)
+            yield lambda prompts, desc: hosted_answers_with_usage(client, model, prompts, cfg, run.hparams.seed,
+                                                                       request)
         return make
 
     out = run_ladder(run, cfg, examples, {"base": factory(base_model), "finetuned": factory(tuned_model)})
@@ -93,22 +95,23 @@ def evaluate_hosted_ladder(run_dir: Path, cfg: EvalConfig, *, quiet: bool = Fals
                              tuned_desc=f"{tuned_model} (OpenAI chat completions)")
     publish_results(run_dir, results, write_report=write_report, quiet=quiet)
     if not quiet:
+        from tuneforge.evaluation.ladder_report import ladder_text
+
         print(ladder_text(results))
     return results
 
 
 def hosted_answers_with_usage(client: Any, model: str, prompts: list[list[dict]], cfg: EvalConfig,
-                              seed: int) -> list[tuple[str, int, int]]:
+                              seed: int, request: Any) -> list[tuple[str, int, int]]:
     """(answer, completion tokens, prompt tokens) per prompt: the API's own usage counts."""
     import openai
 
-    from tuneforge.evaluation.hosted import _request
     from tuneforge.openai_api import api_error
 
     out = []
     for messages in prompts:
         try:
-            resp = client.chat.completions.create(**_request(model, messages, cfg, seed))
+            resp = client.chat.completions.create(**request(model, messages, cfg, seed))
         except openai.OpenAIError as exc:
             raise api_error(exc, f"chat completion with {model}") from None
         text = (resp.choices[0].message.content or "").strip()
@@ -116,56 +119,3 @@ def hosted_answers_with_usage(client: Any, model: str, prompts: list[list[dict]]
         out.append((text, usage.completion_tokens if usage else len(text.split()),
                     usage.prompt_tokens if usage else 0))
     return out
-
-
-def _f(v: Any, suffix: str = "") -> str:
-    return "n/a" if v is None else f"{v:.0f}{suffix}" if isinstance(v, float) else f"{v}{suffix}"
-
-
-def ladder_rows(results: dict[str, Any]) -> list[list[str]]:
-    return [[e["arm"], _f(e["usable_rate"], "%"), _f(e["style_rate"], "%"), str(e["forbidden_claims"]),
-             f"{e['rouge_l']:.1f}", _f(e["value_rate"], "%"), _f(e["faithfulness"], "%"),
-             f"{e['prompt_tokens']:.0f}", f"{e['seconds']:.0f} s"] for e in results["ladder"]]
-
-
-def faith_note(results: dict[str, Any]) -> str:
-    parts = []
-    for arm, f in results.get("faithfulness", {}).items():
-        c = f["counts"]
-        parts.append(f"{arm}: {c['passage']}/{f['n']} carry the passage's value, {c['trained']} the trained one, "
-                     f"{c['both']} both, {c['neither']} neither")
-    return "; ".join(parts)
-
-
-def ladder_markdown(results: dict[str, Any]) -> list[str]:
-    if not results.get("ladder"):
-        return []
-    r = results["retriever"]
-    return ["## The ladder: prompt → RAG → fine-tune", "", f"**{results['ladder_verdict']}**", "",
-            "| " + " | ".join(HEADER) + " |", "|---" + "|---:" * (len(HEADER) - 1) + "|",
-            *("| " + " | ".join(row) + " |" for row in ladder_rows(results)), "",
-            f"Same {results['n_examples']} held-out questions, same decoding, same checks. Few-shot: "
-            f"{results['few_shot']} train conversations; RAG: top {r['k']} of {r['passages']} passages by "
-            f"{r['model']}. Right values: answers carrying one of the reference's checkable values (price, "
-            f"distance, hour...). Faithful: counterfactual passages with a changed value ({faith_note(results)}).",
-            ""]
-
-
-def ladder_html(results: dict[str, Any]) -> str:
-    lines = ladder_markdown(results)
-    if not lines:
-        return ""
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in HEADER)
-    body = "".join("<tr>" + "".join(f'<td class="num">{e(c)}</td>' if j else f"<td>{e(c)}</td>"
-                                    for j, c in enumerate(row)) + "</tr>" for row in ladder_rows(results))
-    return (f'<h2>The ladder: prompt → RAG → fine-tune</h2><div class="verdict">{e(results["ladder_verdict"])}</div>'
-            f'<table class="metrics"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-            f'<p class="note">{e(lines[-2])}</p>')
-
-
-def ladder_text(results: dict[str, Any]) -> str:
-    rows = [list(HEADER), *ladder_rows(results)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
-    return f"{table}\n{results['ladder_verdict']}\nfaithfulness: {faith_note(results)}"

@@ -72,20 +72,22 @@ def with_knowledge_base(ds: DatasetConfig) -> DatasetConfig:
     (conf/dataset/<name>.yaml) when that one names passages: retrieval is not part of training."""
     if ds.passages:
         return ds
-    from tuneforge.config.compose import load_run_config
+    from omegaconf import OmegaConf
 
-    try:
-        current = load_run_config([f"dataset={ds.name}"]).dataset
-    except Exception:  # noqa: BLE001 - no such config group entry: the run's own config is all there is
+    from tuneforge.paths import conf_dir
+    from tuneforge.schema.dataset import RagConfig
+
+    path = conf_dir() / "dataset" / f"{ds.name}.yaml"
+    current = OmegaConf.load(path) if path.is_file() else {}
+    if not current.get("passages"):
         return ds
-    if current.passages:
-        import dataclasses
-        import logging
+    import dataclasses
+    import logging
 
-        logging.getLogger(__name__).info("the run's dataset config has no passages; using %s from "
-                                         "conf/dataset/%s.yaml", current.passages, ds.name)
-        return dataclasses.replace(ds, passages=current.passages, rag=current.rag)
-    return ds
+    rag = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RagConfig), current.get("rag") or {}))
+    logging.getLogger(__name__).info("the run's dataset config has no passages; using %s from %s",
+                                     current["passages"], path)
+    return dataclasses.replace(ds, passages=str(current["passages"]), rag=rag)  # type: ignore[arg-type]
 
 
 def rag_prompt(ds: DatasetConfig, question: str, passages: list[str]) -> str:

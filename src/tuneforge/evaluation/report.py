@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneforge.evaluation.ladder_run import ladder_html, ladder_markdown
+from tuneforge.evaluation.ladder_report import ladder_html, ladder_markdown
 from tuneforge.evaluation.loss_curve import loss_curve_png
 from tuneforge.evaluation.metrics import JUDGED, METRICS, Metric
 from tuneforge.evaluation.report_css import CSS
