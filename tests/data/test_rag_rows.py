@@ -55,11 +55,26 @@ def test_rag_training_without_a_knowledge_base_is_refused() -> None:
         load_run_config([*RAFT, "dataset.rag_training.share=1.5"])
 
 
-@pytest.mark.slow  # about 2 minutes on a shared 2-core CPU
-def test_a_tiny_model_trains_on_the_rows(tmp_path: Path) -> None:
+@pytest.mark.slow  # a few minutes on a shared 2-core CPU
+def test_a_tiny_model_trains_on_the_rows_and_the_local_ladder_runs_on_it(tmp_path: Path) -> None:
     from tuneforge.train import train
 
     run = load_run_config(["recipe=lora-tiny", *RAFT, "hparams.max_steps=12", "optim.lr=3e-2", "hparams.seq_len=512",
                            f"output_root={tmp_path}"])
     summary = train(run, quiet=True)
     assert summary["last_loss"] < summary["first_loss"]
+    # and the local ladder runs on it: five arms, the counterfactual questions of the two RAG arms
+    from dataclasses import replace
+
+    from tuneforge.evaluation.runner import evaluate_run
+
+    cfg = replace(run.eval, ladder=True, max_samples=3, max_new_tokens=4, few_shot=1, probes=False)
+    results = evaluate_run(Path(summary["run_dir"]), eval_config=cfg, quiet=True)
+    ladder = {e["arm"]: e for e in results["ladder"]}
+    assert list(ladder) == ["base", "base+few-shot", "base+rag", "finetuned", "finetuned+rag"]
+    assert min(ladder["base+rag"]["prompt_tokens"], ladder["base+few-shot"]["prompt_tokens"]) > ladder["base"][
+        "prompt_tokens"]
+    assert ladder["finetuned+rag"]["prompt_tokens"] == ladder["base+rag"]["prompt_tokens"]  # the same prompts
+    assert set(results["faithfulness"]) == {"base+rag", "finetuned+rag"}
+    assert all(f["n"] == sum(f["counts"].values()) >= 1 for f in results["faithfulness"].values())
+    assert results["ladder_verdict"] and all(e["seconds"] > 0 for e in results["ladder"])
