@@ -146,3 +146,27 @@ def test_hosted_ladder_against_the_standin(monkeypatch: pytest.MonkeyPatch, tmp_
     assert with_rag > plain + 20
     report = (run_dir / "report.md").read_text()
     assert "## The ladder: prompt → RAG → fine-tune" in report and "| finetuned+rag |" in report
+
+
+def test_retriever_keys_are_typed_and_a_generator_run_is_refused_as_retriever(tmp_path: Path) -> None:
+    from tuneforge.errors import ConfigError
+    from tuneforge.evaluation.rag import retriever_model_path
+    from tuneforge.evaluation.run_args import eval_config_with
+    from tuneforge.schema.evaluation import EvalConfig, RetrieverConfig
+
+    cfg = eval_config_with(EvalConfig(), ["ladder=true", "retriever.run=/x/embed", "retriever.k=2"])
+    assert cfg.ladder and cfg.retriever == RetrieverConfig(run="/x/embed", k=2)
+    with pytest.raises(ConfigError, match=r"eval.retriever.k=0 must be >= 1"):
+        eval_config_with(EvalConfig(), ["retriever.k=0"])
+    with pytest.raises(ConfigError, match="Key 'kk' not in 'RetrieverConfig'"):
+        eval_config_with(EvalConfig(), ["retriever.kk=1"])
+    # a generating run's directory is not a retriever: refused, naming the key and what to give instead
+    from tuneforge.rundir import write_config
+
+    run_dir = tmp_path / "run"
+    (run_dir / "adapter").mkdir(parents=True)
+    write_config(load_run_config(["recipe=lora-tiny"]), run_dir)
+    with pytest.raises(ConfigError, match=r"eval.retriever.run=.*a native run, not an embedding model"):
+        retriever_model_path(RetrieverConfig(run=str(run_dir)))
+    path, desc = retriever_model_path(RetrieverConfig())
+    assert Path(path, "config.json").is_file() and "base, not fine-tuned" in desc
