@@ -94,6 +94,7 @@ def test_the_verdict_follows_the_numbers() -> None:
     assert "Fine-tuned + RAG follows the retrieved value (95%" in ladder_verdict(ladder)
     ladder[1] = _entry("base+few-shot", 90)
     assert "Few-shot prompting matches the fine-tuned model (90% vs 80% usable)" in ladder_verdict(ladder)
+    assert ladder_verdict(ladder[3:]).startswith("Partial ladder (finetuned, finetuned+rag): no verdict")
 
 
 @pytest.mark.slow  # about a minute: a hosted run on the Đà Lạt data, the ladder and two chats, each embedding
@@ -158,6 +159,8 @@ def test_retriever_keys_are_typed_and_a_generator_run_is_refused_as_retriever(tm
     assert cfg.ladder and cfg.retriever == RetrieverConfig(run="/x/embed", k=2)
     with pytest.raises(ConfigError, match=r"eval.retriever.k=0 must be >= 1"):
         eval_config_with(EvalConfig(), ["retriever.k=0"])
+    with pytest.raises(ConfigError, match=r"'finetuned\+raft' is not valid; choose among: base, base\+few-shot"):
+        eval_config_with(EvalConfig(), ["ladder_arms=[finetuned,finetuned+raft]"])
     with pytest.raises(ConfigError, match="Key 'kk' not in 'RetrieverConfig'"):
         eval_config_with(EvalConfig(), ["retriever.kk=1"])
     # a generating run's directory is not a retriever: refused, naming the key and what to give instead

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.data.passages import value_keys
-from tuneforge.schema.evaluation import EvalConfig
+from tuneforge.schema.evaluation import LADDER_ARMS, EvalConfig
 from tuneforge.schema.run import RunConfig
 
 Answerer = Callable[[list[list[dict]], str], list[tuple[str, int, int]]]
@@ -39,6 +39,7 @@ Answerer = Callable[[list[list[dict]], str], list[tuple[str, int, int]]]
 ARMS = (("base", "base", "plain"), ("base+few-shot", "base", "few-shot"), ("base+rag", "base", "rag"),
         ("finetuned", "finetuned", "plain"), ("finetuned+rag", "finetuned", "rag"))
 RAG_ARMS = ("base+rag", "finetuned+rag")
+assert tuple(a for a, _, _ in ARMS) == LADDER_ARMS
 TARGET_FAITHFUL, TARGET_USABLE = 90.0, 80.0
 
 
@@ -120,9 +121,11 @@ def run_ladder(run: RunConfig, cfg: EvalConfig, examples: list[Any],
     arms: dict[str, dict[str, Any]] = {}
     faith: dict[str, Any] = {}
     for side in ("base", "finetuned"):
+        if not any(arm in cfg.ladder_arms for arm, s, _ in ARMS if s == side):
+            continue  # that model is not even loaded
         with models[side]() as answer:
             for arm, arm_side, kind in ARMS:
-                if arm_side != side:
+                if arm_side != side or arm not in cfg.ladder_arms:
                     continue
                 t0 = time.perf_counter()
                 got = answer(arm_prompts(run, kind, examples, shots, retrieved), arm)
@@ -146,6 +149,8 @@ def ladder_entries(arms: dict[str, dict[str, Any]], faith: dict[str, Any]) -> li
     """eval.json's ``ladder``: one entry per arm."""
     out = []
     for arm, _, kind in ARMS:
+        if arm not in arms:
+            continue
         m = arms[arm]["metrics"]
         out.append({"arm": arm, "prompt": kind, "usable_rate": m["usable_rate"], "style_rate": m.get("style_rate"),
                     "forbidden_claims": m["forbidden_claims"], "rouge_l": m["rouge_l"], "value_rate": m["value_rate"],
@@ -161,6 +166,9 @@ def _pct(v: float | None) -> str:
 def ladder_verdict(ladder: list[dict[str, Any]]) -> str:
     """The decision tree in words, from the numbers: prompt first, RAG for facts, fine-tune for style."""
     a = {e["arm"]: e for e in ladder}
+    if len(a) < len(ARMS):
+        return (f"Partial ladder ({', '.join(a)}): no verdict; the decision tree compares all five arms "
+                "(eval.ladder_arms).")
     base, fs, ft, ftr, br = (a[x] for x in ("base", "base+few-shot", "finetuned", "finetuned+rag", "base+rag"))
     out = []
     best = max(ladder, key=lambda e: (e["usable_rate"], e["rouge_l"]))

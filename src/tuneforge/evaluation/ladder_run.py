@@ -27,11 +27,14 @@ def ladder_results(run: Any, run_dir: Path, cfg: EvalConfig, examples: list[Any]
     from tuneforge.evaluation.results import ab_results
 
     arms = out["arms"]
-    sides = {"base": dict(arms["base"]["metrics"]), "finetuned": dict(arms["finetuned"]["metrics"])}
+    # the A/B record's two sides: the zero-shot arms, or the nearest arm measured of that model
+    pick = {side: next((a for a in (side, f"{side}+rag", f"{side}+few-shot") if a in arms), next(iter(arms)))
+            for side in ("base", "finetuned")}
+    sides = {s: dict(arms[a]["metrics"]) for s, a in pick.items()}
     results = ab_results(run, run_dir, cfg, examples, sides=sides,
-                         answers={s: arms[s]["answers"] for s in sides},
-                         style={s: arms[s]["style"] for s in sides}, base_desc=base_desc, tuned_desc=tuned_desc,
-                         t0=t0, not_applicable={"loss": NO_LOSS, "perplexity": NO_LOSS})
+                         answers={s: arms[a]["answers"] for s, a in pick.items()},
+                         style={s: arms[a]["style"] for s, a in pick.items()}, base_desc=base_desc,
+                         tuned_desc=tuned_desc, t0=t0, not_applicable={"loss": NO_LOSS, "perplexity": NO_LOSS})
     ladder = ladder_entries(arms, out["faithfulness"])
     results.update({"ladder": ladder, "faithfulness": out["faithfulness"], "ladder_verdict": ladder_verdict(ladder),
                     "retriever": out["retriever"], "few_shot": out["few_shot"],

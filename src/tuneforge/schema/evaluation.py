@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+# the rungs of the ladder (tuneforge.evaluation.ladder), in order
+LADDER_ARMS = ("base", "base+few-shot", "base+rag", "finetuned", "finetuned+rag")
+
 
 @dataclass
 class RetrieverConfig:
@@ -40,3 +43,6 @@ class EvalConfig:
     ladder: bool = False
     few_shot: int = 3  # ladder: examples from the train split in the few-shot arm's prompt
     retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
+    # the arms the ladder answers with (default: all five; the verdict needs all of them), e.g. only
+    # [finetuned,finetuned+rag] to re-measure a retrained model against an earlier ladder's base arms
+    ladder_arms: list[str] = field(default_factory=lambda: list(LADDER_ARMS))
