@@ -27,7 +27,7 @@ or input unreadable). Rules: `tuneforge data rules`."""
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tuneforge data", description="prepare or lint fine-tuning data",
                                 epilog=EPILOG)
-    sub = p.add_subparsers(dest="action", required=True, metavar="{prepare,lint,rules,show}")
+    sub = p.add_subparsers(dest="action", required=True, metavar="{prepare,lint,rules,show,passages}")
     pp = sub.add_parser("prepare", help="lint + augment + split + stats + cost of dataset=NAME (cached)",
                         epilog=EPILOG)
     pp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=dalat-tourism recipe=lora-tiny")
@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     ps.add_argument("--split", choices=("train", "val", "test"), default="train")
     ps.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                     help="auto: colour on a terminal, [[brackets]] when piped")
+    pk = sub.add_parser("passages", help="lint the knowledge base (dataset.passages): empty, duplicate, forbidden "
+                        "passages; held-out answers no passage supports", epilog=EPILOG)
+    pk.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=dalat-tourism")
     return p
 
 
@@ -68,6 +71,15 @@ def cmd_data(args: list[str]) -> int:
         return 0
     if ns.action == "prepare":
         return _prepare(ns)
+    if ns.action == "passages":
+        from tuneforge.config.compose import load_run_config
+        from tuneforge.data.passages import load_passages
+        from tuneforge.data.passages_lint import lint_knowledge_base, lint_summary
+
+        ds = load_run_config(_overrides(ns.overrides), command="data passages").dataset
+        problems, support = lint_knowledge_base(ds)
+        print(lint_summary(problems, support, len(load_passages(ds))))
+        return 2 if problems else 0
     if ns.action == "show":
         from tuneforge.config.compose import load_run_config
         from tuneforge.data.show import show_examples, use_color

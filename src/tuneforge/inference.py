@@ -194,7 +194,13 @@ def cmd_chat(args: list[str]) -> int:
         "prompt": "one-shot: answer this and exit",
         "system": "system prompt (default: the run's)",
         "merged": "true: use merged/, false: adapter on its base (default: merged/ if present)",
+        "rag": "true: put the top eval.retriever.k passages of dataset.passages into the prompt (with prompt=); "
+               "on too when eval.retriever.* is given",
     })
+    if parsed.flag("rag", any(o.startswith("retriever.") for o in parsed.eval_overrides)):
+        from tuneforge.evaluation.rag import retrieval_prompt
+
+        parsed = retrieval_prompt(parsed)  # prompt= now holds the passages; they are printed to stderr
     from tuneforge.evaluation.hosted import hosted_chat, hosted_run
 
     if hosted_run(parsed.run_dir):  # the fine-tuned model through chat completions

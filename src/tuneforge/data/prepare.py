@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.errors import DataError
 from tuneforge.paths import cache_dir, project_root
 from tuneforge.schema.dataset import DatasetConfig, dataset_problems
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from tuneforge.schema.run import RunConfig
@@ -120,10 +123,16 @@ def prepare_splits(ds: DatasetConfig, *, run: RunConfig | None = None, count_tok
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
             result = _run(ds, src, tmp, run if want_tokens else None)
-            report = build_report(ds, src, result, final, run=run, with_tokens=False)
+            rag_rows = None
+            if ds.rag_training.enabled:  # RAFT-style rows: passages in the prompt (tuneforge.data.rag_rows)
+                from tuneforge.data.rag_rows import add_rag_rows
+
+                rag_rows = add_rag_rows(ds, [tmp / "train.jsonl", tmp / "val.jsonl"])
+                log.info("rag_training: %s (token counts are of the rows before the passages were added)", rag_rows)
+            report = build_report(ds, src, result, final, run=run, with_tokens=False) | {"rag_training": rag_rows}
             atomic_write_json(tmp / "report.json", report)
             if tok_report is not None:
-                report = build_report(ds, src, result, final, run=run, with_tokens=True)
+                report = build_report(ds, src, result, final, run=run, with_tokens=True) | {"rag_training": rag_rows}
                 atomic_write_json(tmp / tok_report.name, report)
             _publish(tmp, final, replace=force)
         finally:

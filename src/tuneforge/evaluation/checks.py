@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tuneforge.schema.evaluation import EvalConfig
+from tuneforge.schema.evaluation import LADDER_ARMS, EvalConfig
 from tuneforge.schema.run import RunConfig
 
 
@@ -29,3 +29,11 @@ def check_eval_config(e: EvalConfig) -> Iterable[str]:
         yield f"eval.no_repeat_ngram_size={e.no_repeat_ngram_size} must be >= 0 (0: off)"
     if e.split not in ("test", "val"):
         yield f"eval.split={e.split!r} is not valid; choose one of: test, val"
+    if e.few_shot < 0:
+        yield f"eval.few_shot={e.few_shot} must be >= 0"
+    if e.retriever.k < 1:
+        yield f"eval.retriever.k={e.retriever.k} must be >= 1"
+    bad = [a for a in e.ladder_arms if a not in LADDER_ARMS]
+    if bad or not e.ladder_arms:
+        yield (f"eval.ladder_arms={list(e.ladder_arms)}: {', '.join(map(repr, bad)) or 'empty'} is not valid; "
+               f"choose among: {', '.join(LADDER_ARMS)}")

@@ -89,6 +89,11 @@ def evaluate_hosted_run(run_dir: Path | str, *, eval_config: EvalConfig | None =
 
         raise ConfigError(f"eval.no_repeat_ngram_size={cfg.no_repeat_ngram_size}: OpenAI's chat completions cannot "
                           "forbid repeated n-grams; use eval.no_repeat_ngram_size=0")
+    if cfg.ladder:  # gpt-4o-mini zero-shot / few-shot / RAG vs the fine-tuned model / + RAG
+        from tuneforge.evaluation.ladder_run import evaluate_hosted_ladder
+
+        return evaluate_hosted_ladder(run_dir, cfg, (run, base_model, tuned_model), _request, quiet=quiet,
+                                      write_report=write_report)
     examples = load_test_examples(run, cfg.max_samples, cfg.split)
     client = make_client(run.backend)
     log.info("evaluating %s on %d test examples (%s vs %s)", run_dir, len(examples), base_model, tuned_model)

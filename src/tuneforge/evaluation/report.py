@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneforge.evaluation.ladder_report import ladder_html, ladder_markdown
 from tuneforge.evaluation.loss_curve import loss_curve_png
 from tuneforge.evaluation.metrics import JUDGED, METRICS, Metric
 from tuneforge.evaluation.report_css import CSS
@@ -162,6 +163,7 @@ def render_markdown(results: dict[str, Any], has_curve: bool) -> str:
         f"- decoding (same for both): {decoding_text(results)}",
         f"- hyperparameters: {hparams_text(results)}",
         "",
+        *ladder_markdown(results),
         "## Metrics",
         "",
         metrics_table_markdown(results),
@@ -312,6 +314,7 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
 <p class="meta">hyperparameters: {_e(hparams_text(results))}</p>
 <div class="verdict {tone}">{_e(headline(results))}</div>
 <div class="cards">{''.join(cards)}</div>
+{ladder_html(results)}
 {rejected}
 <h2>Metrics</h2>
 {''.join(table)}

@@ -51,7 +51,7 @@ def parse_run_args(command: str, args: list[str], options: dict[str, str]) -> Ru
             run_dir = value
         elif key in options:
             opts[key] = value
-        elif key.startswith("eval.") and key[5:] in eval_keys:
+        elif key.startswith("eval.") and key[5:].split(".")[0] in eval_keys:  # eval.retriever.run: nested
             overrides.append(f"{key[5:]}={value}")
         else:
             hint = difflib.get_close_matches(key, valid, n=1)

@@ -243,6 +243,11 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
 
         return evaluate_retrieval(art, quiet=quiet, write_report=write_report)
     run, cfg = art.run, eval_config or art.run.eval
+    if cfg.ladder:  # base zero-shot / few-shot / RAG vs fine-tuned / + RAG (tuneforge.evaluation.ladder)
+        from tuneforge.evaluation.ladder_run import LocalEngine, evaluate_local_ladder
+
+        return evaluate_local_ladder(art, cfg, LocalEngine(generate_answers, prompt_text, _models), quiet=quiet,
+                                     write_report=write_report)
     tokenizer = load_run_tokenizer(art)
     examples = load_test_examples(run, cfg.max_samples, cfg.split)
     log.info("evaluating %s on %d test examples (base vs fine-tuned)", art.run_dir, len(examples))

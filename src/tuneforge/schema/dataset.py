@@ -115,6 +115,27 @@ class LintConfig:
 
 
 @dataclass
+class RagConfig:
+    """How retrieved passages (``dataset.passages``) enter the prompt: ``template`` replaces the user's question
+    with a block holding ``{passages}`` (each passage through ``passage``) and ``{question}``."""
+
+    template: str = "Context:\n{passages}\n\nQuestion: {question}"
+    passage: str = "- {passage}"
+
+
+@dataclass
+class RagTrainingConfig:
+    """RAFT-style rows (tuneforge.data.rag_rows): a share of the train/val rows get ``k`` passages in the prompt
+    (the supporting one + random distractors); a share of those get changed values in passage and answer alike."""
+
+    enabled: bool = False
+    share: float = 0.5  # of the train and val rows
+    k: int = 3  # passages per prompt
+    counterfactual: float = 0.5  # of the rows with passages whose answer carries a price/distance/hour
+    seed: int = 0
+
+
+@dataclass
 class DatasetConfig:
     name: str = MISSING
     path: str = MISSING  # source file, relative to the project root or absolute
@@ -131,6 +152,11 @@ class DatasetConfig:
     # eval: held-out questions with known right answers (csv: question, category, trap, required,
     # required_message), answered by both models beside the test split; training rows may not repeat them
     probes: Optional[str] = None
+    # the knowledge base for retrieval (RAG): a CSV or JSONL of fact-bearing passages (id, category, passage),
+    # linted by `tuneforge data passages`, retrieved into the prompt by the eval ladder and `chat rag=true`
+    passages: Optional[str] = None
+    rag: RagConfig = field(default_factory=RagConfig)
+    rag_training: RagTrainingConfig = field(default_factory=RagTrainingConfig)
 
 
 def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str]:
@@ -177,6 +203,20 @@ def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str
                                    (("pattern", claim.pattern), ("unless", claim.unless),
                                     *((f"concepts[{j}]", c) for j, c in enumerate(claim.concepts))))
     yield from _regex_problems(prefix, "", (("negation", ds.negation),))
+    rt = ds.rag_training
+    for key in ("share", "counterfactual"):
+        if not 0 <= getattr(rt, key) <= 1:
+            yield f"{prefix}.rag_training.{key}={getattr(rt, key)} must be in [0, 1]"
+    if rt.k < 1:
+        yield f"{prefix}.rag_training.k={rt.k} must be >= 1"
+    if rt.enabled and not ds.passages:
+        yield (f"{prefix}.rag_training.enabled=true needs a knowledge base: set {prefix}.passages (a CSV/JSONL "
+               "of passages: id, category, passage)")
+    for key, value, needed in (("template", ds.rag.template, ("{passages}", "{question}")),
+                               ("passage", ds.rag.passage, ("{passage}",))):
+        missing = [n for n in needed if n not in value]
+        if missing:
+            yield f"{prefix}.rag.{key}={value!r} must contain {' and '.join(missing)}"
 
 
 def _regex_problems(prefix: str, label: str, values: Iterable[tuple[str, str | None]]) -> Iterable[str]:

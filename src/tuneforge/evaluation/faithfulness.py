@@ -1,0 +1,44 @@
+"""Counterfactual RAG faithfulness: does the answer carry the retrieved value, or the one the model was trained on?
+
+For each held-out question whose reference answer carries a checkable value of a kind that changes over time
+(a price, a distance, an hour; tuneforge.data.passages.COUNTERFACTUAL_KINDS), the passage that supports the
+answer is found (the one holding most of those values) and its values are changed (tuneforge.data.counterfactual).
+The changed passage goes first in the retrieved block (the other retrieved passages follow as distractors),
+and the answer is classified.
+
+Values are compared with their unit's kind (25.000 đồng is not 25 km; "25.000đ" is 25.000 đồng):
+
+- ``passage``: it carries a changed value and none of the trained ones (faithful to the context);
+- ``trained``: it carries a trained value and none of the changed ones (the training data won);
+- ``both``: it carries both; ``neither``: it carries none.
+
+The faithfulness rate is ``passage`` over all cases (0-100).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneforge.data.counterfactual import Case, build_cases, counterfactual, supporting_passage
+from tuneforge.data.passages import value_keys
+
+__all__ = ["Case", "build_cases", "counterfactual", "supporting_passage", "classify", "faithfulness_record"]
+
+CLASSES = ("passage", "trained", "both", "neither")
+
+
+def classify(answer: str, case: Case) -> str:
+    got = value_keys(answer)
+    new, old = bool(got & set(case.changed)), bool(got & set(case.trained))
+    return "both" if new and old else "passage" if new else "trained" if old else "neither"
+
+
+def faithfulness_record(cases: list[Case], answers: list[str], questions: list[str]) -> dict[str, Any]:
+    """One RAG arm's faithfulness: the rate, the count per class, each case with its answer."""
+    labels = [classify(a, c) for a, c in zip(answers, cases)]
+    counts = {k: labels.count(k) for k in CLASSES}
+    return {"n": len(cases), "rate": 100.0 * counts["passage"] / len(cases) if cases else None, "counts": counts,
+            "cases": [{"question": questions[c.index], "passage_id": c.passage_id,
+                       "trained": [f"{n} {k}" for n, k in c.trained], "changed": [f"{n} {k}" for n, k in c.changed],
+                       "answer": a, "carries": lab}
+                      for c, a, lab in zip(cases, answers, labels)]}
