@@ -29,8 +29,10 @@ def retriever_model_path(cfg: RetrieverConfig) -> tuple[str, str]:
     if cfg.run:
         from tuneforge.evaluation.artifacts import open_run
 
+        from tuneforge.backends.registry import get_backend
+
         art = open_run(Path(cfg.run))
-        if art.run.backend.name != "sentence-transformers":
+        if get_backend(art.run.backend.name).task != "embedding":
             raise ConfigError(f"eval.retriever.run={cfg.run}: a {art.run.backend.name} run, not an embedding model; "
                               "give the directory of a recipe=embed-minilm run (backend sentence-transformers)")
         return str(art.weights), f"{art.run.model.name_or_path} fine-tuned ({art.run_dir})"
