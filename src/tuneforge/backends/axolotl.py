@@ -383,6 +383,7 @@ def quiet_axolotl_env(offline: bool = False) -> None:
 class AxolotlBackend:
     name = "axolotl"
     hosted = False
+    objectives = ("sft",)  # objective=... it trains (tuneforge.schema.objective)
 
     def check(self, run: RunConfig) -> Iterable[str]:
         from tuneforge.models import CHAT_TEMPLATES

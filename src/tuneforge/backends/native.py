@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 class NativeBackend:
     name = "native"
     hosted = False
+    objectives = ("sft", "dpo", "orpo", "kto")  # objective=... it trains (tuneforge.schema.objective)
 
     def check(self, run: RunConfig) -> Iterable[str]:
         from tuneforge.models import CHAT_TEMPLATES
@@ -33,6 +34,9 @@ class NativeBackend:
         from tuneforge.backends.escape_hatch import check_native_hatch  # against SFTConfig's own fields
 
         yield from check_native_hatch(run)
+        from tuneforge.backends.preference import check_preference  # objective=dpo|orpo|kto
+
+        yield from check_preference(run)
 
     def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]:
         return {}  # config.yaml is all a native run needs (the launcher adds accelerate/DeepSpeed files)
@@ -65,6 +69,12 @@ class NativeBackend:
             from tuneforge.console import quiet_library_progress
 
             quiet_library_progress()
+        if run.objective.is_preference:  # TRL's DPO/ORPO/KTO trainers (tuneforge.backends.preference)
+            from tuneforge.backends.preference import build_preference_trainer
+
+            trainer, tokenizer = build_preference_trainer(run, run_dir, callbacks or [], verbose)
+            _one_live_line(trainer, run, verbose)
+            return trainer, tokenizer
         strategy = get_strategy(run)
         data = prepare_splits(run.dataset)
         tokenizer = load_tokenizer(run)
@@ -121,14 +131,7 @@ class NativeBackend:
         from tuneforge.training_guards import check_train_dataset
 
         check_train_dataset(trainer, run)  # truncation may have left nothing to train on
-        if not verbose:  # one live line (tuneforge.console) instead of the Trainer's printed log dicts
-            from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-            from tuneforge.console import TrainProgressCallback
-
-            trainer.remove_callback(PrinterCallback)
-            trainer.remove_callback(ProgressCallback)
-            trainer.add_callback(TrainProgressCallback(run.name))
+        _one_live_line(trainer, run, verbose)
         if run.distributed.zero_stage is not None and not trainer.is_deepspeed_enabled:
             from tuneforge.errors import LaunchError  # never let a ZeRO run quietly train as plain DDP
 
@@ -184,7 +187,22 @@ class NativeBackend:
             "wall_s": time.perf_counter() - t0,
             "weights": out_name,
             "world_size": trainer.args.world_size,
+            "objective": run.objective.name,
+            **({"parent": run.init.run} if run.init.run else {}),
         }
+
+
+def _one_live_line(trainer: Any, run: RunConfig, verbose: bool) -> None:
+    """One live line (tuneforge.console) instead of the Trainer's printed log dicts."""
+    if verbose:
+        return
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from tuneforge.console import TrainProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(TrainProgressCallback(run.name))
 
 
 class _DropFlashAttentionAdvice(logging.Filter):

@@ -61,6 +61,7 @@ def _defaults_differ(obj: Any, default: Any, group: str, skip: set[str]) -> Iter
 class OpenAIBackend:
     name = "openai"
     hosted = True  # trains on the provider's servers: no local weights, memory estimate or model download
+    objectives = ("sft",)  # objective=... it trains (tuneforge.schema.objective)
 
     # --- compose time -------------------------------------------------------------------------------
 

@@ -231,6 +231,7 @@ def _make_loss(run: RunConfig, model: Any) -> Any:
 class SentenceTransformersBackend:
     name = NAME
     hosted = False
+    objectives = ("sft",)  # objective=... it trains (tuneforge.schema.objective)
 
     def check(self, run: RunConfig) -> Iterable[str]:
         if run.backend.name == NAME:

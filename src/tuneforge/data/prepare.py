@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import DataError
 from tuneforge.paths import cache_dir, project_root
-from tuneforge.schema.dataset import DatasetConfig, dataset_problems
+from tuneforge.schema.dataset import PREFERENCE_FORMATS, DatasetConfig, dataset_problems
 
 if TYPE_CHECKING:
     from tuneforge.schema.run import RunConfig
@@ -111,6 +111,10 @@ def prepare_splits(ds: DatasetConfig, *, run: RunConfig | None = None, count_tok
 
     src = _check(ds)
     final = prepared_dir(ds)
+    if ds.format in PREFERENCE_FORMATS:  # pairs / KTO rows: their own rules, same split and cache contract
+        from tuneforge.data.preference import prepare_preference
+
+        return prepare_preference(ds, src, final, _display(src), force=force)
     want_tokens = count_tokens and run is not None
     tok_report = final / f"report-tokens-{tokens_key(run)}.json" if want_tokens else None
     base_report = final / "report.json"

@@ -42,6 +42,7 @@ class Strategy(Protocol):
 class Backend(Protocol):
     name: str
     hosted: bool  # trains on a provider's servers: no local weights, no model download, no memory estimate
+    objectives: tuple[str, ...]  # the objectives it trains (tuneforge.schema.objective.OBJECTIVES)
 
     def check(self, run: RunConfig) -> Iterable[str]: ...
 
