@@ -44,19 +44,9 @@ def starting_model(run: RunConfig, *, quantization_config: Any = None, device_ma
 
     if run.init.run is None:
         return load_model(run, quantization_config=quantization_config, device_map=device_map)
-    return merged_parent(Path(run.init.run))
+    from tuneforge.evaluation.artifacts import merged_parent  # the one loader of a run's weights
 
-
-def merged_parent(run_dir: Path) -> Any:
-    """A finished run's weights as one plain model (an adapter is merged; its own parent first, recursively)."""
-    from peft import PeftModel
-
-    from tuneforge.evaluation.artifacts import load_finetuned, open_run
-
-    model, _ = load_finetuned(open_run(run_dir))
-    if isinstance(model, PeftModel):  # the parent's adapter becomes part of the weights
-        model = model.merge_and_unload()
-    return model.train()
+    return merged_parent(Path(run.init.run)).train()
 
 
 def _data(run: RunConfig) -> tuple[Any, Any]:
@@ -137,4 +127,17 @@ def build_preference_trainer(run: RunConfig, run_dir: Path, callbacks: list, ver
         trainer = trainer_cls(model=model, args=args, train_dataset=train, eval_dataset=val,
                               processing_class=tokenizer,
                               callbacks=[*callbacks, *tracking_callbacks(run, run_dir)])
+    reference_with_adapter_off(trainer.model)
     return trainer, tokenizer
+
+
+def reference_with_adapter_off(model: Any) -> None:
+    """TRL (1.9) gives a PEFT policy without ``ref_model`` a frozen copy of its adapter, named "ref", as the
+    reference. For a fresh adapter (B = 0) that copy computes the starting weights, so it is only memory; for
+    a trained adapter being scored (eval) it would make policy == reference. Without it TRL switches the
+    adapters off for the reference forward: the starting weights, with no copy."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel) and "ref" in model.peft_config:
+        model.delete_adapter("ref")
+        model.set_adapter("default")

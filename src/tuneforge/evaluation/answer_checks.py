@@ -106,7 +106,8 @@ def _topic_check_of(train_path: str) -> TopicCheck | None:
     with open(train_path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
-                questions += [m["content"] for m in json.loads(line)["messages"] if m.get("role") == "user"]
+                row = json.loads(line)  # an SFT conversation, or a preference pair's prompt
+            questions += [m["content"] for m in row.get("messages", row.get("prompt", [])) if m.get("role") == "user"]
     return TopicCheck(questions) if len(questions) >= 20 else None
 
 
