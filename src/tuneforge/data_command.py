@@ -4,6 +4,7 @@
     tuneforge data lint path/to/file.jsonl [--format chat|alpaca|completion|sharegpt|csv_qa] [key=value ...]
     tuneforge data rules
     tuneforge data show [recipe=...] [key=value ...] [--n 3] [--split train] [--color auto|always|never]
+    tuneforge data pairs [dataset=dalat-tourism] [run=<sft run>] [samples=2] [out=...]   (preference pairs)
 
 ``key=value`` pairs are Hydra overrides: the run config is composed as for ``train``, so token counts use
 the run's tokenizer and seq_len. Exit status: 0 clean, 1 warnings only, 2 errors (or unreadable input).
@@ -27,7 +28,7 @@ or input unreadable). Rules: `tuneforge data rules`."""
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tuneforge data", description="prepare or lint fine-tuning data",
                                 epilog=EPILOG)
-    sub = p.add_subparsers(dest="action", required=True, metavar="{prepare,lint,rules,show}")
+    sub = p.add_subparsers(dest="action", required=True, metavar="{prepare,lint,rules,show,pairs}")
     pp = sub.add_parser("prepare", help="lint + augment + split + stats + cost of dataset=NAME (cached)",
                         epilog=EPILOG)
     pp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=dalat-tourism recipe=lora-tiny")
@@ -60,6 +61,10 @@ def _overrides(values: list[str]) -> list[str]:
 
 
 def cmd_data(args: list[str]) -> int:
+    if args[:1] == ["pairs"]:  # preference pairs from an SFT dataset (tuneforge.data.pairs_command)
+        from tuneforge.data.pairs_command import cmd_pairs
+
+        return cmd_pairs(args[1:])
     ns = _parser().parse_args(args)
     if ns.action == "rules":
         from tuneforge.data.report import rules_table
