@@ -254,6 +254,10 @@ def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | Non
             cfg["wandb_entity"] = t.entity
     elif t.name == "tensorboard":
         cfg["use_tensorboard"] = True
+    if run.objective.is_preference:  # rl: dpo|ipo|simpo on the prepared pairs (tuneforge.backends.axolotl_rl)
+        from tuneforge.backends.axolotl_rl import rl_settings
+
+        cfg.update(rl_settings(run, {k: v for k, v in data.items() if k != "val" or "test_datasets" in cfg}))
     from tuneforge.backends.escape_hatch import merge_hatch  # a hatch `plugins` list extends tuneforge's
 
     return merge_hatch(cfg, dict(b.additional_parameters))
@@ -383,7 +387,7 @@ def quiet_axolotl_env(offline: bool = False) -> None:
 class AxolotlBackend:
     name = "axolotl"
     hosted = False
-    objectives = ("sft",)  # objective=... it trains (tuneforge.schema.objective)
+    objectives = ("sft", "dpo")  # objective=... it trains (tuneforge.schema.objective)
 
     def check(self, run: RunConfig) -> Iterable[str]:
         from tuneforge.models import CHAT_TEMPLATES
@@ -415,6 +419,9 @@ class AxolotlBackend:
                    "parallel")
         if b.dataset_processes is not None and b.dataset_processes < 1:
             yield f"backend.dataset_processes={b.dataset_processes} must be >= 1 (or null)"
+        from tuneforge.backends.axolotl_rl import rl_problems
+
+        yield from rl_problems(run)
 
     def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]:
         """What ``prepare`` writes, for ``plan`` (no torch, no axolotl, nothing prepared)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from tuneforge.schema.run import RunConfig
 
-GROUPS = ("method", "model", "optim", "hparams", "tracking")
+GROUPS = ("method", "model", "optim", "hparams", "tracking", "objective")
 MAPPED = "mapped"
 
 
@@ -29,6 +29,9 @@ def unsupported(reason: str) -> str:
 # the native backend reads the RunConfig itself (strategy, load_model, SFTConfig, tracking callbacks)
 _NATIVE_NA = {
     "model.num_parameters": na("memory estimates only (plan)"),
+    # TRL 1.9's preference configs truncate the whole sequence only (tuneforge.backends.preference refuses them)
+    "objective.max_prompt_length": unsupported("the installed TRL truncates the whole sequence only"),
+    "objective.max_completion_length": unsupported("the installed TRL truncates the whole sequence only"),
 }
 
 AXOLOTL: dict[str, str] = {
@@ -59,6 +62,11 @@ AXOLOTL: dict[str, str] = {
     "hparams.save_steps": MAPPED, "hparams.save_total_limit": MAPPED, "hparams.gradient_checkpointing": MAPPED,
     "hparams.mixed_precision": MAPPED, "hparams.dataloader_num_workers": MAPPED,
     "tracking.name": MAPPED, "tracking.project": MAPPED, "tracking.entity": MAPPED, "tracking.mode": MAPPED,
+    "objective.name": MAPPED + " (dpo: rl; sft: no rl key; orpo/kto refused: other row shapes)",
+    "objective.beta": MAPPED + " (rl_beta)", "objective.loss_type": MAPPED + " (rl: dpo|ipo|simpo)",
+    "objective.reference": MAPPED + " (precomputed: precompute_ref_log_probs)",
+    "objective.max_prompt_length": MAPPED + " (max_prompt_len)", "objective.simpo_gamma": MAPPED,
+    "objective.max_completion_length": unsupported("axolotl has max_prompt_len only; leave it null"),
     "tracking.tags": unsupported("axolotl's config has no wandb tags; use backend=native, or pass them as "
                                  "+launcher.env.WANDB_TAGS=a,b"),
 }
