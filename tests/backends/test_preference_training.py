@@ -15,7 +15,7 @@ from tuneforge.train import train
 GOOD = "Dạ, hồ Xuân Hương ở trung tâm Đà Lạt."
 BAD = "Dạ, hồ ở Nha Trang, cạnh bãi tắm."
 TINY = ["recipe=lora-tiny", "hparams.seq_len=96", "dataset.system_prompt=null", "dataset.heldout=null",
-        "hparams.max_eval_samples=2", "hparams.logging_steps=1", "eval.probes=false"]
+        "hparams.max_eval_samples=2", "hparams.logging_steps=1", "eval.probes=false", "eval.max_new_tokens=8"]
 
 
 @pytest.fixture
@@ -39,6 +39,13 @@ def test_dpo_loss_goes_down(pairs: Path, out_root: Path) -> None:
     assert summary["first_loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy == reference at step 1
     assert summary["last_loss"] < 0.5 * summary["first_loss"]
     assert (Path(summary["run_dir"]) / "adapter" / "adapter_model.safetensors").is_file()
+    # eval: TRL's implicit reward on the held-out pairs, the reference being the same model with the adapter off
+    from tuneforge.evaluation.runner import evaluate_run
+
+    results = evaluate_run(Path(summary["run_dir"]), quiet=True)
+    tuned = results["preference"]["tuned"]["test"]
+    assert tuned["n"] >= 1 and results["reward_accuracy"] == 100.0 and results["reward_margin"] > 0
+    assert "## Preference pairs (held out)" in (Path(summary["run_dir"]) / "report.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("objective", [["objective=orpo"], ["objective=kto"],
