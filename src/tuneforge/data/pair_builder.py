@@ -31,6 +31,9 @@ WRONG_FACTS = (
     "Đà Lạt thuộc tỉnh Khánh Hòa, gần biển Nha Trang.",
     "Đà Lạt nằm ở vùng Tây Bắc, gần Sa Pa.",
     "Bãi biển Đà Lạt rất đẹp vào buổi chiều.",
+    "Đà Lạt có tuyết rơi vào mùa đông, anh/chị nhớ mang đồ trượt tuyết.",
+    "Đà Lạt nóng quanh năm như Sài Gòn.",
+    "Đà Lạt ở độ cao khoảng 500 m nên không lạnh.",
 )
 _SEA_TRAP = re.compile(r"không có biển|không phải (là )?thành phố biển", re.I)
 
