@@ -72,7 +72,8 @@ def test_a_run_starts_from_an_earlier_run_and_records_it(pairs: Path, out_root: 
     # the starting weights are the parent's: base + SFT adapter merged, so the DPO reference is the SFT model
     import torch
 
-    from tuneforge.evaluation.artifacts import load_base, merged_parent, open_run
+    from tuneforge.backends.preference import merged_parent
+    from tuneforge.evaluation.artifacts import load_base, open_run
 
     parent = merged_parent(Path(run.init.run))
     base = load_base(open_run(summary["run_dir"]))
@@ -99,7 +100,7 @@ def test_init_run_is_checked(pairs: Path, out_root: Path, tmp_path: Path) -> Non
     (["objective=orpo", "objective.reference=precomputed"], "uses no reference model"),
     (["objective=dpo", "objective.loss_type=kto"], "choose one of: sigmoid, ipo, hinge, robust, simpo"),
     (["objective=dpo", "objective.beta=0"], "objective.beta=0.0 must be > 0"),
-    (["objective=dpo", "backend=axolotl"], "objective=dpo is not trained by backend=axolotl"),
+    (["objective=kto", "backend=axolotl"], "objective=kto is not trained by backend=axolotl"),
 ])
 def test_refusals_at_compose_time(extra: list[str], message: str, pairs: Path, out_root: Path) -> None:
     with pytest.raises(ConfigError, match=message):

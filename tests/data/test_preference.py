@@ -10,8 +10,8 @@ import pytest
 
 from tuneforge.config.compose import load_run_config
 from tuneforge.data.lint import FactGuard
-from tuneforge.data.prepare import prepare_splits
 from tuneforge.data.preference import findings_text
+from tuneforge.data.prepare import prepare_splits
 
 GOOD = "Dạ, hồ Xuân Hương nằm ngay trung tâm thành phố Đà Lạt, cạnh chợ Đà Lạt."
 BAD = "Dạ, hồ Xuân Hương nằm ở Nha Trang, cạnh bãi tắm."

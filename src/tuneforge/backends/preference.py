@@ -44,9 +44,25 @@ def starting_model(run: RunConfig, *, quantization_config: Any = None, device_ma
 
     if run.init.run is None:
         return load_model(run, quantization_config=quantization_config, device_map=device_map)
-    from tuneforge.evaluation.artifacts import merged_parent  # the one loader of a run's weights
-
     return merged_parent(Path(run.init.run)).train()
+
+
+def merged_parent(run_dir: Path) -> Any:
+    """A finished run's weights as one plain model: its adapter merged into its base (the base being its own
+    parent's merged weights when it has one), or its full model. What ``init.run=<run_dir>`` starts from, and
+    the base eval, merge and chat put a chained run's adapter on."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge.models import load_model, torch_dtype
+    from tuneforge.rundir import read_config, weights_dir
+
+    parent = read_config(run_dir)
+    weights = weights_dir(run_dir)
+    if weights.name == "model":
+        return AutoModelForCausalLM.from_pretrained(str(weights), dtype=torch_dtype(parent))
+    base = merged_parent(Path(parent.init.run)) if parent.init.run else load_model(parent)
+    return PeftModel.from_pretrained(base, str(weights)).merge_and_unload()
 
 
 def _data(run: RunConfig) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ Prepared rows: ``{"prompt": [system?, user...], "chosen": [assistant], "rejected
 ``completion`` + ``label``), which TRL's DPO/ORPO/KTO trainers render with the model's chat template.
 
 Rules beside the SFT ones (tuneforge.data.lint): D080 chosen == rejected, D081 an empty side, D082 no prompt,
-D083 the rejected side passes every answer check (tuneforge.evaluation.answer_checks: the fact guard, the
+D083 the rejected side passes every answer check (tuneforge.data.answer_review: the fact guard, the
 style checks, degeneration) while the chosen one fails one, D084 a KTO label that is not yes/no; the fact
 guard rejects a *chosen* answer that states a forbidden claim (D070): a rejected one is meant to.
 Conservation: every line read is kept, quarantined or skipped, and the splits add up to the rows kept.
@@ -31,7 +31,7 @@ from tuneforge.data.lint import FactGuard, FindingLog, ProbeGuard
 from tuneforge.errors import DataError
 from tuneforge.schema.dataset import DatasetConfig, FieldMap
 
-LABELS = {True: True, False: False, "yes": True, "no": False, "true": True, "false": False, 1: True, 0: False}
+LABELS = {True: True, False: False, "yes": True, "no": False, "true": True, "false": False}  # 1/0 == True/False
 
 
 @dataclass
@@ -122,14 +122,14 @@ def parse_row(obj: Any, line: int, ds: DatasetConfig, log: FindingLog) -> Prefer
 
 
 class PairChecks:
-    """The answer checks of the eval (tuneforge.evaluation.answer_checks), applied to each side of a pair."""
+    """The answer checks of the eval (tuneforge.data.answer_review), applied to each side of a pair."""
 
     def __init__(self, ds: DatasetConfig):
         self.ds = ds
         self.guard = FactGuard(ds.forbidden_claims, ds.negation)
 
     def reasons(self, answer: str, row: PreferenceRow) -> list[str]:
-        from tuneforge.evaluation.answer_checks import review_answer
+        from tuneforge.data.answer_review import review_answer
 
         reference = row.chosen if row.rejected is not None else None
         return review_answer(self.ds, self.guard, answer, reference=reference, prompt=row.question(),
@@ -219,9 +219,10 @@ def split_rows(rows: list[PreferenceRow], ds: DatasetConfig) -> dict[str, list[P
     return {name: [r for r, s in zip(rows, ids) if s == i] for i, name in enumerate(SPLIT_NAMES)}
 
 
-def prepare_preference(ds: DatasetConfig, src: Path, final: Path, display: str, *, force: bool = False) -> Any:
-    """Prepared splits of a preference dataset (cached like the SFT ones: report.json marks it complete)."""
-    from tuneforge.data.prepare import PreparedData
+def prepare_preference(ds: DatasetConfig, src: Path, final: Path, display: str, *,
+                       force: bool = False) -> dict[str, Any]:
+    """Prepare (or read from the cache) a preference dataset's splits in ``final``; returns its report (cached
+    like the SFT splits: report.json, written last, marks the directory complete)."""
     from tuneforge.rundir import atomic_write_json
 
     report_path = final / "report.json"
@@ -257,8 +258,7 @@ def prepare_preference(ds: DatasetConfig, src: Path, final: Path, display: str, 
     if "D050" in report["findings"]["by_rule"]:
         raise DataError(f"dataset {ds.name!r} ({display}) is unusable: {report['counts']['examples_kept']} pairs "
                         f"kept, at least {ds.lint.min_examples_error} needed; see {final / 'quarantine.jsonl'}")
-    return PreparedData(final / "train.jsonl", final / "val.jsonl", final / "test.jsonl", report["splits"],
-                        dir=final, report=report, report_path=report_path)
+    return report
 
 
 def findings_text(report: dict[str, Any]) -> list[str]:

@@ -114,7 +114,9 @@ def prepare_splits(ds: DatasetConfig, *, run: RunConfig | None = None, count_tok
     if ds.format in PREFERENCE_FORMATS:  # pairs / KTO rows: their own rules, same split and cache contract
         from tuneforge.data.preference import prepare_preference
 
-        return prepare_preference(ds, src, final, _display(src), force=force)
+        report = prepare_preference(ds, src, final, _display(src), force=force)
+        return PreparedData(final / "train.jsonl", final / "val.jsonl", final / "test.jsonl", report["splits"],
+                            dir=final, report=report, report_path=final / "report.json")
     want_tokens = count_tokens and run is not None
     tok_report = final / f"report-tokens-{tokens_key(run)}.json" if want_tokens else None
     base_report = final / "report.json"

@@ -180,6 +180,8 @@ def load_base(art: RunArtifacts, *, dequantized: bool = False) -> Any:
     from tuneforge.strategies.registry import get_strategy
 
     if art.run.init.run is not None:  # started from an earlier run: its weights are this run's base
+        from tuneforge.backends.preference import merged_parent
+
         return merged_parent(Path(art.run.init.run)).to(device()).eval()
     strategy = get_strategy(art.run)
     quant = strategy.quantization_config(art.run) if art.is_qlora else None
@@ -190,17 +192,6 @@ def load_base(art: RunArtifacts, *, dequantized: bool = False) -> Any:
         # the adapter learned against dequant(quant(W)), so that (not the original W) is what it merges into
         model = model.dequantize().to(torch_dtype(art.run))
     return model.eval()
-
-
-def merged_parent(run_dir: Path) -> Any:
-    """A finished run's weights as one plain model: its adapter merged into its base (whose own parent, if
-    it has one, was merged first), or its full model. What a run with ``init.run=<run_dir>`` starts from."""
-    from peft import PeftModel
-
-    model, _ = load_finetuned(open_run(run_dir))
-    if isinstance(model, PeftModel):
-        model = model.merge_and_unload()
-    return model
 
 
 def attach_adapter(art: RunArtifacts, base: Any) -> Any:

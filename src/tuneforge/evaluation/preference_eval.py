@@ -47,7 +47,8 @@ def pair_rows(run: RunConfig) -> dict[str, list[dict[str, Any]]]:
 
     out: dict[str, list[dict[str, Any]]] = {}
     data = prepare_splits(run.dataset)
-    out["test"] = [json.loads(line) for line in Path(data.test).open(encoding="utf-8") if line.strip()]
+    out["test"] = [json.loads(line) for line in Path(data.test).read_text(encoding="utf-8").splitlines()
+                   if line.strip()]
     if run.dataset.heldout:
         from tuneforge.data.preference import read_preference
 

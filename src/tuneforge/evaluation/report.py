@@ -169,7 +169,7 @@ def render_markdown(results: dict[str, Any], has_curve: bool) -> str:
         "Loss and perplexity: lower is better. BLEU, chrF, ROUGE-L and exact match: 0–100, higher is better.",
         "",
     ]
-    from tuneforge.evaluation.report_preference import preference_html, preference_markdown
+    from tuneforge.evaluation.report_preference import preference_markdown
 
     out += preference_markdown(results)  # a preference run: reward accuracy and margin, starting vs tuned
     bad = unusable_answers(results)

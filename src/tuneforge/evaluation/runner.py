@@ -274,7 +274,8 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
         results["probes"] = probe_results(probes, probe_sides)
     if preference:
         results["preference"] = preference
-        results["reward_accuracy"], results["reward_margin"] = preference["reward_accuracy"], preference["reward_margin"]
+        results["reward_accuracy"] = preference["reward_accuracy"]  # eval.json's headline for a preference run
+        results["reward_margin"] = preference["reward_margin"]
     publish_results(art.run_dir, results, write_report=write_report, quiet=quiet)
     if run.tracking.name != "none":
         from tuneforge.evaluation.metrics import METRICS
