@@ -4,6 +4,7 @@
     tuneforge data lint path/to/file.jsonl [--format chat|alpaca|completion|sharegpt|csv_qa] [key=value ...]
     tuneforge data rules
     tuneforge data show [recipe=...] [key=value ...] [--n 3] [--split train] [--color auto|always|never]
+    tuneforge data pairs [dataset=dalat-tourism] [run=<sft run>] [samples=2] [out=...]   (preference pairs)
 
 ``key=value`` pairs are Hydra overrides: the run config is composed as for ``train``, so token counts use
 the run's tokenizer and seq_len. Exit status: 0 clean, 1 warnings only, 2 errors (or unreadable input).
@@ -16,6 +17,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from tuneforge.errors import DataError
 from tuneforge.schema.dataset import FORMAT_NAMES, DatasetConfig
@@ -27,7 +29,7 @@ or input unreadable). Rules: `tuneforge data rules`."""
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tuneforge data", description="prepare or lint fine-tuning data",
                                 epilog=EPILOG)
-    sub = p.add_subparsers(dest="action", required=True, metavar="{prepare,lint,rules,show,passages}")
+    sub = p.add_subparsers(dest="action", required=True, metavar="{prepare,lint,rules,show,passages,pairs}")
     pp = sub.add_parser("prepare", help="lint + augment + split + stats + cost of dataset=NAME (cached)",
                         epilog=EPILOG)
     pp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=dalat-tourism recipe=lora-tiny")
@@ -63,6 +65,8 @@ def _overrides(values: list[str]) -> list[str]:
 
 
 def cmd_data(args: list[str]) -> int:
+    if args[:1] == ["pairs"]:  # preference pairs from an SFT dataset (cmd_pairs below)
+        return cmd_pairs(args[1:])
     ns = _parser().parse_args(args)
     if ns.action == "rules":
         from tuneforge.data.report import rules_table
@@ -182,3 +186,81 @@ def _lint(ns: argparse.Namespace) -> int:
         ns.report.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         print(f"{'report:':<14}{ns.report}")
     return int(report["exit_status"])
+
+
+# --- tuneforge data pairs ---------------------------------------------------------------------------------
+# Chosen is always the dataset's reference answer. Without run=: rejected answers are edits of it, each breaking
+# one check (tuneforge.data.pair_builder). With run=<sft run>: that run's model answers each train question
+# `samples` times (sampling at its eval.temperature) and the answer failing the most checks (fact guard, style,
+# degeneration) is the rejected side; the edit pairs are added, so pairs with a forbidden claim on the rejected
+# side are always there. Pairs come from the train split only; the held-out file from the test split.
+
+PAIRS_KEYS = ("dataset", "run", "samples", "per_answer", "out", "heldout", "seed")
+
+
+def cmd_pairs(args: list[str]) -> int:
+    from tuneforge.data import pair_builder as pb
+    from tuneforge.errors import DataError
+
+    opts = dict(a.split("=", 1) for a in args if "=" in a)
+    bad = [a for a in args if "=" not in a] + [k for k in opts if k not in PAIRS_KEYS]
+    if bad:
+        raise DataError(f"tuneforge data pairs: unknown argument {bad[0]!r}; valid keys: {', '.join(PAIRS_KEYS)}")
+    from tuneforge.config.compose import load_run_config
+    from tuneforge.data.prepare import prepare_splits
+
+    sft = load_run_config([f"dataset={opts.get('dataset', 'dalat-tourism')}"], command="data")
+    data = prepare_splits(sft.dataset)
+    train, test = pb.reference_examples(Path(data.train)), pb.reference_examples(Path(data.test))
+    per_answer, seed = int(opts.get("per_answer", 3)), int(opts.get("seed", 0))
+    pairs = list(pb.edit_pairs(train, per_answer=per_answer, seed=seed))
+    if "run" in opts:
+        samples = _sample_answers(opts["run"], train, int(opts.get("samples", 2)), seed)
+        reasons = _answer_reasons(sft.dataset)
+        pairs = list(pb.sampled_pairs(train, samples, reasons)) + pairs
+    out = Path(opts.get("out", "data/dalat/pairs.jsonl"))
+    n = pb.write_pairs(out, pairs)
+    n_held = pb.write_pairs(Path(opts.get("heldout", "data/dalat/pairs-heldout.jsonl")),
+                            pb.edit_pairs(test, per_answer=2, seed=seed + 1))
+    kinds: dict[str, int] = {}
+    for p in pairs:
+        kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1
+    print(f"{out}: {n} pairs from {len(train)} train answers ({', '.join(f'{k} {v}' for k, v in kinds.items())}); "
+          f"held-out: {n_held} pairs from {len(test)} test answers")
+    return 0
+
+
+def _answer_reasons(ds: Any) -> Any:
+    from tuneforge.data.answer_review import review_answer
+    from tuneforge.data.lint import FactGuard
+    from tuneforge.evaluation.answer_checks import topic_check
+
+    guard, topic = FactGuard(ds.forbidden_claims, ds.negation), topic_check(ds)
+
+    def reasons(answer: str, question: str, reference: str) -> list[str]:
+        return review_answer(ds, guard, answer, reference=reference, prompt=question, new_tokens=None,
+                             max_new_tokens=None, topic=topic)
+
+    return reasons
+
+
+def _sample_answers(run_ref: str, examples: list[dict[str, Any]], n: int, seed: int) -> dict[str, list[str]]:
+    """``n`` sampled answers of the run's model to the first question of every example."""
+    from tuneforge.evaluation.artifacts import load_finetuned, load_run_tokenizer, open_run
+    from tuneforge.evaluation.examples import EvalExample
+    from tuneforge.evaluation.runner import generate_answers
+    from tuneforge.runs import resolve_run
+
+    art = open_run(resolve_run(run_ref))
+    model, _ = load_finetuned(art)
+    tokenizer = load_run_tokenizer(art)
+    cfg = dataclasses.replace(art.run.eval, do_sample=True)
+    asked = [EvalExample([*([{"role": "system", "content": ex["system"]}] if ex["system"] else []),
+                          {"role": "user", "content": ex["questions"][0]},
+                          {"role": "assistant", "content": ex["answer"]}], ex["answer"]) for ex in examples]
+    out: dict[str, list[str]] = {}
+    for k in range(n):
+        answers = generate_answers(model, tokenizer, asked, cfg, art.run.hparams.seq_len, seed + k, f"sample {k + 1}")
+        for ex, (text, _) in zip(examples, answers):
+            out.setdefault(ex["questions"][0], []).append(text)
+    return out

@@ -213,6 +213,9 @@ def estimate_memory(run: RunConfig) -> MemoryEstimate:
 
     # activations (Korthikanti et al. 2022) and logits
     s, b, hid, layers, heads = h.seq_len, h.micro_batch_size, shape.hidden, shape.layers, shape.heads
+    if run.objective.name in ("dpo", "orpo"):  # each pair is two sequences in one forward: chosen + rejected
+        b *= 2
+        notes.append(f"objective={run.objective.name}: a micro-batch of {h.micro_batch_size} pairs is {b} sequences")
     act_scale = 2.0 if (run.model.dtype == "float32" and h.mixed_precision in ("no", "auto")
                         and run.model.tiny is not None) else 1.0
     fused_attention = run.model.attn_implementation in ("sdpa", "flash_attention_2", "flash_attention_3")
@@ -228,6 +231,7 @@ def estimate_memory(run: RunConfig) -> MemoryEstimate:
 
     comps = {"weights": weights, "gradients": grads, "optimizer states": opt, "activations": activations,
              "logits": logits}
+    comps.update(_reference_model(run, weights, s * b * shape.vocab, notes))
     comps.update(_zero_buffers(run, shape, params, trainable, n, w_bytes, notes))
     frag = FRAGMENTATION_ZERO3 if stage >= 3 else FRAGMENTATION
     comps[f"allocator fragmentation ({frag:.0%})"] = frag * sum(comps.values())
@@ -246,6 +250,27 @@ def estimate_memory(run: RunConfig) -> MemoryEstimate:
         est.warnings.append(f"estimated {est.total_gib:.1f} GiB per GPU exceeds {source} ({limit:g} GiB)"
                             + (f"; {hint}" if hint else ""))
     return est
+
+
+def _reference_model(run: RunConfig, weights: float, logit_count: float, notes: list[str]) -> dict[str, float]:
+    """What the preference objective's reference model costs (tuneforge.backends.preference): nothing to hold
+    with an adapter (the reference is the same weights with the adapter off) or precomputed log-probs; a frozen
+    copy of the weights for a full fine-tune. Its forward pass, without gradients, adds its logits."""
+    o = run.objective
+    if not o.needs_reference:
+        if o.is_preference:
+            notes.append(f"objective={o.name} (loss {o.loss}): no reference model")
+        return {}
+    if o.reference == "precomputed":
+        notes.append("reference log-probs precomputed before training: no reference model in memory")
+        return {}
+    forward = 6.0 * logit_count  # 16-bit logits + their fp32 log-softmax, no gradient
+    if get_strategy(run).uses_adapter:
+        notes.append("reference model: none loaded; with an adapter the reference is the same weights with the "
+                     "adapter switched off (TRL), i.e. the starting weights")
+        return {"reference forward (logits)": forward}
+    notes.append("reference model: a frozen copy of the starting weights (full fine-tune)")
+    return {"reference model (frozen copy)": weights, "reference forward (logits)": forward}
 
 
 def _zero_setting(run: RunConfig, key: str, default: Any) -> Any:

@@ -139,8 +139,15 @@ class StandIn:
         if req.get("validation_file") and req["validation_file"] not in self.files:
             return 400, _error("invalid validation_file", "invalid_request_error", "validation_file")
         examples = [json.loads(line) for line in self.contents[train].decode("utf-8").splitlines() if line.strip()]
-        hp = dict(((req.get("method") or {}).get("supervised") or {}).get("hyperparameters")
-                  or req.get("hyperparameters") or {})
+        from tuneforge.backends.openai_dpo import dpo_messages, job_problem
+
+        method = req.get("method") or {"type": "supervised"}
+        kind = method.get("type", "supervised")
+        if (problem := job_problem(method, examples)) is not None:  # the file must match the method
+            return 400, _error(problem, "invalid_request_error", "method" if "method" in problem else "training_file")
+        if kind == "dpo":
+            examples = [{"messages": dpo_messages(ex)} for ex in examples]
+        hp = dict((method.get(kind) or {}).get("hyperparameters") or req.get("hyperparameters") or {})
         n = len(examples)
         epochs = hp.get("n_epochs", "auto")
         epochs = 3 if epochs == "auto" else int(epochs)
@@ -149,6 +156,8 @@ class StandIn:
         lrm = hp.get("learning_rate_multiplier", "auto")
         lrm = 1.8 if lrm == "auto" else float(lrm)
         resolved = {"n_epochs": epochs, "batch_size": batch, "learning_rate_multiplier": lrm}
+        if kind == "dpo":
+            resolved["beta"] = 0.1 if hp.get("beta", "auto") == "auto" else float(hp["beta"])
         jid = "ftjob-" + secrets.token_hex(12)
         body = {"id": jid, "object": "fine_tuning.job", "created_at": int(time.time()), "error": None,
                 "fine_tuned_model": None, "finished_at": None, "hyperparameters": resolved,
@@ -156,7 +165,7 @@ class StandIn:
                 "seed": int(req.get("seed") or 0), "status": "validating_files", "trained_tokens": None,
                 "training_file": train, "validation_file": req.get("validation_file"), "estimated_finish": None,
                 "integrations": [], "metadata": req.get("metadata"),
-                "method": {"type": "supervised", "supervised": {"hyperparameters": resolved}},
+                "method": {"type": kind, kind: {"hyperparameters": resolved}},
                 "suffix": req.get("suffix")}
         job = Job(body, epochs * math.ceil(n / batch), examples)
         self._event(job, f"Validating training file: {train}")

@@ -37,6 +37,8 @@ class RunInfo:
     model: str = "?"
     summary: dict[str, Any] | None = None
     eval: dict[str, Any] | None = None
+    objective: str = "sft"
+    parent: str | None = None  # init.run: the run this one started from
 
     @property
     def has_weights(self) -> bool:
@@ -54,6 +56,8 @@ class RunInfo:
             parts.append(f"loss {b.get('loss', float('nan')):.3f}->{f['loss']:.3f}")
         if "chrf" in f:
             parts.append(f"chrF {b.get('chrf', float('nan')):.1f}->{f['chrf']:.1f}")
+        if self.eval.get("reward_accuracy") is not None:
+            parts.append(f"reward acc {self.eval['reward_accuracy']:.0f}%")
         return ", ".join(parts) or "-"
 
 
@@ -95,7 +99,20 @@ def run_info(run_dir: Path) -> RunInfo:
                    backend=str((cfg.get("backend") or {}).get("name", "?")),
                    method=str((cfg.get("method") or {}).get("name", "?")),
                    model=str((cfg.get("model") or {}).get("name_or_path", "?")),
-                   summary=_read_json(run_dir / "summary.json"), eval=_read_json(run_dir / "eval.json"))
+                   summary=_read_json(run_dir / "summary.json"), eval=_read_json(run_dir / "eval.json"),
+                   objective=str((cfg.get("objective") or {}).get("name", "sft")),
+                   parent=(cfg.get("init") or {}).get("run"))
+
+
+def lineage(run: RunInfo, limit: int = 8) -> list[str]:
+    """The chain of runs ``run`` started from, nearest first (``init.run``, its own ``init.run``, ...)."""
+    chain: list[str] = []
+    parent = run.parent
+    while parent and len(chain) < limit:
+        info = run_info(Path(parent))
+        chain.append(f"{info.name}/{Path(parent).name} ({info.objective})")
+        parent = info.parent
+    return chain
 
 
 def find_runs(root: Path | str = DEFAULT_ROOT, recipe: str | None = None) -> list[RunInfo]:
@@ -156,6 +173,8 @@ def runs_table(runs: list[RunInfo]) -> str:
         rel = rel if len(rel) <= 44 else "…" + rel[-43:]
         lines.append(f"{rel:<44} {r.status:<9} {r.name[:13]:<13} {r.backend:<8} {loss:<18} "
                      f"{_fmt(s.get('eval_loss'), '{:.3f}'):<8} {r.eval_headline()}")
+        if r.parent:  # a run started from another (init.run): the chain back to the base
+            lines.append(f"  {r.objective} <- " + " <- ".join(lineage(r)))
     return "\n".join(lines)
 
 

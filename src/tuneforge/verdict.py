@@ -56,7 +56,9 @@ def data_size(run: RunConfig) -> DataSize:
         with Path(prep.train).open(encoding="utf-8") as f:
             for line in f:
                 if line.strip():
-                    msgs = json.loads(line)["messages"]
+                    row = json.loads(line)  # a conversation, or a preference row: both sides are forwarded
+                    msgs = row.get("messages") or [*row["prompt"], *row.get("chosen", []), *row.get("rejected", []),
+                                                   *row.get("completion", [])]
                     messages += len(msgs)
                     chars += sum(len(m.get("content") or "") for m in msgs)
         tokens = int(chars / CHARS_PER_TOKEN + messages * TOKENS_PER_MESSAGE)

@@ -84,6 +84,8 @@ def test_axolotl_validator_accepts_every_recipe_and_method() -> None:
             continue
         for method in ("full", "lora", "qlora"):
             overrides = [f"recipe={recipe}", "backend=axolotl", f"method={method}"]
+            if "run: latest" in (recipes_dir() / f"{recipe}.yaml").read_text():
+                overrides.append("init.run=null")  # axolotl starts from base_model (a merged parent) only
             if method == "qlora" and "tiny" in recipe:
                 overrides.append("method.quantization.compute_dtype=float32")
             cfg = build_axolotl_config(load_run_config(overrides), RUN_DIR)
@@ -187,3 +189,24 @@ def test_axolotl_resumes_from_the_latest_complete_checkpoint(out_root: Path) -> 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["resumed_from"] == "checkpoint-2" and summary["steps"] == 4
     assert [r["step"] for r in read_metrics(run_dir) if r.get("event") == "train"] == [1, 2, 3, 4]
+
+
+@pytest.mark.axolotl
+@pytest.mark.parametrize("loss, rl", [("sigmoid", "dpo"), ("ipo", "ipo"), ("simpo", "simpo")])
+def test_dpo_translation_passes_axolotls_validator(loss: str, rl: str) -> None:
+    cfg = _cfg("recipe=lora-tiny", "backend.device=cpu", "objective=dpo", "dataset=dalat-pairs",
+               f"objective.loss_type={loss}", "objective.beta=0.2", "objective.max_prompt_length=64")
+    assert (cfg["rl"], cfg["rl_beta"], cfg["max_prompt_len"]) == (rl, 0.2, 64)
+    assert cfg["datasets"][0]["type"] == "chat_template.default" and cfg["datasets"][0]["field_messages"] == "prompt"
+    validated = validate_axolotl_config(cfg)
+    assert validated["rl"] == rl and validated["rl_beta"] == 0.2
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["objective=orpo"], "objective=orpo is not trained by backend=axolotl"),
+    (["objective=dpo", "objective.loss_type=hinge"], "axolotl's rl: has no such loss"),
+    (["objective=dpo", "objective.max_completion_length=32"], "axolotl has max_prompt_len only"),
+])
+def test_axolotl_preference_refusals(overrides: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_run_config(["backend=axolotl", "recipe=lora-tiny", "dataset=dalat-pairs", *overrides])

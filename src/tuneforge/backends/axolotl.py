@@ -44,7 +44,7 @@ from tuneforge.backends.axolotl_config import (  # noqa: F401  (the translation'
     model_path,
     on_cpu,
 )
-from tuneforge.schema.components import BackendBase, LossMask
+from tuneforge.schema.components import CONVERSATION_FORMATS, BackendBase, LossMask
 from tuneforge.schema.run import RunConfig
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,8 @@ def quiet_axolotl_env(offline: bool = False) -> None:
 
 class AxolotlBackend(BackendBase):
     name = "axolotl"
+    objectives = ("sft", "dpo")  # objective=... it trains (tuneforge.schema.objective)
+    data_formats = (*CONVERSATION_FORMATS, "preference")
 
     def coverage(self) -> dict[str, str]:
         from tuneforge.backends.coverage import AXOLOTL
@@ -218,6 +220,9 @@ class AxolotlBackend(BackendBase):
                    "parallel")
         if b.dataset_processes is not None and b.dataset_processes < 1:
             yield f"backend.dataset_processes={b.dataset_processes} must be >= 1 (or null)"
+        from tuneforge.backends.axolotl_rl import rl_problems
+
+        yield from rl_problems(run)
 
     def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]:
         """What ``prepare`` writes, for ``plan`` (no torch, no axolotl, nothing prepared)."""

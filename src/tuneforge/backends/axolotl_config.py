@@ -228,6 +228,10 @@ def build_axolotl_config(run: RunConfig, run_dir: Path, *, base_model: str | Non
             cfg["wandb_entity"] = t.entity
     elif t.name == "tensorboard":
         cfg["use_tensorboard"] = True
+    if run.objective.is_preference:  # rl: dpo|ipo|simpo on the prepared pairs (tuneforge.backends.axolotl_rl)
+        from tuneforge.backends.axolotl_rl import rl_settings
+
+        cfg.update(rl_settings(run, {k: v for k, v in data.items() if k != "val" or "test_datasets" in cfg}))
     from tuneforge.backends.escape_hatch import merge_hatch  # a hatch `plugins` list extends tuneforge's
 
     return merge_hatch(cfg, dict(b.additional_parameters))

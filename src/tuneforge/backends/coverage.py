@@ -16,7 +16,7 @@ from typing import Any
 
 from tuneforge.schema.run import RunConfig
 
-GROUPS = ("method", "model", "optim", "hparams", "tracking")
+GROUPS = ("method", "model", "optim", "hparams", "tracking", "objective")
 MAPPED = "mapped"
 
 
@@ -31,6 +31,9 @@ def unsupported(reason: str) -> str:
 # the native backend reads the RunConfig itself (strategy, load_model, SFTConfig, tracking callbacks)
 _NATIVE_NA = {
     "model.num_parameters": na("memory estimates only (plan)"),
+    # TRL 1.9's preference configs truncate the whole sequence only (tuneforge.backends.preference refuses them)
+    "objective.max_prompt_length": unsupported("the installed TRL truncates the whole sequence only"),
+    "objective.max_completion_length": unsupported("the installed TRL truncates the whole sequence only"),
 }
 
 AXOLOTL: dict[str, str] = {
@@ -61,6 +64,11 @@ AXOLOTL: dict[str, str] = {
     "hparams.save_steps": MAPPED, "hparams.save_total_limit": MAPPED, "hparams.gradient_checkpointing": MAPPED,
     "hparams.mixed_precision": MAPPED, "hparams.dataloader_num_workers": MAPPED,
     "tracking.name": MAPPED, "tracking.project": MAPPED, "tracking.entity": MAPPED, "tracking.mode": MAPPED,
+    "objective.name": MAPPED + " (dpo: rl; sft: no rl key; orpo/kto refused: other row shapes)",
+    "objective.beta": MAPPED + " (rl_beta)", "objective.loss_type": MAPPED + " (rl: dpo|ipo|simpo)",
+    "objective.reference": MAPPED + " (precomputed: precompute_ref_log_probs)",
+    "objective.max_prompt_length": MAPPED + " (max_prompt_len)", "objective.simpo_gamma": MAPPED,
+    "objective.max_completion_length": unsupported("axolotl has max_prompt_len only; leave it null"),
     "tracking.tags": unsupported("axolotl's config has no wandb tags; use backend=native, or pass them as "
                                  "+launcher.env.WANDB_TAGS=a,b"),
 }
@@ -123,6 +131,12 @@ def openai_table() -> dict[str, str]:
             out[key] = unsupported(_OPENAI_HPARAM_WHY.get(leaf, "a hosted job has no such setting"))
         elif key == "tracking.name":
             out[key] = unsupported("not wired for backend=openai (metrics.jsonl has the job's metrics)")
+        elif key == "objective.name":
+            out[key] = MAPPED + " (method.type: supervised | dpo; orpo/kto refused)"
+        elif key == "objective.beta":
+            out[key] = MAPPED + " (method.dpo.hyperparameters.beta)"
+        elif group == "objective":
+            out[key] = unsupported("OpenAI's DPO job takes beta only (its reference is the job's starting model)")
         else:
             out[key] = na("tracking is refused for backend=openai (tracking.name)")
     return out
@@ -150,6 +164,10 @@ def sentence_transformers_table() -> dict[str, str]:
             out[key] = na("memory estimates only (plan)")
         elif key == "hparams.seq_len":
             out[key] = MAPPED + " (max_seq_length while training, unless backend.max_seq_length)"
+        elif key == "objective.name":
+            out[key] = MAPPED + " (sft only: a contrastive loss over pairs; preference objectives are refused)"
+        elif key.startswith("objective."):
+            out[key] = na("preference settings: objective=sft is the only objective an embedding model trains")
         else:
             out[key] = MAPPED
     return out

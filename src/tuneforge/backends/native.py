@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.backends.hf_trainer import MetricsCallback, trainer_arguments
-from tuneforge.schema.components import BackendBase, LossMask
+from tuneforge.schema.components import CONVERSATION_FORMATS, BackendBase, LossMask
+from tuneforge.schema.dataset import PREFERENCE_FORMATS
 from tuneforge.schema.run import RunConfig
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 class NativeBackend(BackendBase):
     name = "native"
+    objectives = ("sft", "dpo", "orpo", "kto")  # objective=... it trains (tuneforge.schema.objective)
+    data_formats = (*CONVERSATION_FORMATS, *PREFERENCE_FORMATS)
 
     def coverage(self) -> dict[str, str]:
         from tuneforge.backends.coverage import native_table
@@ -46,6 +49,9 @@ class NativeBackend(BackendBase):
             yield (f"method={run.method.name} with distributed={d.name} on backend=native: the native backend "
                    "places the quantized model per GPU (device_map), which ZeRO-3 cannot shard; use "
                    "distributed=zero2, or backend=axolotl (it loads QLoRA for ZeRO-3)")
+        from tuneforge.backends.preference import check_preference  # objective=dpo|orpo|kto
+
+        yield from check_preference(run)
 
     def run_in_process(self, run: RunConfig, run_dir: Path) -> dict[str, Any]:
         return self.train(run, run_dir)
@@ -69,6 +75,12 @@ class NativeBackend(BackendBase):
             from tuneforge.console import quiet_library_progress
 
             quiet_library_progress()
+        if run.objective.is_preference:  # TRL's DPO/ORPO/KTO trainers (tuneforge.backends.preference)
+            from tuneforge.backends.preference import build_preference_trainer
+
+            trainer, tokenizer = build_preference_trainer(run, run_dir, callbacks or [], verbose)
+            _one_live_line(trainer, run, verbose)
+            return trainer, tokenizer
         strategy = get_strategy(run)
         data = prepare_splits(run.dataset)
         tokenizer = load_tokenizer(run)
@@ -125,14 +137,7 @@ class NativeBackend(BackendBase):
         from tuneforge.training_guards import check_train_dataset
 
         check_train_dataset(trainer, run)  # truncation may have left nothing to train on
-        if not verbose:  # one live line (tuneforge.console) instead of the Trainer's printed log dicts
-            from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-            from tuneforge.console import TrainProgressCallback
-
-            trainer.remove_callback(PrinterCallback)
-            trainer.remove_callback(ProgressCallback)
-            trainer.add_callback(TrainProgressCallback(run.name))
+        _one_live_line(trainer, run, verbose)
         if run.distributed.zero_stage is not None and not trainer.is_deepspeed_enabled:
             from tuneforge.errors import LaunchError  # never let a ZeRO run quietly train as plain DDP
 
@@ -188,7 +193,22 @@ class NativeBackend(BackendBase):
             "wall_s": time.perf_counter() - t0,
             "weights": out_name,
             "world_size": trainer.args.world_size,
+            "objective": run.objective.name,
+            **({"parent": run.init.run} if run.init.run else {}),
         }
+
+
+def _one_live_line(trainer: Any, run: RunConfig, verbose: bool) -> None:
+    """One live line (tuneforge.console) instead of the Trainer's printed log dicts."""
+    if verbose:
+        return
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from tuneforge.console import TrainProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(TrainProgressCallback(run.name))
 
 
 class _DropFlashAttentionAdvice(logging.Filter):

@@ -235,8 +235,14 @@ def check_split(path: Path, enc: Encoder, limit: int | None, errors: list[str], 
             except json.JSONDecodeError as exc:
                 errors.append(f"{display}:{lineno}: O001 not JSON ({exc.msg})")
                 continue
-            messages = obj.get("messages") if isinstance(obj, dict) else None
-            problems = message_problems(messages)
+            if isinstance(obj, dict) and "input" in obj:  # a DPO line (tuneforge.backends.openai_dpo)
+                from tuneforge.backends.openai_dpo import dpo_example_problems, dpo_messages
+
+                problems = dpo_example_problems(obj)
+                messages = None if problems else [*dpo_messages(obj), *obj["non_preferred_output"]]
+            else:
+                messages = obj.get("messages") if isinstance(obj, dict) else None
+                problems = message_problems(messages)
             errors.extend(f"{display}:{lineno}: {rule} {msg}" for rule, msg in problems)
             if problems:
                 continue

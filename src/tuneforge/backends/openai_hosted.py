@@ -35,7 +35,7 @@ from tuneforge.backends.openai_request import (  # noqa: F401  (the names the ba
     hyperparameters,
 )
 from tuneforge.errors import ConfigError, DataError
-from tuneforge.schema.components import BackendBase, LossMask
+from tuneforge.schema.components import CONVERSATION_FORMATS, BackendBase, LossMask
 from tuneforge.schema.run import HParamsConfig, RunConfig
 from tuneforge.strategies.registry import get_strategy
 
@@ -51,6 +51,8 @@ def _job_create_fields() -> set[str] | None:
 class OpenAIBackend(BackendBase):
     name = "openai"
     hosted = True  # trains on the provider's servers: no local weights, memory estimate or model download
+    objectives = ("sft", "dpo")  # objective=... it trains (tuneforge.schema.objective)
+    data_formats = (*CONVERSATION_FORMATS, "preference")
 
     def coverage(self) -> dict[str, str]:
         from tuneforge.backends.coverage import openai_table
@@ -127,6 +129,7 @@ class OpenAIBackend(BackendBase):
                     yield (f"backend.additional_parameters.{key}: not a field of OpenAI's job request; valid: "
                            + ", ".join(sorted(fields)))
         yield from self._check_reattach(run)
+        yield from _objective_problems(run)
 
     def _check_reattach(self, run: RunConfig) -> Iterable[str]:
         """run_dir= of an earlier job: this config must describe the same job, or it would not be re-attached."""
@@ -158,6 +161,10 @@ class OpenAIBackend(BackendBase):
         files = {"train": Path(data.train)}
         if data.sizes.get("val", 0) > 0:
             files["val"] = Path(data.val)
+        if run.objective.name == "dpo":  # OpenAI's DPO lines, written once beside the prepared splits
+            from tuneforge.backends.openai_dpo import write_dpo_file
+
+            files = {k: write_dpo_file(p, p.parent / f"openai-dpo-{p.name}") for k, p in files.items()}
         return files
 
     def data_check(self, run: RunConfig) -> Any:
@@ -246,6 +253,21 @@ class OpenAIBackend(BackendBase):
 
     def run_in_process(self, run: RunConfig, run_dir: Path) -> dict[str, Any] | None:
         return self.train(run, run_dir)
+
+
+def _objective_problems(run: RunConfig) -> Iterable[str]:
+    """OpenAI's DPO job has one loss, one beta and its own reference (the model being tuned)."""
+    o = run.objective
+    if o.name != "dpo":
+        return
+    if o.loss != "sigmoid":
+        yield f"objective.loss_type={o.loss}: OpenAI's DPO job has one loss (sigmoid); leave it null"
+    for key in ("max_prompt_length", "max_completion_length"):
+        if getattr(o, key) is not None:
+            yield f"objective.{key}: OpenAI's DPO job has no such setting; leave it null"
+    if run.init.run is not None:
+        yield ("init.run: an OpenAI job starts from model.name_or_path; to continue a fine-tuned model, set "
+               "model.name_or_path=ft:... (its id) and init.run=null")
 
 
 def _confirm(question: str) -> bool:

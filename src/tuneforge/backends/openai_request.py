@@ -67,7 +67,11 @@ def build_job_request(run: RunConfig, training_file: str, validation_file: str |
     req: dict[str, Any] = {"model": run.model.name_or_path, "training_file": training_file}
     if validation_file:
         req["validation_file"] = validation_file
-    req["method"] = {"type": "supervised", "supervised": {"hyperparameters": hyperparameters(run)}}
+    if run.objective.name == "dpo":  # openai.types.fine_tuning.DpoMethodParam: beta beside the supervised ones
+        req["method"] = {"type": "dpo", "dpo": {"hyperparameters": {**hyperparameters(run),
+                                                                    "beta": run.objective.beta}}}
+    else:
+        req["method"] = {"type": "supervised", "supervised": {"hyperparameters": hyperparameters(run)}}
     req["seed"] = run.hparams.seed
     if b.suffix:
         req["suffix"] = b.suffix

@@ -26,7 +26,7 @@ from typing import Any
 
 from tuneforge.backends.hf_trainer import trainer_arguments
 from tuneforge.schema.components import BackendBase, LossMask
-from tuneforge.schema.dataset import FORMAT_NAMES
+from tuneforge.schema.dataset import FORMAT_NAMES, PREFERENCE_FORMATS
 from tuneforge.schema.run import RunConfig
 from tuneforge.strategies.registry import get_strategy
 
@@ -228,7 +228,9 @@ def _make_loss(run: RunConfig, model: Any) -> Any:
 class SentenceTransformersBackend(BackendBase):
     name = NAME
     task = "embedding"
-    data_formats = tuple(f for f in FORMAT_NAMES if f != "sharegpt")  # single texts and single-turn Q&A
+    objectives = ("sft",)  # objective=... it trains (tuneforge.schema.objective)
+    # single texts and single-turn Q&A
+    data_formats = tuple(f for f in FORMAT_NAMES if f not in ("sharegpt", *PREFERENCE_FORMATS))
 
     def coverage(self) -> dict[str, str]:
         from tuneforge.backends.coverage import sentence_transformers_table

@@ -72,6 +72,9 @@ def load_run_config(overrides: Sequence[str] = (), command: str = "train") -> Ru
         if not found:
             raise ConfigError(f"run_dir=latest: no run of {run.name} under {run.output_root}/ to resume")
         run.run_dir = str(found[0].path.resolve())
+    from tuneforge.config.objective_checks import resolve_init
+
+    resolve_init(run)  # init.run=latest -> the parent's directory, recorded in config.yaml
     validate(run)
     return run
 

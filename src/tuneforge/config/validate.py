@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from tuneforge.config.objective_checks import check_init, check_objective
 from tuneforge.config.run_checks import check_run
 from tuneforge.errors import ConfigError
 from tuneforge.evaluation.checks import check_eval
@@ -153,7 +154,7 @@ def check_dataset(run: RunConfig) -> Iterable[str]:
 
 
 CHECKS: list[Check] = [check_core, _component_checks, check_dataset, check_eval, check_tracking, check_gpu,
-                       check_run]
+                       check_run, check_objective, check_init]
 
 
 def validate(run: RunConfig) -> RunConfig:

@@ -65,6 +65,13 @@ RULES: dict[str, Rule] = {r.id: r for r in [
     Rule("D070", "forbidden-claim", "error", "reject", "an answer states a claim the dataset forbids (fact guard)"),
     Rule("D071", "probe-question", "error", "reject",
          "a question repeats a probe question (dataset.probes): probes are held out, never trained on"),
+    # preference data (tuneforge.data.preference)
+    Rule("D080", "same-sides", "error", "reject", "the chosen answer is identical to the rejected one"),
+    Rule("D081", "empty-side", "error", "reject", "the chosen or the rejected answer (KTO: the completion) is empty"),
+    Rule("D082", "missing-prompt", "error", "reject", "the pair has no prompt (or no user turn)"),
+    Rule("D083", "inverted-pair", "error", "reject",
+         "the rejected answer passes every answer check while the chosen one fails one: swapped sides?"),
+    Rule("D084", "bad-label", "error", "reject", "KTO: desirable is not true/false (yes/no)"),
 ]}
 
 REJECTING = frozenset(r.id for r in RULES.values() if r.action == "reject")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import DataError
 from tuneforge.paths import cache_dir, project_root
-from tuneforge.schema.dataset import DatasetConfig, dataset_problems
+from tuneforge.schema.dataset import PREFERENCE_FORMATS, DatasetConfig, dataset_problems
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,12 @@ def prepare_splits(ds: DatasetConfig, *, run: RunConfig | None = None, count_tok
 
     src = _check(ds)
     final = prepared_dir(ds)
+    if ds.format in PREFERENCE_FORMATS:  # pairs / KTO rows: their own rules, same split and cache contract
+        from tuneforge.data.preference import prepare_preference
+
+        report = prepare_preference(ds, src, final, _display(src), force=force)
+        return PreparedData(final / "train.jsonl", final / "val.jsonl", final / "test.jsonl", report["splits"],
+                            dir=final, report=report, report_path=final / "report.json")
     want_tokens = count_tokens and run is not None
     tok_report = final / f"report-tokens-{tokens_key(run)}.json" if want_tokens else None
     base_report = final / "report.json"

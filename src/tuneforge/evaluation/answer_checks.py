@@ -1,89 +1,18 @@
-"""Reading every generated answer as a person would: is it usable, and if not, why.
-
-An answer is **usable** when it is not degenerate and passes the dataset's own checks:
-
-- degenerate: empty; a repetition loop (a run of 3+ words repeated 3+ times, or fewer than half of its word
-  pairs distinct); off topic (it shares none of the question's content terms: the weather question answered
-  with ticket prices); cut off (no end of turn within ``max_new_tokens``); mostly not in the language of the
-  reference (its share of non-ASCII letters far below the reference's: an English answer to a Vietnamese
-  question); the Unicode replacement character (bytes cut mid-character);
-- the style checks (``dataset.style_checks``) that apply to it;
-- the fact guard, both ways (``dataset.forbidden_claims``: the claim's regex, and the paraphrase check);
-- the required claim of a probe question (``required``): the trap question "Đà Lạt có biển không?" must say
-  there is no sea.
-
-The usable rate heads the verdict: overlap metrics (ROUGE-L, chrF) and the style rate measure form, and a
-model whose answers are word salad that opens with "Dạ" scores well on form.
+"""Reviewing sets of generated answers (eval): each answer by :func:`tuneforge.data.answer_review.review_answer`
+(degeneration, style checks, fact guard, a probe's required fact), with the topic check learnt from the
+dataset's prepared training split.
 """
 
 from __future__ import annotations
 
 import functools
-import re
-import unicodedata
 from collections import Counter
 from typing import Any
 
+from tuneforge.data.answer_review import TopicCheck, repetition_loop, review_answer, wrong_language
 from tuneforge.schema.dataset import DatasetConfig
 
-LOOP_NGRAM = 3  # words
-LOOP_REPEATS = 3  # the same word n-gram this many times = a loop
-DISTINCT_MIN_WORDS = 24  # distinct-2 is judged only on answers at least this long
-DISTINCT_2_MIN = 0.5
-LANGUAGE_RATIO = 0.3  # the answer's non-ASCII letter share below 0.3 x the reference's = another language
-LANGUAGE_MIN_SHARE = 0.08  # ... only for references that have that many non-ASCII letters
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(unicodedata.normalize("NFC", text).casefold())
-
-
-def repetition_loop(text: str) -> str | None:
-    """Why ``text`` loops ('"x y z" 4 times', 'distinct-2 0.31'), or None."""
-    words = _words(text)
-    # n-grams with a number are a list's structure ("150.000–250.000 đồng/người" per line), not a loop
-    grams = Counter(g for g in (tuple(words[i:i + LOOP_NGRAM]) for i in range(len(words) - LOOP_NGRAM + 1))
-                    if not any(w.isdigit() for w in g))
-    if grams:
-        gram, n = grams.most_common(1)[0]
-        if n >= LOOP_REPEATS:
-            return f"\"{' '.join(gram)}\" {n} times"
-    if len(words) >= DISTINCT_MIN_WORDS:
-        pairs = [tuple(words[i:i + 2]) for i in range(len(words) - 1)]
-        distinct = len(set(pairs)) / len(pairs)
-        if distinct < DISTINCT_2_MIN:
-            return f"distinct-2 {distinct:.2f}"
-    return None
-
-
-TOPIC_STOP_SHARE = 0.06  # a word in at least 6% of the training questions is a function word, not a topic
-
-
-class TopicCheck:
-    """Is an answer about its question? The question's content terms (word pairs and words of 3+ letters that
-    are not function words) must appear in the answer. Function words come from the data itself: the words of
-    at least ``TOPIC_STOP_SHARE`` of the training questions ("Đà Lạt", "có", "không", "bao nhiêu", and the
-    augmentation templates' "Xin hỏi", "Tư vấn giúp mình"), so no language-specific list is needed. A question
-    made only of function words is never judged. Measured on the 128 Đà Lạt reference answers: 8 are judged
-    off topic (6%: they answer "Thời tiết thế nào?" with "khí hậu", without the question's words)."""
-
-    def __init__(self, questions: list[str]):
-        df = Counter(w for q in questions for w in set(_words(q)))
-        self.stop = {w for w, n in df.items() if n >= TOPIC_STOP_SHARE * max(len(questions), 1)}
-
-    def terms(self, question: str) -> tuple[list[tuple[str, str]], list[str]]:
-        w = _words(question)
-        pairs = [(a, b) for a, b in zip(w, w[1:]) if a not in self.stop and b not in self.stop]
-        return pairs, [a for a in w if a not in self.stop and len(a) >= 3]
-
-    def off_topic(self, question: str, answer: str) -> bool:
-        pairs, words = self.terms(question)
-        if not pairs and not words:
-            return False
-        aw = _words(answer)
-        return not (set(pairs) & set(zip(aw, aw[1:])) or set(words) & set(aw))
+__all__ = ["TopicCheck", "repetition_loop", "review_answer", "review_answers", "topic_check", "wrong_language"]
 
 
 def topic_check(ds: DatasetConfig) -> TopicCheck | None:
@@ -106,51 +35,10 @@ def _topic_check_of(train_path: str) -> TopicCheck | None:
     with open(train_path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
-                questions += [m["content"] for m in json.loads(line)["messages"] if m.get("role") == "user"]
+                row = json.loads(line)  # an SFT conversation, or a preference pair's prompt
+                questions += [m["content"] for m in row.get("messages", row.get("prompt", []))
+                              if m.get("role") == "user"]
     return TopicCheck(questions) if len(questions) >= 20 else None
-
-
-def non_ascii_share(text: str) -> float:
-    letters = [c for c in unicodedata.normalize("NFC", text) if c.isalpha()]
-    return sum(not c.isascii() for c in letters) / len(letters) if letters else 0.0
-
-
-def wrong_language(answer: str, reference: str) -> bool:
-    ref = non_ascii_share(reference)
-    return ref >= LANGUAGE_MIN_SHARE and non_ascii_share(answer) < LANGUAGE_RATIO * ref
-
-
-def review_answer(ds: DatasetConfig, guard: Any, answer: str, *, reference: str | None, prompt: str,
-                  new_tokens: int | None, max_new_tokens: int | None,
-                  required: str | None = None, required_message: str = "",
-                  topic: TopicCheck | None = None) -> list[str]:
-    """The reasons ``answer`` is not usable (empty: usable). Each reason is one short phrase a reader checks."""
-    reasons: list[str] = []
-    text = answer.strip()
-    if not text:
-        return ["empty answer"]
-    loop = repetition_loop(text)
-    if loop:
-        reasons.append(f"repetition loop ({loop})")
-    if topic is not None and topic.off_topic(prompt, text):
-        reasons.append("off topic (none of the question's content words)")
-    if "\ufffd" in text:
-        reasons.append("broken characters (U+FFFD)")
-    if new_tokens is not None and max_new_tokens and new_tokens >= max_new_tokens:
-        reasons.append(f"cut off (no end of turn within {max_new_tokens} tokens)")
-    if wrong_language(text, reference or prompt):
-        reasons.append("not in the language of the question")
-    for c in ds.style_checks:
-        if c.when_reference and (reference is None or not re.search(c.when_reference, reference, re.I)):
-            continue  # a probe has no reference: only the checks that apply to every answer
-        if not re.search(c.pattern, text, re.I):
-            reasons.append(f"style: {c.description or c.id}")
-    for hit in guard.find(text):
-        how = "forbidden claim" if hit.check == "pattern" else "forbidden claim, paraphrased"
-        reasons.append(f"{how} [{hit.id}]: \"{hit.match[:80]}\"")
-    if required and not re.search(required, unicodedata.normalize("NFC", text), re.I):
-        reasons.append(f"misses the right fact: {required_message or required}")
-    return reasons
 
 
 def review_answers(ds: DatasetConfig, answers: list[str], *, references: list[str | None], prompts: list[str],

@@ -179,6 +179,10 @@ def load_base(art: RunArtifacts, *, dequantized: bool = False) -> Any:
     from tuneforge.models import load_model, torch_dtype
     from tuneforge.strategies.registry import get_strategy
 
+    if art.run.init.run is not None:  # started from an earlier run: its weights are this run's base
+        from tuneforge.backends.preference import merged_parent
+
+        return merged_parent(Path(art.run.init.run)).to(device()).eval()
     strategy = get_strategy(art.run)
     quant = strategy.quantization_config(art.run) if art.is_qlora else None
     if quant is None:

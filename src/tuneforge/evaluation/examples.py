@@ -54,7 +54,8 @@ def load_test_examples(run: RunConfig, max_samples: int, split: str = "test") ->
         for n, line in enumerate(f):
             if not line.strip():
                 continue
-            msgs = json.loads(line)["messages"]
+            row = json.loads(line)  # an SFT conversation, or a preference pair (its prompt + chosen answer)
+            msgs = row["messages"] if "messages" in row else [*row["prompt"], *row.get("chosen", [])]
             last = max((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), default=None)
             if last is None or last == 0:
                 continue

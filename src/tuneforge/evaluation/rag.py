@@ -27,9 +27,8 @@ class Hit:
 def retriever_model_path(cfg: RetrieverConfig) -> tuple[str, str]:
     """(directory of the embedding model, a description of it for the report)."""
     if cfg.run:
-        from tuneforge.evaluation.artifacts import open_run
-
         from tuneforge.backends.registry import get_backend
+        from tuneforge.evaluation.artifacts import open_run
 
         art = open_run(Path(cfg.run))
         if get_backend(art.run.backend.name).task != "embedding":

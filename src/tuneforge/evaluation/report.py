@@ -171,6 +171,9 @@ def render_markdown(results: dict[str, Any], has_curve: bool) -> str:
         "Loss and perplexity: lower is better. BLEU, chrF, ROUGE-L and exact match: 0–100, higher is better.",
         "",
     ]
+    from tuneforge.evaluation.report_preference import preference_markdown
+
+    out += preference_markdown(results)  # a preference run: reward accuracy and margin, starting vs tuned
     bad = unusable_answers(results)
     if _review(results, "finetuned") is not None:
         out += [f"## Fine-tuned answers a reader would reject ({len(bad)})", ""]
@@ -221,6 +224,8 @@ def _answer(title: str, text: str, cls: str) -> str:
 
 
 def render_html(results: dict[str, Any], png: bytes | None) -> str:
+    from tuneforge.evaluation.report_preference import preference_html
+
     rows = metric_rows(results)
     by_key = {r.metric.key: r for r in rows}
     judged = [r for r in rows if r.verdict != "info"]
@@ -316,6 +321,7 @@ def render_html(results: dict[str, Any], png: bytes | None) -> str:
 <div class="cards">{''.join(cards)}</div>
 {ladder_html(results)}
 {rejected}
+{preference_html(results)}
 <h2>Metrics</h2>
 {''.join(table)}
 <p class="note">Loss and perplexity on the assistant tokens: lower is better. Exact match, BLEU, chrF and

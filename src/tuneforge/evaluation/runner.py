@@ -249,22 +249,28 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
         return evaluate_local_ladder(art, cfg, LocalEngine(generate_answers, prompt_text, _models), quiet=quiet,
                                      write_report=write_report)
     tokenizer = load_run_tokenizer(art)
-    examples = load_test_examples(run, cfg.max_samples, cfg.split)
+    from tuneforge.evaluation.preference_eval import generation_run, preference_results
+
+    gen = generation_run(run)  # a preference run started from an SFT run answers the SFT run's questions
+    examples = load_test_examples(gen, cfg.max_samples, cfg.split)
     log.info("evaluating %s on %d test examples (base vs fine-tuned)", art.run_dir, len(examples))
     longest_reference = warn_if_references_cut(tokenizer, examples, cfg.max_new_tokens)
     from tuneforge.data.probes import load_probes
 
-    probes = load_probes(run.dataset) if cfg.probes and cfg.split == "test" else []
+    probes = load_probes(gen.dataset) if cfg.probes and cfg.split == "test" else []
+    preference: dict[str, Any] = {}
     sides: dict[str, dict[str, float]] = {}
     answers: dict[str, list[str]] = {}
     probe_sides: dict[str, dict[str, Any]] = {}
     with _models(art) as (base_desc, base_ctx, tuned_desc, tuned_ctx):
         with base_ctx() as model:
             sides["base"], answers["base"], probe_sides["base"] = score_model(
-                model, tokenizer, examples, run, cfg, "base", probes)
+                model, tokenizer, examples, gen, cfg, "base", probes)
         with tuned_ctx() as model:
             sides["finetuned"], answers["finetuned"], probe_sides["finetuned"] = score_model(
-                model, tokenizer, examples, run, cfg, "fine-tuned", probes)
+                model, tokenizer, examples, gen, cfg, "fine-tuned", probes)
+            if run.objective.is_preference:  # reward accuracy and margin on held-out pairs, both models
+                preference = preference_results(art, model, tokenizer)
     style = {side: sides[side].pop("_style") for side in sides}
     from tuneforge.evaluation.results import ab_results, publish_results
 
@@ -273,6 +279,10 @@ def evaluate_run(run_dir: Path, *, eval_config: EvalConfig | None = None, base: 
     results["decoding"]["longest_reference_tokens"] = longest_reference
     if probes:
         results["probes"] = probe_results(probes, probe_sides)
+    if preference:
+        results["preference"] = preference
+        results["reward_accuracy"] = preference["reward_accuracy"]  # eval.json's headline for a preference run
+        results["reward_margin"] = preference["reward_margin"]
     publish_results(art.run_dir, results, write_report=write_report, quiet=quiet)
     if run.tracking.name != "none":
         from tuneforge.evaluation.metrics import METRICS

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from tuneforge.errors import ConfigError
-from tuneforge.schema.dataset import EMBEDDING_FORMATS, FORMAT_NAMES
+from tuneforge.schema.dataset import EMBEDDING_FORMATS, FORMAT_NAMES, PREFERENCE_FORMATS
 from tuneforge.schema.run import RunConfig
 
 # what a backend trains: a next-token model on conversations, an embedding model on texts, or a next-token
@@ -32,7 +32,8 @@ TaskKind = Literal["causal-lm", "embedding", "preference"]
 # where the loss falls: the assistant turns only, every token, or the provider decides (hosted)
 LossMask = Literal["assistant-only", "all-tokens", "provider"]
 # the dataset formats holding conversations (every generating backend reads these)
-CONVERSATION_FORMATS: tuple[str, ...] = tuple(f for f in FORMAT_NAMES if f not in EMBEDDING_FORMATS) + ("pairs",)
+CONVERSATION_FORMATS: tuple[str, ...] = tuple(f for f in FORMAT_NAMES
+                                              if f not in EMBEDDING_FORMATS + PREFERENCE_FORMATS) + ("pairs",)
 
 
 class Strategy(Protocol):
@@ -53,6 +54,7 @@ class Backend(Protocol):
     hosted: bool  # trains on a provider's servers: no local weights, no model download, no memory estimate
     task: TaskKind
     data_formats: tuple[str, ...]  # the dataset formats it trains on; any other is refused at compose time
+    objectives: tuple[str, ...]  # the objectives it trains (tuneforge.schema.objective.OBJECTIVES)
 
     def coverage(self) -> dict[str, str]:
         """Every training setting (``tuneforge.backends.coverage.settings_fields``): ``mapped``, ``n/a: why``
@@ -91,6 +93,7 @@ class BackendBase:
     hosted: bool = False
     task: TaskKind = "causal-lm"
     data_formats: tuple[str, ...] = CONVERSATION_FORMATS
+    objectives: tuple[str, ...] = ("sft",)
 
     def coverage(self) -> dict[str, str]:
         raise NotImplementedError(f"backend {self.name!r} does not say what it does with each setting")

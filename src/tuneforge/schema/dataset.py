@@ -14,9 +14,13 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-FORMAT_NAMES = ("chat", "alpaca", "completion", "sharegpt", "csv_qa", "pairs", "triplets", "scored_pairs")
+FORMAT_NAMES = ("chat", "alpaca", "completion", "sharegpt", "csv_qa", "pairs", "triplets", "scored_pairs",
+                "preference", "kto")
 # embedding-training formats (tuneforge.data.embedding_formats); the others are conversations
 EMBEDDING_FORMATS = ("pairs", "triplets", "scored_pairs")
+# preference-tuning formats (tuneforge.data.preference): prompt + chosen + rejected, or KTO's prompt + completion
+# + desirable; they train objective=dpo|orpo|kto, never SFT
+PREFERENCE_FORMATS = ("preference", "kto")
 AUGMENT_METHODS = ("none", "templates")
 
 
@@ -43,6 +47,9 @@ class FieldMap:
     text1: str = "text1"  # scored_pairs: two texts and a similarity score in [0, 1]
     text2: str = "text2"
     score: str = "score"
+    chosen: str = "chosen"  # preference: the better answer (text, or a list of assistant messages)
+    rejected: str = "rejected"  # preference: the worse answer
+    desirable: str = "desirable"  # kto: is `completion` a good answer (true/false, yes/no)
     category: Optional[str] = "category"  # any format: a per-row category (missing column/key = none)
     group: Optional[str] = None  # any format: rows sharing a value stay in one split (default: same question)
     system: Optional[str] = "system"  # alpaca/completion/csv_qa: a per-row system prompt, if the field exists
@@ -157,6 +164,9 @@ class DatasetConfig:
     passages: Optional[str] = None
     rag: RagConfig = field(default_factory=RagConfig)
     rag_training: RagTrainingConfig = field(default_factory=RagTrainingConfig)
+    # preference data: pairs held out of every stage (built from the SFT test questions); eval scores reward
+    # accuracy on them beside the test split
+    heldout: Optional[str] = None
 
 
 def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str]:

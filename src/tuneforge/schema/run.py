@@ -19,6 +19,7 @@ from tuneforge.schema.dataset import DatasetConfig
 from tuneforge.schema.evaluation import EvalConfig
 from tuneforge.schema.gpu import GpuConfig
 from tuneforge.schema.launch import DistributedConfig, LauncherConfig
+from tuneforge.schema.objective import InitConfig, ObjectiveConfig
 from tuneforge.schema.tracking import TrackingConfig
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -152,6 +153,10 @@ class RunConfig:
     distributed: DistributedConfig = MISSING
     tracking: TrackingConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # sft | dpo | orpo | kto (conf/objective/); a default so older run directories still read
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    # where the weights start: the base, or an earlier run (init.run=<dir>|latest); the run's parent
+    init: InitConfig = field(default_factory=InitConfig)
     # the accelerator `plan` sizes the run for (conf/gpu/); a default so older run directories still read
     gpu: GpuConfig = field(default_factory=lambda: GpuConfig(name="none"))
     # the recipe's name (set by each recipe); names the run directory outputs/<name>/<timestamp>

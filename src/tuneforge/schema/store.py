@@ -13,6 +13,7 @@ from tuneforge.schema import launch as launch_cfg
 from tuneforge.schema import run as schema
 from tuneforge.schema.dataset import DatasetConfig
 from tuneforge.schema.gpu import GpuConfig
+from tuneforge.schema.objective import ObjectiveConfig
 from tuneforge.schema.tracking import TrackingConfig
 
 # (group, schema name, dataclass)
@@ -34,6 +35,7 @@ SCHEMAS: list[tuple[str | None, str, type]] = [
     ("distributed", "base_distributed", launch_cfg.DistributedConfig),
     ("tracking", "base_tracking", TrackingConfig),
     ("gpu", "base_gpu", GpuConfig),
+    ("objective", "base_objective", ObjectiveConfig),
 ]
 
 _registered = False
