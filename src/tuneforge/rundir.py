@@ -36,11 +36,14 @@ def secret_values() -> list[str]:
     return _secret_values()
 
 
-def redact(obj: Any) -> Any:
+def redact(obj: Any, extra: Any = None) -> Any:
     """Replace values of secret-named keys, every launcher.env value not on the safe list, and any literal
-    secret from the environment (or from a launcher.env found in ``obj``), everywhere."""
-    env = obj.get("launcher", {}).get("env", {}) if isinstance(obj, dict) else {}
-    secrets = _secret_values({k: v for k, v in (env or {}).items() if not is_safe_env(str(k))})
+    secret from the environment, from ``obj`` itself or from ``extra`` (a config mapping or a list of values:
+    the run's own secrets, for a text such as a plan file), everywhere."""
+    from tuneforge.secrets import secrets_in
+
+    known = [*secrets_in(obj), *(secrets_in(extra) if isinstance(extra, dict) else list(extra or []))]
+    secrets = sorted(set(_secret_values()) | set(known), key=len, reverse=True)
 
     def walk(o: Any, path: tuple[str, ...] = ()) -> Any:
         key = path[-1] if path else ""
