@@ -83,19 +83,75 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+OWNED = ".tuneforge-owned.json"  # inside a directory tuneforge wrote: the files it put there
+
+
+def _files_of(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if (p.is_file() or p.is_symlink()) and p.name != OWNED)
+
+
+def replace_problem(target: Path) -> str | None:
+    """Why ``target`` may not be replaced, or None: only a directory tuneforge wrote (its ownership record
+    lists every file in it) is; a file of the user's (made there, or added to ours later) never is."""
+    if not target.exists() and not target.is_symlink():
+        return None
+    if target.is_symlink() or not target.is_dir():
+        return f"{target} exists and is not a directory tuneforge wrote"
+    try:
+        record = set(json.loads((target / OWNED).read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        first = next(iter(_files_of(target)), None)
+        return (f"{target} was not written by tuneforge (no {OWNED})"
+                + (f"; it holds {target / first}" if first else ""))
+    foreign = [f for f in _files_of(target) if f not in record]
+    return f"{target / foreign[0]} was not written by tuneforge" if foreign else None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), exchange) == 0
+
+
 def atomic_write_dir(target: Path, write: Callable[[Path], Any], *, replace: bool = True) -> Path:
-    """Build a directory with ``write(tmp)`` in a temporary sibling, then move it to ``target`` in one rename,
-    so no reader sees it half-written. ``replace=False``: a ``target`` that appeared meanwhile (another process
-    built the same cache entry) is kept and this build dropped."""
+    """Build a directory with ``write(tmp)`` in a temporary sibling, then move it to ``target``, so no reader
+    sees it half-written; an ownership record (:data:`OWNED`) lists the files written.
+
+    An existing ``target`` is replaced only when tuneforge wrote all of it (:func:`replace_problem`; otherwise
+    :class:`~tuneforge.errors.LaunchError` names the user's file and nothing is touched), by a swap: one atomic
+    exchange where the system has it, else rename the old copy aside, rename the new one in, then delete the
+    old one, so a complete copy exists at every instant. ``replace=False``: a ``target`` that appeared meanwhile
+    (another process built the same cache entry) is kept and this build dropped."""
+    from tuneforge.errors import LaunchError
+
     target.parent.mkdir(parents=True, exist_ok=True)
+    if replace and (why := replace_problem(target)):
+        raise LaunchError(f"refusing to replace {target}: {why}; move it elsewhere and run again")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         write(tmp)
+        (tmp / OWNED).write_text(json.dumps({"files": _files_of(tmp)}), encoding="utf-8")
         if target.exists():
             if not replace:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return target
-            shutil.rmtree(target)
+            if (why := replace_problem(target)):  # something of the user's appeared while we were writing
+                raise LaunchError(f"refusing to replace {target}: {why}; move it elsewhere and run again")
+            if _exchange(tmp, target):
+                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old copy
+                return target
+            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, aside / target.name)
+            os.replace(tmp, target)
+            shutil.rmtree(aside, ignore_errors=True)
+            return target
         try:
             os.replace(tmp, target)
         except OSError:  # lost a race to another builder of the same entry: theirs is as good

@@ -76,6 +76,13 @@ def _train_in(run: RunConfig, run_dir: Path, resuming: bool, backend: Backend, l
               quiet: bool) -> dict[str, Any]:
     from tuneforge.preemption import latest_complete_checkpoint
 
+    if resuming:  # the final save replaces adapter/ or model/: refuse now, not after training, if not ours
+        from tuneforge.rundir import replace_problem
+
+        for name in ("adapter", "model"):
+            if why := replace_problem(run_dir / name):
+                raise LaunchError(f"run {run_dir} cannot resume: {why}; its final save would replace it. "
+                                  "Move it elsewhere and run again")
     ckpt = latest_complete_checkpoint(run_dir / "checkpoints") if resuming else None
     if resuming and getattr(run.launcher, "node_rank", 0) == 0:  # node 0 owns the directory's bookkeeping
         reset_bookkeeping(run_dir, ckpt)
