@@ -226,8 +226,23 @@ def new_run_dir(run: RunConfig) -> Path:
     raise FileExistsError(f"no free run directory name under {parent}")
 
 
+SUMMARY_KEYS = ("name", "run_dir", "backend", "wall_time_s")  # written by every backend's summary
+
+
+def summary_problem(run_dir: Path) -> str | None:
+    """Why ``run_dir/summary.json`` is not a finished run's summary (missing, truncated, not an object, keys
+    missing), or None."""
+    try:
+        s = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"summary.json unreadable ({type(exc).__name__})"
+    if not isinstance(s, dict) or (missing := [k for k in SUMMARY_KEYS if k not in s]):
+        return "summary.json is not a run summary" + (f" (no {', '.join(missing)})" if isinstance(s, dict) else "")
+    return None
+
+
 def is_complete(run_dir: Path) -> bool:
-    return (run_dir / "summary.json").is_file() and not (run_dir / "RUNNING").exists()
+    return not (run_dir / "RUNNING").exists() and summary_problem(run_dir) is None
 
 
 def weights_dir(run_dir: Path) -> Path:
