@@ -2,7 +2,8 @@
 
 A checkpoint is complete when its ``trainer_state.json`` parses and every ``*.safetensors`` file in it is
 whole (its header parses and the file is as long as the header says), and, when tuneforge sealed it, every
-file still has the size recorded in its seal. :class:`CheckpointSealCallback` seals each checkpoint after
+file still has the size and the sha256 recorded in its seal (a file of the right size with corrupt bytes is
+caught before torch reads it). :class:`CheckpointSealCallback` seals each checkpoint after
 the Trainer wrote it: it fsyncs every file and the directory, then writes ``tuneforge-complete.json`` (fsynced
 too) last. A torn checkpoint is skipped and the previous one is chosen, so a crash mid-save never becomes
 a crash loop on the next resume.
@@ -61,13 +62,16 @@ def checkpoint_problem(ckpt: Path) -> str | None:
     seal = ckpt / SEAL
     if seal.is_file():
         try:
-            sizes = json.loads(seal.read_text())["files"]
-        except (OSError, ValueError, KeyError):
+            record = json.loads(seal.read_text())
+            sizes, sums = record["files"], record.get("sha256", {})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return f"{SEAL} unreadable"
         for name, size in sizes.items():
             p = ckpt / name
             if not p.is_file() or p.stat().st_size != size:
                 return f"{name} is not the size its seal recorded"
+            if name in sums and _sha256(p) != sums[name]:
+                return f"{name} is corrupt (its bytes do not match the sha256 its seal recorded)"
     for p in ckpt.rglob("*.safetensors"):
         if not _safetensors_whole(p):
             return f"{p.relative_to(ckpt)} is torn (header or length wrong)"
@@ -88,17 +92,29 @@ def latest_complete_checkpoint(ckpt_dir: Path) -> str | None:
         why = checkpoint_problem(p)
         if why is None:
             return str(p)
-        print(f"tuneforge: skipping {p.name}: {why}", flush=True)
+        print(f"tuneforge: skipping {p.name}: {why}; falling back to the previous checkpoint", flush=True)
     return None
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def seal_checkpoint(ckpt: Path) -> None:
-    files = {str(p.relative_to(ckpt)): p.stat().st_size for p in sorted(ckpt.rglob("*"))
-             if p.is_file() and p.name != SEAL}
+    """Record every file's size and sha256 (verified before a resume trusts the checkpoint), fsynced, last."""
+    paths = [p for p in sorted(ckpt.rglob("*")) if p.is_file() and p.name != SEAL and not p.name.startswith(f".{SEAL}")]
+    files = {str(p.relative_to(ckpt)): p.stat().st_size for p in paths}
+    sums = {str(p.relative_to(ckpt)): _sha256(p) for p in paths}
     fsync_tree(ckpt)
     tmp = ckpt / f".{SEAL}.tmp"
     with tmp.open("w", encoding="utf-8") as f:
-        json.dump({"files": files}, f)
+        json.dump({"files": files, "sha256": sums}, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, ckpt / SEAL)
@@ -142,6 +158,15 @@ def train_or_resume(trainer: Any, run_dir: Path) -> Any:
       further step: the checkpoint's weights and state are loaded and only the save is redone;
     - ``training_loss`` is the mean over the whole run, not over the resumed part divided by all steps.
     """
+    from tuneforge.preemption import restore_signal_handlers
+
+    try:
+        return _train_or_resume(trainer, run_dir)
+    finally:
+        restore_signal_handlers()  # the preemption callback's, however training ended
+
+
+def _train_or_resume(trainer: Any, run_dir: Path) -> Any:
     from transformers.trainer_callback import TrainerState
     from transformers.trainer_utils import TrainOutput
 

@@ -67,7 +67,12 @@ def _overrides(values: list[str]) -> list[str]:
 def cmd_data(args: list[str]) -> int:
     if args[:1] == ["pairs"]:  # preference pairs from an SFT dataset (cmd_pairs below)
         return cmd_pairs(args[1:])
-    ns = _parser().parse_args(args)
+    parser = _parser()
+    ns, rest = parser.parse_known_args(args)  # key=value after an --option is still an override
+    if rest and (any(r.startswith("-") for r in rest) or not hasattr(ns, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if rest:
+        ns.overrides = [*ns.overrides, *rest]
     if ns.action == "rules":
         from tuneforge.data.report import rules_table
 
@@ -141,29 +146,64 @@ def _prepare(ns: argparse.Namespace) -> int:
     return int(report["exit_status"])
 
 
+def _lint_target(path: Path, overrides: list[str]) -> tuple[Path, list[str]]:
+    """The file to lint: the positional one, or ``dataset.path=FILE`` given in its place."""
+    if "=" in str(path) and not path.exists():
+        overrides = [str(path), *overrides]
+        given = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "dataset.path"]
+        if not given:
+            raise DataError(f"data lint needs a file first: tuneforge data lint FILE [key=value ...] "
+                            f"(or dataset.path=FILE); got {path}")
+        path = Path(given[-1])
+    return path, overrides
+
+
+def _file_dataset(path: Path, fmt: str, overrides: list[str]) -> DatasetConfig:
+    """A dataset config for one file, with the command line's ``dataset.*`` settings applied and type-checked."""
+    from omegaconf import OmegaConf
+
+    from tuneforge.errors import ConfigError
+
+    ds = DatasetConfig(name=path.stem, path=str(path), format=fmt)
+    dotlist = [o.lstrip("+~")[len("dataset."):] for o in overrides if o.lstrip("+~").startswith("dataset.")
+               and not o.lstrip("+~").startswith("dataset.path=")]
+    if not dotlist:
+        return ds
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ds), OmegaConf.from_dotlist(dotlist))
+        out = OmegaConf.to_object(merged)
+    except Exception as exc:
+        raise ConfigError(f"data lint: {str(exc).splitlines()[0]} (in {', '.join('dataset.' + d for d in dotlist)})"
+                          ) from None
+    assert isinstance(out, DatasetConfig)
+    if out.format not in FORMAT_NAMES:
+        raise ConfigError(f"dataset.format={out.format!r} is not a format; choose one of: {', '.join(FORMAT_NAMES)}")
+    return out
+
+
 def _lint(ns: argparse.Namespace) -> int:
     from tuneforge.data.formats import guess_format
     from tuneforge.data.pipeline import TokenOptions, run_pipeline
     from tuneforge.data.report import build_report, render_summary
 
-    path: Path = ns.path
+    path, overrides = _lint_target(ns.path, _overrides(ns.overrides))
     from tuneforge.data.source_file import source_file_problem
 
     if (problem := source_file_problem(path)) is not None:
         raise DataError(f"{path}: {problem}")
-    overrides = _overrides(ns.overrides)
-    explicit_dataset = any(o.split("=", 1)[0].lstrip("+~") == "dataset" for o in overrides)
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    explicit_dataset = "dataset" in keys
     run = None
     if explicit_dataset or not ns.no_tokens:
         from tuneforge.config.compose import load_run_config
 
-        run = load_run_config(overrides)
-    if explicit_dataset and run is not None:
+        run = load_run_config(overrides, command="data lint")
+    if explicit_dataset and run is not None:  # a named dataset: its settings (with any dataset.* overrides)
         ds = dataclasses.replace(run.dataset, path=str(path))
         fmt = ns.format or ds.format
-    else:
-        fmt = ns.format or guess_format(path)
-        ds = DatasetConfig(name=path.stem, path=str(path), format=fmt)
+    else:  # this file alone, with the dataset.* settings given on the command line
+        ds = _file_dataset(path, ns.format or guess_format(path), overrides)
+        fmt = ns.format or ds.format
     tokens = None
     if not ns.no_tokens and run is not None:
         from tuneforge.data.tokens import TokenCounter, auto_processes

@@ -157,8 +157,9 @@ def make_plan(run: RunConfig, run_dir: Path | None = None, *, for_target: bool =
     artifacts: dict[str, str] = {}
     artifacts.update(backend.artifacts(run, run_dir))
     artifacts.update(launcher.artifacts(run, run_dir, backend))
-    artifacts = {name: redact(text) for name, text in artifacts.items()}
-    commands = [[redact(a) for a in c] for c in launcher.commands(run, run_dir, backend)]
+    config = run_to_dict(run)  # its secrets are scrubbed from every file and command line of the plan
+    artifacts = {name: redact(text, config) for name, text in artifacts.items()}
+    commands = [[redact(a, config) for a in c] for c in launcher.commands(run, run_dir, backend)]
     memory = None if backend.hosted else estimate_memory(run)  # no local GPU for a hosted job
     plan = Plan(run=run, run_dir=run_dir, resolved=redact(run_to_dict(run)), commands=commands,
                 artifacts=artifacts, memory=memory, warnings=list(memory.warnings) if memory else [])
@@ -244,8 +245,9 @@ def cmd_plan(args: list[str]) -> int:
     run = load_run_config(overrides, command="plan")
     plan = make_plan(run, for_target=True)
     from tuneforge.launch.accelerate import shell_join
+    from tuneforge.secrets import redact_override
 
-    plan.train_command = shell_join(["tuneforge", "train", *overrides])
+    plan.train_command = redact(shell_join(["tuneforge", "train", *map(redact_override, overrides)]), run_to_dict(run))
     if validate:
         plan.notes += validate_plan(plan)
     out = out or Path(run.output_root) / run.name / "plan"

@@ -3,14 +3,16 @@
 The Slurm launcher's job asks for ``--signal=USR1@<seconds>`` before its time limit and sets
 ``TUNEFORGE_PREEMPTION=1``. Every training process then installs this callback:
 
-- on SIGUSR1 (time limit near) or SIGTERM (preempted or cancelled), a flag is set; signal handlers only
+- on SIGUSR1 (time limit near; only under ``TUNEFORGE_PREEMPTION=1``) or SIGTERM/SIGINT/SIGHUP (preempted,
+  cancelled, ``kill``, a container stop, Ctrl-C; on every run), a flag is set; signal handlers only
   set flags, the work happens between optimizer steps;
 - at the next step end the ranks agree (one all-reduce of the flag, so all of them stop at the same
   step), the Trainer saves a full checkpoint (model, optimizer, scheduler, RNG, trainer_state.json last)
   and stops;
-- after the save, rank 0 writes ``PREEMPTED`` (step + checkpoint) for SIGUSR1 and every rank exits with
-  ``PREEMPTED_EXIT_CODE``; the batch script sees the marker and runs ``scontrol requeue``. SIGTERM only
-  checkpoints: Slurm requeues a preempted job itself, and a cancelled job should stay cancelled.
+- after the save, rank 0 writes ``PREEMPTED`` (step + checkpoint) for SIGUSR1, ``INTERRUPTED`` for the
+  others, and every rank exits with ``PREEMPTED_EXIT_CODE``; the batch script sees ``PREEMPTED`` and runs
+  ``scontrol requeue``. SIGTERM only checkpoints: Slurm requeues a preempted job itself, and a cancelled job
+  should stay cancelled. ``tuneforge runs`` lists such a run as interrupted; the same command resumes it.
 
 On the requeued run the native backend resumes from :func:`latest_complete_checkpoint`.
 """
@@ -27,13 +29,30 @@ from typing import Any
 from tuneforge.callbacks import CallbackBase
 
 ENV_FLAG = "TUNEFORGE_PREEMPTION"
-MARKER = "PREEMPTED"
+MARKER = "PREEMPTED"  # a requeue is wanted (Slurm's time-limit signal)
+INTERRUPTED = "INTERRUPTED"  # stopped by a signal (SIGTERM, SIGINT, SIGHUP): resumable with the same command
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: try again later
-SIGNALS = {signal.SIGUSR1: True, signal.SIGTERM: False}  # signal -> requeue after the checkpoint
+# signal -> requeue after the checkpoint. SIGTERM (kill, systemd, a container stop, Slurm's preemption) and
+# SIGINT/SIGHUP (Ctrl-C, a closed terminal) checkpoint everywhere; SIGUSR1 only under a launcher that asked.
+STOP_SIGNALS = {signal.SIGTERM: False, signal.SIGINT: False, signal.SIGHUP: False}
+SIGNALS = {signal.SIGUSR1: True, **STOP_SIGNALS}
+
+_installed: dict[int, Any] = {}  # the handlers this process had before a training installed its own
 
 
 def enabled() -> bool:
     return os.environ.get(ENV_FLAG, "0") not in ("", "0", "false")
+
+
+def restore_signal_handlers() -> None:
+    """Put back the handlers a training replaced (called when training ends, however it ends)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    while _installed:
+        sig, old = _installed.popitem()
+        signal.signal(sig, old)
 
 
 def latest_complete_checkpoint(ckpt_dir: Path) -> str | None:
@@ -45,21 +64,31 @@ def latest_complete_checkpoint(ckpt_dir: Path) -> str | None:
 
 
 class PreemptionCallback(CallbackBase):
-    """TrainerCallback (duck-typed, like MetricsCallback): save and stop at the step after a signal."""
+    """TrainerCallback (duck-typed, like MetricsCallback): save and stop at the step after a signal.
 
-    def __init__(self, run_dir: Path):
+    A second SIGINT (Ctrl-C pressed again) stops at once, without the checkpoint."""
+
+    def __init__(self, run_dir: Path, signals: tuple[signal.Signals, ...] | None = None):
+        import threading
+
         self.run_dir = run_dir
         self.received: signal.Signals | None = None
         self.stopping = False
-        for sig in SIGNALS:
-            signal.signal(sig, self._on_signal)
+        self.signals = signals if signals is not None else tuple(SIGNALS if enabled() else STOP_SIGNALS)
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            for sig in self.signals:
+                old = signal.signal(sig, self._on_signal)
+                _installed.setdefault(sig, old)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self.received is None:
             self.received = signal.Signals(signum)
-            print(f"tuneforge: got {self.received.name}: checkpointing at the end of this step",
+            print(f"tuneforge: got {self.received.name}: checkpointing at the end of this step"
+                  + (" (Ctrl-C again stops without it)" if signum == signal.SIGINT else ""),
                   file=sys.stderr, flush=True)
-
+        elif signum == signal.SIGINT:
+            restore_signal_handlers()
+            raise KeyboardInterrupt
 
     def _any_rank_signalled(self, args: Any) -> bool:
         import torch
@@ -87,19 +116,24 @@ class PreemptionCallback(CallbackBase):
             dist.barrier()  # every rank's share of the checkpoint (RNG states) is on disk
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         requeue = SIGNALS.get(self.received, True) if self.received else True
-        if state.is_world_process_zero and requeue:
+        if state.is_world_process_zero:
             from tuneforge.rundir import atomic_write_json
 
-            atomic_write_json(self.run_dir / MARKER, {
+            atomic_write_json(self.run_dir / (MARKER if requeue else INTERRUPTED), {
                 "step": state.global_step, "checkpoint": str(ckpt),
                 "signal": self.received.name if self.received else "peer",
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "job_id": os.environ.get("SLURM_JOB_ID")})
         why = self.received.name if self.received else "another rank's signal"
-        print(f"tuneforge: checkpoint {ckpt.name} saved after {why}; stopping "
-              f"({'requeue' if requeue else 'no requeue'})", file=sys.stderr, flush=True)
+        print(f"tuneforge: checkpoint {ckpt.name} saved after {why}; stopping"
+              + (" (requeue)" if requeue else ""), file=sys.stderr, flush=True)
+        restore_signal_handlers()
         raise SystemExit(PREEMPTED_EXIT_CODE)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        restore_signal_handlers()
 
 
 def preemption_callbacks(run_dir: Path) -> list[Any]:
-    """The callbacks a trainer installs: one under a launcher that asked for the signal, else none."""
-    return [PreemptionCallback(run_dir)] if enabled() else []
+    """The callback every trainer installs: SIGTERM/SIGINT/SIGHUP checkpoint and stop everywhere; Slurm's
+    SIGUSR1 (requeue) too under a launcher that asked for it (``TUNEFORGE_PREEMPTION=1``)."""
+    return [PreemptionCallback(run_dir)]

@@ -174,6 +174,7 @@ def claim_run_dir(run: RunConfig) -> ClaimedRunDir:
 def reset_bookkeeping(run_dir: Path, checkpoint: str | None) -> None:
     """Before a resumed attempt: drop the last attempt's end markers and the metrics it will train again."""
     (run_dir / "FAILED").unlink(missing_ok=True)
+    (run_dir / "INTERRUPTED").unlink(missing_ok=True)  # stopped by a signal; this attempt resumes it
     (run_dir / "summary.json").unlink(missing_ok=True)  # this run extends a shorter, complete one
     (run_dir / "worker_result.json").unlink(missing_ok=True)  # the last attempt's training result
     metrics = run_dir / "metrics.jsonl"

@@ -47,11 +47,14 @@ def secret_values() -> list[str]:
     return _secret_values()
 
 
-def redact(obj: Any) -> Any:
+def redact(obj: Any, extra: Any = None) -> Any:
     """Replace values of secret-named keys, every launcher.env value not on the safe list, and any literal
-    secret from the environment (or from a launcher.env found in ``obj``), everywhere."""
-    env = obj.get("launcher", {}).get("env", {}) if isinstance(obj, dict) else {}
-    secrets = _secret_values({k: v for k, v in (env or {}).items() if not is_safe_env(str(k))})
+    secret from the environment, from ``obj`` itself or from ``extra`` (a config mapping or a list of values:
+    the run's own secrets, for a text such as a plan file), everywhere."""
+    from tuneforge.secrets import secrets_in
+
+    known = [*secrets_in(obj), *(secrets_in(extra) if isinstance(extra, dict) else list(extra or []))]
+    secrets = sorted(set(_secret_values()) | set(known), key=len, reverse=True)
 
     def walk(o: Any, path: tuple[str, ...] = ()) -> Any:
         key = path[-1] if path else ""
@@ -91,19 +94,75 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+OWNED = ".tuneforge-owned.json"  # inside a directory tuneforge wrote: the files it put there
+
+
+def _files_of(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if (p.is_file() or p.is_symlink()) and p.name != OWNED)
+
+
+def replace_problem(target: Path) -> str | None:
+    """Why ``target`` may not be replaced, or None: only a directory tuneforge wrote (its ownership record
+    lists every file in it) is; a file of the user's (made there, or added to ours later) never is."""
+    if not target.exists() and not target.is_symlink():
+        return None
+    if target.is_symlink() or not target.is_dir():
+        return f"{target} exists and is not a directory tuneforge wrote"
+    try:
+        record = set(json.loads((target / OWNED).read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        first = next(iter(_files_of(target)), None)
+        return (f"{target} was not written by tuneforge (no {OWNED})"
+                + (f"; it holds {target / first}" if first else ""))
+    foreign = [f for f in _files_of(target) if f not in record]
+    return f"{target / foreign[0]} was not written by tuneforge" if foreign else None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), exchange) == 0
+
+
 def atomic_write_dir(target: Path, write: Callable[[Path], Any], *, replace: bool = True) -> Path:
-    """Build a directory with ``write(tmp)`` in a temporary sibling, then move it to ``target`` in one rename,
-    so no reader sees it half-written. ``replace=False``: a ``target`` that appeared meanwhile (another process
-    built the same cache entry) is kept and this build dropped."""
+    """Build a directory with ``write(tmp)`` in a temporary sibling, then move it to ``target``, so no reader
+    sees it half-written; an ownership record (:data:`OWNED`) lists the files written.
+
+    An existing ``target`` is replaced only when tuneforge wrote all of it (:func:`replace_problem`; otherwise
+    :class:`~tuneforge.errors.LaunchError` names the user's file and nothing is touched), by a swap: one atomic
+    exchange where the system has it, else rename the old copy aside, rename the new one in, then delete the
+    old one, so a complete copy exists at every instant. ``replace=False``: a ``target`` that appeared meanwhile
+    (another process built the same cache entry) is kept and this build dropped."""
+    from tuneforge.errors import LaunchError
+
     target.parent.mkdir(parents=True, exist_ok=True)
+    if replace and (why := replace_problem(target)):
+        raise LaunchError(f"refusing to replace {target}: {why}; move it elsewhere and run again")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         write(tmp)
+        (tmp / OWNED).write_text(json.dumps({"files": _files_of(tmp)}), encoding="utf-8")
         if target.exists():
             if not replace:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return target
-            shutil.rmtree(target)
+            if (why := replace_problem(target)):  # something of the user's appeared while we were writing
+                raise LaunchError(f"refusing to replace {target}: {why}; move it elsewhere and run again")
+            if _exchange(tmp, target):
+                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old copy
+                return target
+            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, aside / target.name)
+            os.replace(tmp, target)
+            shutil.rmtree(aside, ignore_errors=True)
+            return target
         try:
             os.replace(tmp, target)
         except OSError:  # lost a race to another builder of the same entry: theirs is as good
@@ -178,8 +237,23 @@ def new_run_dir(run: RunConfig) -> Path:
     raise FileExistsError(f"no free run directory name under {parent}")
 
 
+SUMMARY_KEYS = ("name", "run_dir", "backend", "wall_time_s")  # written by every backend's summary
+
+
+def summary_problem(run_dir: Path) -> str | None:
+    """Why ``run_dir/summary.json`` is not a finished run's summary (missing, truncated, not an object, keys
+    missing), or None."""
+    try:
+        s = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"summary.json unreadable ({type(exc).__name__})"
+    if not isinstance(s, dict) or (missing := [k for k in SUMMARY_KEYS if k not in s]):
+        return "summary.json is not a run summary" + (f" (no {', '.join(missing)})" if isinstance(s, dict) else "")
+    return None
+
+
 def is_complete(run_dir: Path) -> bool:
-    return (run_dir / SUMMARY).is_file() and not (run_dir / RUNNING).exists()
+    return not (run_dir / RUNNING).exists() and summary_problem(run_dir) is None
 
 
 def weights_dir(run_dir: Path) -> Path:

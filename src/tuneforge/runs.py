@@ -5,7 +5,8 @@
 
 A run's status comes from its directory alone (the run-directory contract of :mod:`tuneforge.rundir`):
 complete (summary.json, no RUNNING), running (RUNNING and its pid alive on this host), killed (RUNNING, pid
-gone), failed (FAILED). RUN is a directory, ``latest`` (the newest complete run) or a recipe name (its
+gone), failed (FAILED), interrupted (INTERRUPTED: a signal stopped it; resumable), damaged (a summary.json that does not parse as a run's summary: never listed complete).
+RUN is a directory, ``latest`` (the newest complete run) or a recipe name (its
 newest complete run).
 """
 
@@ -75,12 +76,16 @@ def run_status(run_dir: Path) -> str:
     running = run_dir / "RUNNING"
     if (run_dir / "FAILED").exists():
         return "failed"
+    if (run_dir / "INTERRUPTED").exists() and not running.exists():
+        return "interrupted"  # a signal stopped it after a checkpoint: the same command resumes it
     if running.exists():
         words = running.read_text(errors="replace").split()
         pid = next((int(w) for w in words if w.isdigit()), None)
         return "running" if pid is None or _pid_alive(pid) else "killed"
     if (run_dir / "summary.json").is_file():
-        return "complete"
+        from tuneforge.rundir import summary_problem
+
+        return "damaged" if summary_problem(run_dir) else "complete"
     return "killed"  # neither finished nor marked running: the process died before it could say
 
 

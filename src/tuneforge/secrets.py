@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 REDACTED = "***REDACTED***"
 
@@ -67,7 +68,86 @@ def secret_values(extra: Mapping[str, str] | None = None) -> list[str]:
     return sorted({v for v in values if len(v) >= 6}, key=len, reverse=True)
 
 
+def secret_items(obj: Any) -> list[tuple[str, Any]]:
+    """(dotted key, value) for every value a config mapping holds under a secret-named key or in a
+    launcher.env (not safe-listed). A list's items keep their list's key."""
+    found: list[tuple[str, Any]] = []
+
+    def walk(o: Any, path: tuple[str, ...]) -> None:
+        if isinstance(o, Mapping):
+            for k, v in o.items():
+                walk(v, (*path, str(k)))
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v, path)
+        elif o is not None and not isinstance(o, bool) and path:
+            in_env = len(path) >= 2 and path[-2] == "env" and not is_safe_env(path[-1])
+            if in_env or is_secret_key(path[-1]):
+                found.append((".".join(path), o))
+
+    walk(obj, ())
+    return found
+
+
+def secrets_in(obj: Any) -> list[str]:
+    """The literal secret values in a config mapping (see :func:`secret_items`), longest first: scrubbed from
+    every text written for the run (plan files, command lines, recipe copies)."""
+    return sorted({str(v) for _, v in secret_items(obj) if len(str(v)) >= 6}, key=len, reverse=True)
+
+
+def scrub(text: str, values: Iterable[str]) -> str:
+    for v in values:
+        text = text.replace(v, REDACTED)
+    return text
+
+
+def redact_override(arg: str) -> str:
+    """A command-line override with its value hidden when its key names a credential or a launcher.env
+    variable not on the safe list: ``+launcher.env.HF_TOKEN=hf_x`` -> ``+launcher.env.HF_TOKEN=***REDACTED***``."""
+    key, sep, value = arg.partition("=")
+    if not sep or not value:
+        return arg
+    parts = key.lstrip("+~").split(".")
+    in_env = len(parts) >= 2 and parts[-2] == "env" and not is_safe_env(parts[-1])
+    return f"{key}={REDACTED}" if in_env or is_secret_key(parts[-1]) else arg
+
+
+def redact_recipe_text(text: str) -> str:
+    """A recipe file's text with the values it holds under secret-named keys (or in a launcher.env) replaced,
+    so the private copy tuneforge composes from never holds a credential; the user keeps theirs in their file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # not YAML: the composer reports the error against the user's file, nothing is composed
+    for v in secrets_in(data):  # a plain word: valid YAML unquoted or inside quotes (the override restores it)
+        text = text.replace(v, "REDACTED-by-tuneforge")
+    return text
+
+
 def export_by_name(name: str) -> str:
     """The shell line that passes a secret variable on from the environment, failing clearly when it is unset."""
     return (f': "${{{name}:?{name} is not set in this environment: tuneforge passes secrets by name, '
             f'set it where the job starts}}"\nexport {name}')
+
+
+# TrainingArguments fields that hold a credential, and the variable the library reads it from when unset
+ARG_SECRET_ENV = {"hub_token": "HF_TOKEN"}
+
+
+def keep_secrets_out_of_args(args: Any) -> Any:
+    """Move every credential out of a TrainingArguments object before the Trainer pickles it into each
+    checkpoint (``training_args.bin``): ``hub_token`` goes to ``HF_TOKEN`` in this process's environment
+    (huggingface_hub reads it there); any other secret-named field is cleared."""
+    import dataclasses
+
+    for f in dataclasses.fields(args):
+        value = getattr(args, f.name, None)
+        if not isinstance(value, str) or not value or not is_secret_key(f.name):
+            continue
+        var = ARG_SECRET_ENV.get(f.name)
+        if var and value != REDACTED:
+            os.environ[var] = value
+        setattr(args, f.name, None)
+    return args

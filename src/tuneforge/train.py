@@ -69,13 +69,43 @@ def train(run: RunConfig, *, quiet: bool = False, yes: bool = False) -> dict[str
     try:
         return _train_in(run, claim.path, claim.resuming, backend, launcher, quiet)
     finally:
+        from tuneforge.preemption import restore_signal_handlers
+
+        restore_signal_handlers()
         claim.release()
+
+
+def _interrupted(exc: BaseException, run_dir: Path) -> bool:
+    """A signal stopped the run (SIGTERM/SIGINT/SIGHUP: the trainer checkpointed and left INTERRUPTED; a second
+    Ctrl-C: KeyboardInterrupt): it is resumable, not FAILED. Records it and says how to resume."""
+    from tuneforge.preemption import INTERRUPTED, MARKER, PREEMPTED_EXIT_CODE, latest_complete_checkpoint
+    from tuneforge.rundir import atomic_write_json
+
+    if not (isinstance(exc, KeyboardInterrupt) or isinstance(exc, SystemExit) and exc.code == PREEMPTED_EXIT_CODE):
+        return False
+    marker = run_dir / INTERRUPTED
+    if not marker.is_file() and not (run_dir / MARKER).is_file():
+        with contextlib.suppress(OSError):
+            atomic_write_json(marker, {"signal": "SIGINT" if isinstance(exc, KeyboardInterrupt) else "?",
+                                       "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    last = latest_complete_checkpoint(run_dir / "checkpoints")
+    print(f"tuneforge: run {run_dir} interrupted; "
+          + (f"{Path(last).name} is its last complete checkpoint" if last else "no checkpoint was written yet")
+          + f".\n  resume: tuneforge train <same arguments> run_dir={run_dir}", file=sys.stderr, flush=True)
+    return True
 
 
 def _train_in(run: RunConfig, run_dir: Path, resuming: bool, backend: Backend, launcher: Launcher,
               quiet: bool) -> dict[str, Any]:
     from tuneforge.preemption import latest_complete_checkpoint
 
+    if resuming:  # the final save replaces adapter/ or model/: refuse now, not after training, if not ours
+        from tuneforge.rundir import replace_problem
+
+        for name in ("adapter", "model"):
+            if why := replace_problem(run_dir / name):
+                raise LaunchError(f"run {run_dir} cannot resume: {why}; its final save would replace it. "
+                                  "Move it elsewhere and run again")
     ckpt = latest_complete_checkpoint(run_dir / "checkpoints") if resuming else None
     if resuming and getattr(run.launcher, "node_rank", 0) == 0:  # node 0 owns the directory's bookkeeping
         reset_bookkeeping(run_dir, ckpt)
@@ -91,6 +121,8 @@ def _train_in(run: RunConfig, run_dir: Path, resuming: bool, backend: Backend, l
         result = launcher.launch(run, run_dir, backend) or _summary_from_metrics(run_dir)
     except BaseException as exc:
         running.unlink(missing_ok=True)
+        if _interrupted(exc, run_dir):
+            raise
         why = disk_problem(exc, run_dir)
         with contextlib.suppress(OSError):  # on a full disk even this may fail; RUNNING is gone either way
             (run_dir / "FAILED").write_text(f"{type(exc).__name__}: {why or exc}\n")

@@ -36,7 +36,8 @@ def test_run_of_another_config_is_refused_before_anything_is_written(tmp_path: P
     d.mkdir()
     first = load_run_config([*BASE, f"run_dir={d}", "method.r=8"])
     write_config(first, d)
-    atomic_write_json(d / "summary.json", {"steps": 40})
+    atomic_write_json(d / "summary.json", {"name": first.name, "run_dir": str(d), "backend": "native",
+                                           "wall_time_s": 1.0, "steps": 40})  # a whole summary
     before = {p.name: p.read_bytes() for p in d.iterdir()}
     with pytest.raises(ConfigError, match=r"holds a run of another config.*\n.*method\.r: 8 -> 16"):
         claim_run_dir(load_run_config([*BASE, f"run_dir={d}", "method.r=16"]))

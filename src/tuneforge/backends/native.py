@@ -119,6 +119,9 @@ class NativeBackend(BackendBase):
             deepspeed=str(run_dir / "ds_config.json") if run.distributed.zero_stage is not None else None,
             **run.backend.additional_parameters,
         )
+        from tuneforge.secrets import keep_secrets_out_of_args
+
+        keep_secrets_out_of_args(args)  # training_args.bin is pickled into every checkpoint
         from tuneforge.distributed.ranks import recording_trainer, world_size_from_env
 
         # several ranks: each remembers the ids of the sequences it trained on (ranks/rank-<k>.json)

@@ -166,7 +166,7 @@ def follow(client: Any, run: RunConfig, run_dir: Path, job_id: str, stream: Any 
     interval, status, last_metrics = b.poll_interval_s, None, None
     try:
         while True:
-            job = _call("retrieving the job", client.fine_tuning.jobs.retrieve, job_id)
+            job = _retrieve(client, job_id, run_dir)
             events = new_events(client, job_id, seen)
             with (run_dir / EVENTS_FILE).open("a", encoding="utf-8") as ev_f, \
                     (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as m_f:
@@ -252,7 +252,7 @@ def finish(client: Any, run: RunConfig, run_dir: Path, job: Any) -> dict[str, An
         "steps": max((r["step"] for r in rows), default=0),
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
-        "train_loss": losses[-1] if losses else None,
+        "train_loss": sum(losses) / len(losses) if losses else None,  # the mean over every logged step
         "eval_loss": full[-1] if full else (evals[-1] if evals else None),
         "train_runtime_s": (job.finished_at - job.created_at) if job.finished_at else None,
         "cost_usd_estimate": round(job.trained_tokens / 1e6 * price, 4) if price and job.trained_tokens else None,
@@ -260,16 +260,40 @@ def finish(client: Any, run: RunConfig, run_dir: Path, job: Any) -> dict[str, An
     }
 
 
+class JobGoneError(LaunchError):
+    """The job a run directory records does not exist on the server (deleted, another account or base_url)."""
+
+
+def _retrieve(client: Any, job_id: str, run_dir: Path) -> Any:
+    import openai
+
+    try:
+        return client.fine_tuning.jobs.retrieve(job_id)
+    except openai.NotFoundError:
+        raise JobGoneError(
+            f"OpenAI job {job_id}, recorded in {Path(run_dir) / JOB_FILE}, does not exist on {client.base_url} "
+            "(404: deleted, or made with another API key or base_url); nothing is running. Start a new run "
+            "(without run_dir=...) to train again") from None
+    except openai.OpenAIError as exc:
+        raise api_error(exc, "retrieving the job") from None
+
+
 def run_job(run: RunConfig, run_dir: Path, stream: Any = None) -> dict[str, Any]:
-    """Submit (or re-attach) and follow to the end. ``backend.follow=false``: return once the job exists."""
+    """Submit (or re-attach) and follow to the end. ``backend.follow=false``: return once the job exists
+    (a re-attached job is looked up first either way: one that is gone is an error, not a success)."""
     client = make_client(run.backend)
+    reattach = bool(read_job(run_dir).get("job_id"))
     job = submit(client, run, run_dir)
+    if reattach:
+        _retrieve(client, job["job_id"], run_dir)
     out = stream or sys.stderr
     out.write(f"tuneforge: OpenAI job {job['job_id']} ({job['model']}); run dir {run_dir}\n")
     if not run.backend.follow:
         return {"submitted": True, "job_id": job["job_id"], "run_dir": str(run_dir)}
     try:
         final = follow(client, run, run_dir, job["job_id"], stream)
+    except JobGoneError:
+        raise
     except (KeyboardInterrupt, LaunchError) as exc:
         out.write(f"\ntuneforge: stopped following; OpenAI job {job['job_id']} keeps running on OpenAI's servers.\n"
                   f"  re-attach: tuneforge train <same arguments> run_dir={run_dir}\n"

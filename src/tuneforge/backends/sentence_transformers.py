@@ -284,6 +284,9 @@ class SentenceTransformersBackend(BackendBase):
             batch_sampler=b.batch_sampler,
             **b.additional_parameters,
         )
+        from tuneforge.secrets import keep_secrets_out_of_args
+
+        keep_secrets_out_of_args(args)  # training_args.bin is pickled into every checkpoint
         from tuneforge.distributed.ranks import recording_trainer, world_size_from_env
 
         trainer_cls = recording_trainer(SentenceTransformerTrainer) if world_size_from_env() > 1 else \

@@ -43,11 +43,48 @@ def recipe_file_overrides(value: str) -> list[str]:
     digest = hashlib.sha256(f"{path}\n{text}".encode()).hexdigest()[:12]
     root = cache_dir() / "recipe-files" / digest
     copy = root / "recipe" / f"{path.stem}.yaml"
-    if not copy.is_file():
+    from tuneforge.secrets import redact_recipe_text
+
+    _check_yaml(value, text)
+    if not copy.is_file():  # the private copy holds no credential: those come back as overrides, in memory
         from tuneforge.rundir import atomic_write_text
 
-        atomic_write_text(copy, text)
-    return [f"recipe={path.stem}", f"hydra.searchpath=[file://{root}]"]
+        atomic_write_text(copy, redact_recipe_text(text))
+    return [f"recipe={path.stem}", f"hydra.searchpath=[file://{root}]", *_secret_overrides(value, text)]
+
+
+def _check_yaml(value: str, text: str) -> None:
+    """A YAML error is reported against the user's file and line, not against tuneforge's private copy."""
+    import yaml
+
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{value}:{mark.line + 1}:{mark.column + 1}" if mark is not None else value
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML ({what}); fix the recipe file") from None
+
+
+def _secret_overrides(value: str, text: str) -> list[str]:
+    """``++key='secret'`` for each credential in a recipe file, so the composed config holds the user's value
+    while the cached copy (on disk) holds none."""
+    import yaml
+
+    from tuneforge.secrets import secret_items
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []
+    out = []
+    for key, v in secret_items(data):
+        s = str(v)
+        if "'" in s or "\\" in s:
+            raise ConfigError(f"{value}: the secret under '{key}' contains a quote or backslash; pass it through "
+                              "the environment instead")
+        out.append(f"++{key}='{s}'")
+    return out
 
 
 def recipes_dir_names() -> list[str]:

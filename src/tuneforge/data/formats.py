@@ -14,6 +14,7 @@ order and empty content are not judged here either: that is lint's job, the same
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator
@@ -78,7 +79,7 @@ def _read_json_records(path: Path, to_messages: Callable[[dict, Record], Any], f
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 shown = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                yield Record(lineno, text=shown, bom=bom, problems=[
+                yield Record(lineno, text=shown, bom=bom, raw=raw.rstrip(b"\r\n"), problems=[
                     (BAD_ENCODING, f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")])
                 continue
             text = text.rstrip("\r\n")
@@ -252,6 +253,7 @@ def _sharegpt_from_messages(fields: FieldMap, messages: list[dict], category: st
 
 def _read_csv(path: Path, fields: FieldMap) -> Iterator[Record]:
     bad_lines: dict[int, str] = {}
+    bad_raw: dict[int, bytes] = {}  # the source bytes of those lines, for the quarantine
     line_no = 0
     bom_seen = False
 
@@ -266,6 +268,7 @@ def _read_csv(path: Path, fields: FieldMap) -> Iterator[Record]:
                     yield raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     bad_lines[line_no] = f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})"
+                    bad_raw[line_no] = raw
                     yield raw.decode("utf-8", errors="replace")
 
     reader = csv.reader(decoded())
@@ -296,6 +299,7 @@ def _read_csv(path: Path, fields: FieldMap) -> Iterator[Record]:
         for ln in range(start, prev_end + 1):
             if ln in bad_lines:
                 rec.problems.append((BAD_ENCODING, bad_lines.pop(ln)))
+                rec.raw = (rec.raw or b"") + bad_raw.pop(ln)
         if len(row) != width:
             rec.problems.append((BAD_SCHEMA, f"expected {width} columns ({', '.join(header)}), got {len(row)}"))
             yield rec
@@ -421,6 +425,13 @@ def guess_format(path: Path) -> str:
 
 
 def read_records(path: Path, fmt: str, fields: FieldMap | None = None) -> Iterator[Record]:
+    from tuneforge.data.records import wide_encoding
+
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        if enc := wide_encoding(f.read(4096)):
+            iconv = enc.split(",")[0].replace(" ", "")
+            raise DataError(f"{path}: the file is {enc}, not UTF-8: convert it (iconv -f {iconv} -t UTF-8 "
+                            f"{path.name} > {path.stem}.utf8{path.suffix}) and use that")
     return get_format(fmt).reader(path, fields or FieldMap())
 
 

@@ -223,10 +223,11 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
     q_file = q_path.open("w", encoding="utf-8") if q_path is not None else None
     staged = _LineWriter(staged_path) if staged_path is not None else None
 
-    def quarantine_row(line: int, problems: list[tuple[str, str]], text: str) -> None:
-        if q_file is not None:
+    def quarantine_row(line: int, problems: list[tuple[str, str]], text: str, raw: bytes | None = None) -> None:
+        if q_file is not None:  # bytes that are not UTF-8 are kept exactly, base64-encoded next to the text
+            extra = {"raw_base64": __import__("base64").b64encode(raw.rstrip(b"\r\n")).decode("ascii")} if raw is not None else {}
             q_file.write(json.dumps({"line": line, "rules": [p[0] for p in problems],
-                                     "reasons": [p[1] for p in problems], "text": text},
+                                     "reasons": [p[1] for p in problems], "text": text, **extra},
                                     ensure_ascii=False) + "\n")
 
     try:
@@ -256,7 +257,7 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
                 for rule, msg in problems:
                     log.add(rec.line, rule, msg)
                 if messages is None or any(rule in REJECTING for rule, _ in problems):
-                    quarantine_row(rec.line, problems, rec.text)
+                    quarantine_row(rec.line, problems, rec.text, rec.raw)
                     continue
             kept += 1
             _stage(rec, messages, system_prompt, augmenter, cols, batcher, categories, cat_names, systems, staged)

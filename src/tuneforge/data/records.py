@@ -23,10 +23,11 @@ _NON_WORD = re.compile(r"[\W_]+")
 class Record:
     """One conversation read from a source. ``problems`` holds (rule id, message) found while reading."""
 
-    __slots__ = ("bom", "canonical", "category", "extra", "group", "line", "messages", "problems", "text")
+    __slots__ = ("bom", "canonical", "category", "extra", "group", "line", "messages", "problems", "raw", "text")
 
     def __init__(self, line: int, messages: Any = None, category: str | None = None, group: str | None = None,
-                 text: str = "", problems: list[tuple[str, str]] | None = None, bom: bool = False):
+                 text: str = "", problems: list[tuple[str, str]] | None = None, bom: bool = False,
+                 raw: bytes | None = None):
         self.line = line  # 1-based line of the source file where the record starts
         self.messages = messages  # list of {"role", "content"} once the reader could build it
         self.category = category
@@ -34,6 +35,7 @@ class Record:
         self.text = text  # the source text of the record (for the quarantine file)
         self.problems = problems or []
         self.bom = bom
+        self.raw = raw  # the source bytes when they are not valid UTF-8 (kept as is in the quarantine)
         # the source text is already a canonical chat line ({"messages": [{role, content}...]} only), so it
         # can be written as is once lint finds nothing to change (saves re-encoding a million rows)
         self.canonical = False
@@ -99,3 +101,27 @@ def first_question(messages: list[dict[str, str]]) -> str:
         if m["role"] == "user":
             return m["content"]
     return ""
+
+
+# byte-order marks and NUL patterns of the encodings a text editor or Excel may save instead of UTF-8
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32 LE"), (b"\x00\x00\xfe\xff", "UTF-32 BE"), (b"\xff\xfe", "UTF-16 LE"),
+              (b"\xfe\xff", "UTF-16 BE"))
+
+
+def wide_encoding(head: bytes) -> str | None:
+    """The UTF-16/32 encoding a file's first bytes show (a byte-order mark, or ASCII text with every other
+    byte NUL), or None. Such a file is not a UTF-8 file with bad lines: it is one problem, named once."""
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            return f"{name}, with a byte-order mark"
+    sample = head[:1024]
+    if len(sample) >= 4 and sample.count(0) >= len(sample) // 4:
+        if sample[0::4].count(0) == 0 and sample[1::4].count(0) == len(sample[1::4]) and sample[3::4].count(0) \
+                == len(sample[3::4]) and sample[2::4].count(0) == len(sample[2::4]):
+            return "UTF-32 LE"
+        evens, odds = sample[0::2].count(0), sample[1::2].count(0)
+        if odds >= len(sample[1::2]) * 0.6 and evens < odds / 4:
+            return "UTF-16 LE"
+        if evens >= len(sample[0::2]) * 0.6 and odds < evens / 4:
+            return "UTF-16 BE"
+    return None
