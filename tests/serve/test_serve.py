@@ -136,3 +136,43 @@ def test_a_hosted_run_is_refused(tmp_path: Path, tiny_run: Path, capsys: pytest.
     (run / "job.json").write_text(json.dumps({"job_id": "ftjob-1", "status": "succeeded"}))
     assert main(["serve", f"run={run}"]) == 2
     assert "fine-tuned by OpenAI" in capsys.readouterr().err
+
+
+def test_eval_over_the_endpoint_scores_the_served_answers(server: Server, tiny_run: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """`tuneforge eval endpoint=...`: the served model's answers (through the hosted eval's request code) equal
+    the merged model's own greedy answers to the same test conversations, and are scored by the eval's checks."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge.evaluation.examples import load_test_examples
+    from tuneforge.evaluation.runner import generation_config
+    from tuneforge.rundir import read_config
+
+    monkeypatch.setenv("TUNEFORGE_SERVE_API_KEY", KEY)
+    out = tiny_run.parent / "endpoint.json"
+    assert main(["eval", f"endpoint={server.base_url}", f"model={model_id(tiny_run)}", f"run={tiny_run}",
+                 "eval.max_samples=3", "eval.max_new_tokens=8", f"out={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert "usable_rate" in printed and "not applicable over an API" in printed
+    record = json.loads(out.read_text())
+    assert record["n_examples"] == 3 and {"usable_rate", "chrf", "rouge_l"} <= set(record["endpoint_metrics"])
+    cfg = read_config(tiny_run).eval
+    cfg.max_new_tokens = 8
+    tok = AutoTokenizer.from_pretrained(tiny_run / "merged")
+    model = AutoModelForCausalLM.from_pretrained(tiny_run / "merged")
+    for ex, sample in zip(load_test_examples(read_config(tiny_run), 3), record["samples"], strict=True):
+        ids = tok.apply_chat_template(ex.prompt_messages, add_generation_prompt=True, return_tensors="pt",
+                                      return_dict=True)
+        with torch.no_grad():
+            gen = model.generate(**ids, generation_config=generation_config(tok, cfg))
+        local = tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        assert sample["answer"] == local and sample["prompt"] == ex.prompt
+
+
+def test_eval_endpoint_needs_a_model_and_a_url(tiny_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["eval", "endpoint=http://127.0.0.1:9/v1", f"run={tiny_run}"]) == 2
+    assert "model=" in capsys.readouterr().err
+    assert main(["eval", "endpoint=localhost:8000", "model=m", f"run={tiny_run}"]) == 2
+    assert "is not an http(s) base URL" in capsys.readouterr().err
