@@ -186,7 +186,10 @@ def _notes(run: RunConfig, run_dir: Path) -> list[str]:
     from tuneforge.data.plan_notes import plan_notes
 
     if get_backend(run.backend.name).hosted:
-        return notes  # the backend's own data check (openai_calls.txt) has the tokens and the cost
+        from tuneforge.backends.openai_sunset import sunset_notes
+
+        # tokens and cost: the backend's own data check (openai_calls.txt); OpenAI's end of fine-tuning here
+        return notes + (sunset_notes(run) if run.backend.name == "openai" else [])
     notes += plan_notes(run)  # split sizes, tokens and OpenAI cost once `make data` has run (cached; no work)
     return notes
 
