@@ -88,7 +88,7 @@ def main() -> None:
              f"{a.seconds:.0f} s; wall {res['wall_s']} s including the requests in flight at the end. "
              f"Machine: {cpu}, {res['cores']} cores, CPU only; transformers' server generates one request at a "
              "time (no continuous batching on CPU), so latency is mostly queueing.\n\n"
-             "| clients | requests | errors | p50 latency (s) | p95 latency (s) | completion tokens/s | requests/min |\n"
+             "| clients | requests | errors | p50 latency s | p95 latency s | completion tokens/s | requests/min |\n"
              "|---:|---:|---:|---:|---:|---:|---:|\n"
              f"| {a.clients} | {res['requests']} | {res['errors']} | {res['p50_s']} | {res['p95_s']} | "
              f"{res['tokens_per_s']} | {res['requests_per_min']} |\n\n"
