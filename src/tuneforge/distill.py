@@ -117,7 +117,8 @@ def distill(overrides: list[str], endpoint: str, model: str, *, split: str = "tr
     atomic_write_json(out.with_suffix(".json"), summary)
     print(f"  answers     {summary['kept']} kept, {summary['rejected']} rejected {review['reason_counts'] or ''}\n"
           f"  lint        exit status {lint.exit_status} (0 clean, 1 warnings, 2 errors) on {out}\n"
-          f"  train on it tuneforge train recipe=lora-gemma3 dataset={run.dataset.name} dataset.path={out}")
+          f"  train on it tuneforge train recipe=lora-gemma3 dataset={run.dataset.name} dataset.path={out} "
+          "dataset.format=chat")
     return summary
 
 
