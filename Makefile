@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-setup
-EXTRAS ?= dev,qlora,deepspeed,slurm,ray,sweep,tracking,eval,openai,embed,models
+EXTRAS ?= dev,qlora,deepspeed,slurm,ray,sweep,tracking,eval,openai,embed,models,serve
 recipe ?= lora-gemma3
 # command-line `key=value` pairs, minus the ones make itself consumes
 OVERRIDES := $(filter-out recipe=% run=% EXTRAS=% PYTHON=% VENV=% PYTEST_ARGS=% yes=% port=%,$(MAKEOVERRIDES))
@@ -18,7 +18,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .DEFAULT_GOAL := help
 # offline is the tests' default, not the user's: `make train recipe=qlora-llama` may download the model
 test test-integration test-slow test-all bench gpu-check: export HF_HUB_OFFLINE ?= 1
-.PHONY: help setup lock train plan data eval merge chat sweep jobs cancel openai-standin test test-integration test-slow test-all bench gpu-check lint clean
+.PHONY: help setup lock train plan data eval merge chat serve sweep jobs cancel openai-standin test test-integration test-slow test-all bench gpu-check lint clean
 
 help: ## show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,9 @@ eval: $(STAMP) ## base vs fine-tuned on the test split -> eval.json + report.htm
 
 merge: $(STAMP) ## merge the adapter into its base -> <run>/merged/ (parity-checked): make merge run=outputs/...
 	$(BIN)/tuneforge merge run=$(run) $(OVERRIDES)
+
+serve: $(STAMP) ## serve a run over the OpenAI chat API on 127.0.0.1: make serve run=latest [serve.port=8000]
+	$(BIN)/tuneforge serve run=$(run) $(OVERRIDES)
 
 chat: $(STAMP) ## chat with a run (prompt="..." for one answer): make chat run=outputs/<recipe>/<ts>
 	$(BIN)/tuneforge chat run=$(run) $(OVERRIDES)

@@ -43,6 +43,18 @@ def cmd_search(args: list[str]) -> int:
     return search_command(args)
 
 
+def cmd_serve(args: list[str]) -> int:
+    from tuneforge.serve.command import cmd_serve as serve_command  # imports transformers' server: only when used
+
+    return serve_command(args)
+
+
+def cmd_export(args: list[str]) -> int:
+    from tuneforge.serve.export_command import cmd_export as export_command
+
+    return export_command(args)
+
+
 def cmd_plan(args: list[str]) -> int:
     from tuneforge.plan import cmd_plan as plan_command  # prints + writes the plan (--out DIR, --validate)
 
@@ -56,6 +68,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "eval": (cmd_eval, "base vs fine-tuned on the test split: eval run=DIR -> eval.json, report.html"),
     "merge": (cmd_merge, "merge a LoRA adapter into its base: merge run=DIR -> DIR/merged/ (parity-checked)"),
     "chat": (cmd_chat, "chat with a run: chat run=DIR [prompt=\"...\"] (interactive without prompt)"),
+    "serve": (cmd_serve, "serve a run over the OpenAI chat API: serve run=DIR [serve.port=8000] [--plan]"),
+    "export": (cmd_export, "a run as GGUF (llama.cpp, Ollama): export run=DIR [export.quant=f16|q8_0], round-tripped"),
     "sweep": (cmd_sweep, "hyperparameter sweep: sweep [sweep=grid|optuna] 'optim.lr=1e-4,3e-4' -> results table"),
     "search": (cmd_search, "top passages of an embedding run's corpus: search run=DIR query=\"...\" [k=5]"),
     "jobs": (cmd_jobs, "submitted Slurm, Ray and OpenAI runs with their state and run dir: jobs [output_root=DIR]"),

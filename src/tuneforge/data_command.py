@@ -29,7 +29,7 @@ or input unreadable). Rules: `tuneforge data rules`."""
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tuneforge data", description="prepare or lint fine-tuning data",
                                 epilog=EPILOG)
-    sub = p.add_subparsers(dest="action", required=True, metavar="{prepare,lint,rules,show,passages,pairs}")
+    sub = p.add_subparsers(dest="action", required=True, metavar="{prepare,lint,rules,show,passages,pairs,distill}")
     pp = sub.add_parser("prepare", help="lint + augment + split + stats + cost of dataset=NAME (cached)",
                         epilog=EPILOG)
     pp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=dalat-tourism recipe=lora-tiny")
@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--max-tokens", type=int, help="token limit (default: dataset.lint.max_tokens or seq_len)")
     pl.add_argument("--no-tokens", action="store_true", help="skip token counting (no tokenizer load)")
     sub.add_parser("rules", help="list the lint rules")
+    pd = sub.add_parser("distill", help="answer a dataset's prompts with an OpenAI-compatible model -> chat JSONL")
+    pd.add_argument("options", nargs="*", help="endpoint=URL model=NAME [dataset=NAME split=train max_examples=N ...]")
+    pd.add_argument("--yes", action="store_true", help="go on when the estimate is above max_cost_usd")
     ps = sub.add_parser("show", help="N examples through the chat template, trained tokens marked")
     ps.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. recipe=qlora-tiny dataset=sample-chat")
     ps.add_argument("--n", type=int, default=3, help="how many examples (default 3)")
@@ -89,6 +92,10 @@ def cmd_data(args: list[str]) -> int:
         problems, support = lint_knowledge_base(ds)
         print(lint_summary(problems, support, len(load_passages(ds))))
         return 2 if problems else 0
+    if ns.action == "distill":
+        from tuneforge.distill import cmd_distill
+
+        return cmd_distill([*ns.options, *(["--yes"] if ns.yes else [])])
     if ns.action == "show":
         from tuneforge.config.compose import load_run_config
         from tuneforge.data.show import show_examples, use_color

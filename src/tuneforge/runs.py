@@ -5,7 +5,8 @@
 
 A run's status comes from its directory alone (the run-directory contract of :mod:`tuneforge.rundir`):
 complete (summary.json, no RUNNING), running (RUNNING and its pid alive on this host), killed (RUNNING, pid
-gone), failed (FAILED), interrupted (INTERRUPTED: a signal stopped it; resumable), damaged (a summary.json that does not parse as a run's summary: never listed complete).
+gone), failed (FAILED), interrupted (INTERRUPTED: a signal stopped it; resumable), damaged (a summary.json
+that does not parse as a run's summary: never listed complete).
 RUN is a directory, ``latest`` (the newest complete run) or a recipe name (its
 newest complete run).
 """

@@ -342,3 +342,23 @@ def test_openai_format_rules(messages: list, rule: str) -> None:
           {"role": "assistant", "content": "a", "weight": 0}, {"role": "user", "content": "q2"},
           {"role": "assistant", "content": "a2", "weight": 1}]
     assert message_problems(ok) == []
+
+
+def test_plan_states_openai_shutdown_dates_and_the_open_recipe(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    from datetime import date
+
+    from tuneforge.backends.openai_sunset import sunset_notes
+    from tuneforge.config.compose import load_run_config
+
+    assert main(["plan", "recipe=openai-gpt4o-mini", f"output_root={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    for fragment in ("no new jobs for anyone after 2027-01-06", "lost access on 2026-05-07", "since 2026-07-02",
+                     "tuneforge train recipe=lora-gemma3 dataset=dalat-tourism", "tuneforge serve run=latest",
+                     "tuneforge eval endpoint="):
+        assert fragment in out, fragment
+    run = load_run_config(["recipe=openai-gpt4o-mini", f"output_root={tmp_path}"])
+    assert "(33 days from today)" in sunset_notes(run, date(2026, 12, 4))[0]
+    assert "OpenAI will refuse this job" in sunset_notes(run, date(2027, 1, 7))[0]
+    assert main(["plan", "recipe=lora-tiny", f"output_root={tmp_path}"]) == 0
+    assert "2027-01-06" not in capsys.readouterr().out  # only hosted OpenAI recipes

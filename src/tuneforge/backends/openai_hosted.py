@@ -79,7 +79,9 @@ class OpenAIBackend(BackendBase):
         if check.errors:
             notes.append(f"{len(check.errors)} example(s) break OpenAI's format rules (openai_calls.txt lists them): "
                          "`train` refuses to upload")
-        return notes
+        from tuneforge.backends.openai_sunset import sunset_notes
+
+        return notes + sunset_notes(run)  # OpenAI's end of self-serve fine-tuning, and the open recipe
 
     # --- compose time -------------------------------------------------------------------------------
 

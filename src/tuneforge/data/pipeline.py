@@ -14,6 +14,7 @@ kept = train + val + test.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -225,7 +226,8 @@ def run_pipeline(ds: DatasetConfig, source: Path, out_dir: Path | None, *, fmt: 
 
     def quarantine_row(line: int, problems: list[tuple[str, str]], text: str, raw: bytes | None = None) -> None:
         if q_file is not None:  # bytes that are not UTF-8 are kept exactly, base64-encoded next to the text
-            extra = {"raw_base64": __import__("base64").b64encode(raw.rstrip(b"\r\n")).decode("ascii")} if raw is not None else {}
+            extra = ({"raw_base64": base64.b64encode(raw.rstrip(b"\r\n")).decode("ascii")} if raw is not None
+                     else {})
             q_file.write(json.dumps({"line": line, "rules": [p[0] for p in problems],
                                      "reasons": [p[1] for p in problems], "text": text, **extra},
                                     ensure_ascii=False) + "\n")

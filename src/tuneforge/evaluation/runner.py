@@ -300,6 +300,10 @@ def cmd_eval(args: list[str]) -> int:
     from tuneforge.evaluation.artifacts import open_run
     from tuneforge.evaluation.run_args import eval_config_with, parse_run_args
 
+    if any(a.startswith("endpoint=") for a in args):  # answers from an OpenAI-compatible server
+        from tuneforge.evaluation.endpoint import cmd_eval_endpoint
+
+        return cmd_eval_endpoint(args)
     parsed = parse_run_args("eval", args, {})
     from tuneforge.console import quiet_library_progress, verbose_requested
 

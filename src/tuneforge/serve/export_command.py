@@ -1,0 +1,141 @@
+"""``tuneforge export run=<dir> [export.format=gguf] [export.quant=f16|q8_0|bf16|f32]``
+
+-> ``<run>/export/gguf/<model id>-<quant>.gguf`` + ``Modelfile.<quant>`` (Ollama) + ``roundtrip-<quant>.json``.
+
+The merged model (``tuneforge merge``, built first when missing) is written with gguf_export.py, then loaded
+back with transformers' GGUF loader (a real GGUF runtime, independent of the writer) and compared with the
+merged model: the tokenizer must give the same ids on the test conversations, the chat template must be the
+run's, the greedy answers to the first test prompts must be equal, and the logits must agree within
+``ROUNDTRIP_RTOL[quant] x max|logit|`` with top-1 agreement >= ``MIN_TOP1[quant]``. Past that the export fails
+and nothing is published (it is built in a temporary directory and renamed at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import ConfigError, RunArtifactError
+
+# max |Δlogit| allowed, as a fraction of the largest |logit| of the merged model on the same tokens
+ROUNDTRIP_RTOL = {"f32": 1e-4, "f16": 1e-2, "bf16": 3e-2, "q8_0": 5e-2}
+MIN_TOP1 = {"f32": 1.0, "f16": 0.99, "bf16": 0.97, "q8_0": 0.95}
+PROBES = 4
+PROBE_TOKENS = 24
+
+
+def _greedy(model: Any, tokenizer: Any, messages: list[list[dict]], cfg: Any) -> list[str]:
+    import torch
+
+    from tuneforge.evaluation.runner import generation_config
+
+    out = []
+    for msgs in messages:
+        enc = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            gen = model.generate(**enc, generation_config=generation_config(tokenizer, cfg))
+        out.append(tokenizer.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    return out
+
+
+def round_trip(art: Any, merged: Path, gguf: Path, quant: str, tokenizer: Any) -> dict[str, Any]:
+    """Load ``gguf`` with transformers' GGUF loader and compare it with ``merged``."""
+    import dataclasses
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge.evaluation.artifacts import load_full_model
+    from tuneforge.evaluation.examples import load_test_examples
+    from tuneforge.merge import compare_logits, logits_of, parity_batch
+
+    g_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+    g_tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    ref = load_full_model(merged, art.run).float().eval()
+    ids, mask = parity_batch(art, tokenizer, PROBES)
+    texts = [tokenizer.decode(row[m.bool()]) for row, m in zip(ids, mask, strict=True)]
+    same_ids = all(tokenizer(t, add_special_tokens=False)["input_ids"]
+                   == g_tok(t, add_special_tokens=False)["input_ids"] for t in texts)
+    logits = compare_logits(logits_of(ref, ids, mask), logits_of(g_model, ids, mask), mask)
+    cfg = dataclasses.replace(art.run.eval, max_new_tokens=PROBE_TOKENS, do_sample=False)
+    prompts = [ex.prompt_messages for ex in load_test_examples(art.run, PROBES)]
+    want, got = _greedy(ref, tokenizer, prompts, cfg), _greedy(g_model, g_tok, prompts, cfg)
+    limit = ROUNDTRIP_RTOL[quant] * logits["max_abs_logit"]
+    checks = {"token_ids_equal": same_ids, "chat_template_kept": g_tok.chat_template == tokenizer.chat_template,
+              "greedy_answers_equal": want == got, "logits_within_tolerance": logits["max_abs_diff"] <= limit,
+              "top1_agreement_ok": logits["top1_agreement"] >= MIN_TOP1[quant]}
+    return {"runtime": "transformers GGUF loader", "quant": quant, "logits": logits, "atol": limit,
+            "rtol": ROUNDTRIP_RTOL[quant], "min_top1": MIN_TOP1[quant], "probes": len(prompts),
+            "probe_tokens": PROBE_TOKENS, "answers": [{"merged": w, "gguf": g} for w, g in zip(want, got, strict=True)],
+            "checks": checks, "passed": all(checks.values())}
+
+
+def export_run(run_dir: Path, quant: str, *, quiet: bool = False) -> dict[str, Any]:
+    from tuneforge.evaluation.artifacts import load_run_tokenizer, open_run
+    from tuneforge.inference import training_system_prompt
+    from tuneforge.models import _gguf_file
+    from tuneforge.rundir import atomic_write_json
+    from tuneforge.serve.command import run_label
+    from tuneforge.serve.gguf_export import write_gguf
+    from tuneforge.serve.model_dir import model_source, refuse_hosted, served_model_id
+    from tuneforge.serve.ollama import modelfile
+
+    t0 = time.perf_counter()
+    refuse_hosted(Path(run_dir), "export")
+    art = open_run(run_dir)
+    merged = model_source(art, merge=True)
+    tokenizer = load_run_tokenizer(art, merged)
+    source_gguf = _gguf_file(art.run.model.gguf)[0] if art.run.model.gguf else None
+    final = art.run_dir / "export" / "gguf"
+    tmp = final.with_name(f".gguf.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    name = f"{served_model_id(art.run_dir)}-{quant}.gguf"
+    try:
+        info = write_gguf(merged, tmp / name, quant=quant, chat_template=tokenizer.chat_template,
+                          tokenizer=tokenizer, source_gguf=source_gguf, name=served_model_id(art.run_dir))
+        (tmp / f"Modelfile.{quant}").write_text(modelfile(name, tokenizer, art.run.eval, training_system_prompt(art),
+                                                 run_label(art.run_dir)), encoding="utf-8")
+        check = round_trip(art, merged, tmp / name, quant, tokenizer)
+        record = {"run_dir": str(art.run_dir), "gguf": str(final / name), **info, "roundtrip": check,
+                  "seconds": round(time.perf_counter() - t0, 1)}
+        atomic_write_json(tmp / f"roundtrip-{quant}.json", record)
+        if not check["passed"]:
+            failed = [k for k, ok in check["checks"].items() if not ok]
+            raise RunArtifactError(
+                f"GGUF round trip failed for {art.run_dir} ({quant}): {', '.join(failed)}; max |Δlogit| "
+                f"{check['logits']['max_abs_diff']:.3g} (tolerance {check['atol']:.3g}), top-1 agreement "
+                f"{check['logits']['top1_agreement']:.3f}; nothing was written")
+        final.mkdir(parents=True, exist_ok=True)  # one file set per quant; other quants stay
+        for f in tmp.iterdir():
+            os.replace(f, final / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not quiet:
+        c = record["roundtrip"]
+        print(f"\ntuneforge export: {final / name}  ({info['bytes'] / 2**20:.1f} MiB, {quant}, {info['architecture']}, "
+              f"tokenizer {info['tokenizer']}, chat template inside)\n"
+              f"  round trip  {c['runtime']}: max |Δlogit| {c['logits']['max_abs_diff']:.3g} (tolerance "
+              f"{c['atol']:.3g} = {c['rtol']:g} x max|logit|), top-1 {c['logits']['top1_agreement'] * 100:.1f}%, "
+              f"greedy answers equal on {c['probes']} test prompts: OK\n"
+              f"  ollama      cd {final} && ollama create {served_model_id(art.run_dir)} -f Modelfile.{quant}\n"
+              f"  details     {final / f'roundtrip-{quant}.json'}")
+    return record
+
+
+def cmd_export(args: list[str]) -> int:
+    from tuneforge.evaluation.run_args import parse_run_args
+    from tuneforge.serve.gguf_export import QUANTS
+
+    parsed = parse_run_args("export", args, {"export.format": "gguf", "export.quant": "|".join(QUANTS)})
+    fmt = parsed.options.get("export.format", "gguf")
+    if fmt != "gguf":
+        raise ConfigError(f"export.format={fmt!r} is not one of: gguf (the merged HF model is `tuneforge merge`)")
+    quant = parsed.options.get("export.quant", "f16")
+    if quant not in QUANTS:
+        raise ConfigError(f"export.quant={quant!r} is not one of: {', '.join(QUANTS)}")
+    export_run(parsed.run_dir, quant)
+    return 0

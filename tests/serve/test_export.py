@@ -1,0 +1,82 @@
+"""`tuneforge export`: the merged model as GGUF with its tokenizer and the run's chat template inside, an Ollama
+Modelfile, and a round trip through transformers' GGUF loader that fails the export past its tolerance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tuneforge.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tuneforge.config.compose import load_run_config
+    from tuneforge.train import train
+
+    root = tmp_path_factory.mktemp("export-run")
+    run = load_run_config(["recipe=lora-tiny", "dataset=sample-chat", "hparams.max_steps=3",
+                           f"output_root={root / 'outputs'}"])
+    return Path(train(run, quiet=True)["run_dir"])
+
+
+@pytest.mark.parametrize("quant", ["f16", "q8_0"])
+def test_export_round_trips_with_template_tokenizer_and_modelfile(tiny_run: Path, quant: str,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    from gguf import GGUFReader
+
+    from tuneforge.evaluation.artifacts import load_run_tokenizer, open_run
+
+    assert main(["export", f"run={tiny_run}", f"export.quant={quant}"]) == 0
+    assert "greedy answers equal on 4 test prompts: OK" in capsys.readouterr().out
+    out = tiny_run / "export" / "gguf"
+    gguf = out / f"{tiny_run.parent.name}-{tiny_run.name}-{quant}.gguf"
+    record = json.loads((out / f"roundtrip-{quant}.json").read_text())
+    assert record["roundtrip"]["passed"] and all(record["roundtrip"]["checks"].values())
+    assert record["roundtrip"]["logits"]["max_abs_diff"] <= record["roundtrip"]["atol"]
+    fields = GGUFReader(str(gguf)).fields
+    template = load_run_tokenizer(open_run(tiny_run), tiny_run / "merged").chat_template
+    assert fields["tokenizer.chat_template"].contents() == template  # the template survives the export
+    assert len(fields["tokenizer.ggml.tokens"].contents()) == 1977
+    kinds = {t.tensor_type.name for t in GGUFReader(str(gguf)).tensors}
+    assert kinds == ({"F16", "F32"} if quant == "f16" else {"Q8_0", "F32"})
+    modelfile = (out / f"Modelfile.{quant}").read_text()
+    assert f"FROM ./{gguf.name}" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
+    assert "<|im_start|>{{ .Role }}" in modelfile and "PARAMETER temperature 0" in modelfile
+    assert not [p for p in (tiny_run / "export").iterdir() if p.name.startswith(".")]
+
+
+def test_export_past_the_tolerance_fails_loudly_and_writes_nothing(tiny_run: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    from tuneforge.serve import export_command
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "export"))
+    monkeypatch.setitem(export_command.ROUNDTRIP_RTOL, "q8_0", 1e-9)  # q8_0 cannot be this exact
+    assert main(["export", f"run={run}", "export.quant=q8_0"]) == 2
+    err = capsys.readouterr().err
+    assert "GGUF round trip failed" in err and "logits_within_tolerance" in err and "nothing was written" in err
+    assert not (run / "export" / "gguf").exists() or not list((run / "export" / "gguf").iterdir())
+
+
+def test_export_refuses_unknown_format_and_quant(tiny_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["export", f"run={tiny_run}", "export.format=onnx"]) == 2
+    assert "export.format='onnx' is not one of: gguf" in capsys.readouterr().err
+    assert main(["export", f"run={tiny_run}", "export.quant=q4_k_m"]) == 2
+    assert "export.quant='q4_k_m' is not one of: f32, f16, bf16, q8_0" in capsys.readouterr().err
+
+
+def test_modelfile_template_family_matches_the_run_template() -> None:
+    from transformers import AutoTokenizer
+
+    from tuneforge.models import CHAT_TEMPLATES
+    from tuneforge.serve.ollama import FAMILIES, SAMPLE, template_family
+
+    tok = AutoTokenizer.from_pretrained(next(Path(__import__("os").environ["TUNEFORGE_CACHE"], "tiny-models").iterdir()))
+    assert template_family(tok) == "chatml"
+    tok.chat_template = CHAT_TEMPLATES["gemma"]  # the template the Gemma recipes train with
+    assert template_family(tok) == "gemma" and FAMILIES["gemma"][1](SAMPLE).startswith("<start_of_turn>user\n")
