@@ -158,12 +158,7 @@ def train_or_resume(trainer: Any, run_dir: Path) -> Any:
       further step: the checkpoint's weights and state are loaded and only the save is redone;
     - ``training_loss`` is the mean over the whole run, not over the resumed part divided by all steps.
     """
-    from tuneforge.preemption import restore_signal_handlers
-
-    try:
-        return _train_or_resume(trainer, run_dir)
-    finally:
-        restore_signal_handlers()  # the preemption callback's, however training ended
+    return _train_or_resume(trainer, run_dir)
 
 
 def _train_or_resume(trainer: Any, run_dir: Path) -> Any:

@@ -159,8 +159,12 @@ class NativeBackend(BackendBase):
         callbacks = [metrics_cb, *preemption_callbacks(run_dir), *guard_callbacks(run)]
         trainer, tokenizer = self.build_trainer(run, run_dir, callbacks=callbacks)
         from tuneforge.checkpoints import train_or_resume  # from the latest *complete* checkpoint, exactly
+        from tuneforge.preemption import restore_signal_handlers
 
-        result = train_or_resume(trainer, run_dir)
+        try:
+            result = train_or_resume(trainer, run_dir)
+        finally:
+            restore_signal_handlers()  # the preemption callback's, however training ended
         eval_loss = None
         if trainer.eval_dataset is not None:
             eval_loss = trainer.evaluate().get("eval_loss")
