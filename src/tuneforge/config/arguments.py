@@ -22,7 +22,7 @@ RECIPE_SUFFIXES = (".yaml", ".yml")
 
 
 def _is_recipe_path(value: str) -> bool:
-    return value.endswith(RECIPE_SUFFIXES) or value.startswith(("./", "../", "/", "~"))
+    return value.endswith(RECIPE_SUFFIXES) or value.startswith(("./", "../", "/", "~/"))
 
 
 def recipe_file_overrides(value: str) -> list[str]:
@@ -116,6 +116,10 @@ def normalize_overrides(args: Sequence[str], command: str = "train") -> list[str
                 problem = problem or f"unknown option '{a}'"
             i += took
             continue
+        if a.startswith("~") and not a.startswith("~/"):
+            key = a[1:].split("=", 1)[0]
+            raise ConfigError(f"'{a}' deletes {key} (Hydra's ~key), but every tuneforge setting has a value: set it "
+                              f"instead ({key}=<value>, or {key}=null where null is allowed)")
         if "=" not in a:
             if _is_recipe_path(a):
                 out += recipe_file_overrides(a)

@@ -148,11 +148,37 @@ def _keys_of_group_option(full_key: str) -> list[str]:
     return sorted(f.name for f in dataclasses.fields(tp))
 
 
+def _unparsable_override(msg: str) -> str | None:
+    """Hydra's override grammar refused a value (characters it reserves, or letters outside ASCII unquoted):
+    one line saying how to quote it, instead of the lexer's exception."""
+    if not ("LexerNoViableAltException" in msg or "token recognition error" in msg or "mismatched input" in msg
+            or "no viable alternative" in msg or "extraneous input" in msg):
+        return None
+    first = msg.splitlines()[0]
+    quoted = re.search(r"Error parsing override '(.*)'$", first)
+    override = quoted.group(1) if quoted else first.split(": ", 1)[1].strip() if ": " in first else first
+    key, _, value = override.partition("=")
+    bad = (re.search(r"token recognition error at: '(.+?)'", msg) or re.search(r"extraneous input '(.+?)'", msg)
+           or re.search(r"mismatched input '(.+?)'", msg))
+    why = f" ({bad.group(1)!r} is not allowed unquoted)" if bad else ""
+    return (f"cannot parse the override {override!r}{why}: quote the value for Hydra, inside the shell's quotes, "
+            f"e.g. '{key}=\"{value}\"'")
+
+
 def explain_compose_error(exc: BaseException) -> str:
     msg = str(exc).strip()
     cause = exc.__cause__ or exc.__context__
     if cause is not None and str(cause).strip():
         msg = f"{msg}\n{str(cause).strip()}"
+    unparsable = _unparsable_override(msg)
+    if unparsable:
+        return unparsable
+    if "Config group override must be a string or a list" in msg:
+        return ("a config group was given null (e.g. recipe=null): name one of its options, or leave the key out "
+                "(`tuneforge recipes` lists the recipes)")
+    if "Could not delete from config" in msg or "Could not find '" in msg and msg.startswith("~"):
+        return (f"{msg.splitlines()[0]}: `~key` deletes a key, but every tuneforge setting has a value; set it "
+                "instead (key=value), or `key=null` where null is allowed")
     m = _KEY_NOT_IN.search(msg)
     full = _FULL_KEY.search(msg)
     if m:

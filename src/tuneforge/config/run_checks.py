@@ -55,7 +55,7 @@ def _inside(path: Path, root: Path) -> bool:
 
 def check_paths(run: RunConfig) -> Iterable[str]:
     if not SAFE_NAME.match(run.name) or run.name in (".", ".."):
-        yield (f"name={run.name!r} must be a single safe path component (letters, digits, '.', '_', '+', '-'; "
+        yield (f"name={run.name!r} must be a single safe path component (ASCII letters, digits, '.', '_', '+', '-'; "
                "no '/' or '..'): it names the directory outputs/<name>/")
     if not str(run.output_root).strip():
         yield "output_root is empty; give a directory (default: outputs)"

@@ -36,11 +36,12 @@ class RunArgs:
 def parse_run_args(command: str, args: list[str], options: dict[str, str]) -> RunArgs:
     """``options``: the command's own keys and their help. Unknown keys fail with the valid ones listed."""
     run_dir: str | None = None
+    root: str | None = None  # where run=latest / run=<recipe> look (default: outputs)
     opts: dict[str, str] = {}
     overrides: list[str] = []
     eval_keys = [f.name for f in fields(EvalConfig)]
     options = {**options, "base": "replace the run's base model (hub id or directory)"}
-    valid = ["run", *options, *(f"eval.{k}" for k in eval_keys)]
+    valid = ["run", "output_root", *options, *(f"eval.{k}" for k in eval_keys)]
     for arg in args:
         key, sep, value = arg.partition("=")
         key = key.lstrip("+")
@@ -49,6 +50,8 @@ def parse_run_args(command: str, args: list[str], options: dict[str, str]) -> Ru
                               + ", ".join(valid))
         if key == "run":
             run_dir = value
+        elif key == "output_root":
+            root = value
         elif key in options:
             opts[key] = value
         elif key.startswith("eval.") and key[5:].split(".")[0] in eval_keys:  # eval.retriever.run: nested
@@ -63,7 +66,7 @@ def parse_run_args(command: str, args: list[str], options: dict[str, str]) -> Ru
     if not run_dir:  # `make eval` without run=: say which runs there are
         raise ConfigError(f"tuneforge {command}: run=<run_dir> is required (or run=latest, run=<recipe>), e.g. "
                           f"tuneforge {command} run=latest\n{recent_runs_hint()}")
-    return RunArgs(resolve_run(run_dir), opts, overrides)
+    return RunArgs(resolve_run(run_dir, root) if root else resolve_run(run_dir), opts, overrides)
 
 
 def eval_config_with(base: EvalConfig, overrides: list[str]) -> EvalConfig:
