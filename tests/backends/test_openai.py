@@ -195,14 +195,14 @@ def test_stopped_follower_reattaches_to_the_same_job(standin: StandIn, tmp_path:
     run_dir = out / "openai-gpt4o-mini" / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "tuneforge.cli", "train",
-                             *args(out, f"run_dir={run_dir}", "backend.poll_interval_s=0.05",
-                                   "backend.max_poll_interval_s=0.05")],
+                             *args(out, f"run_dir={run_dir}", "backend.poll_interval_s=0.3",
+                                   "backend.max_poll_interval_s=0.3")],  # slow enough to be stopped mid-job
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             job = standin.jobs and next(iter(standin.jobs.values()))
-            if job and job.step >= 3:
+            if job and job.step >= 2:
                 break
             assert proc.poll() is None, "the follower ended before it was killed"
             time.sleep(0.1)
