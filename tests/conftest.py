@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +56,21 @@ def out_root(tmp_path: Path) -> Path:
     """An output root for runs made by a test (override: output_root=<this>)."""
     d = tmp_path / "outputs"
     return d
+
+
+@contextlib.contextmanager
+def serving_standin(monkeypatch: pytest.MonkeyPatch, key: str) -> Iterator[Any]:
+    """The OpenAI stand-in on 127.0.0.1, with OPENAI_BASE_URL and OPENAI_API_KEY pointing at it (a test's own
+    key, so it can check the key never reaches anything a run writes); stopped afterwards."""
+    from tuneforge.openai_standin import StandIn
+
+    s = StandIn(api_key=key)
+    monkeypatch.setenv("OPENAI_BASE_URL", s.start())
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

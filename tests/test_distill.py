@@ -4,10 +4,12 @@ dataset for an open model, after a cost estimate that stops before any request, 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import serving_standin
 from tuneforge.cli import main
 from tuneforge.openai_standin import StandIn
 
@@ -16,12 +18,8 @@ KEY = "sk-test-DISTILL-0c4f7e1a"
 
 @pytest.fixture
 def standin(monkeypatch: pytest.MonkeyPatch):
-    s = StandIn(api_key=KEY)
-    url = s.start()
-    monkeypatch.setenv("OPENAI_BASE_URL", url)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    yield s, url
-    s.stop()
+    with serving_standin(monkeypatch, KEY) as s:
+        yield s, os.environ["OPENAI_BASE_URL"]
 
 
 def chat_calls(s: StandIn) -> int:

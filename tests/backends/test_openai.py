@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import serving_standin
 from tuneforge.cli import main
 from tuneforge.openai_standin import Fault, StandIn
 
@@ -24,11 +25,8 @@ FAST = ["backend.poll_interval_s=0.01", "backend.max_poll_interval_s=0.05"]
 
 @pytest.fixture
 def standin(monkeypatch: pytest.MonkeyPatch):
-    s = StandIn(api_key=KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", s.start())
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    yield s
-    s.stop()
+    with serving_standin(monkeypatch, KEY) as s:
+        yield s
 
 
 def args(out: Path, *extra: str) -> list[str]:

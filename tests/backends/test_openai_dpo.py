@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import serving_standin
 from tuneforge.backends.openai_dpo import job_problem
 from tuneforge.cli import main
 from tuneforge.openai_standin import StandIn
@@ -19,11 +20,8 @@ FAST = ["backend.poll_interval_s=0.01", "backend.max_poll_interval_s=0.05"]
 
 @pytest.fixture
 def standin(monkeypatch: pytest.MonkeyPatch):
-    s = StandIn(api_key=KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", s.start())
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    yield s
-    s.stop()
+    with serving_standin(monkeypatch, KEY) as s:
+        yield s
 
 
 def test_dpo_job_and_file_reach_the_standin(standin: StandIn, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

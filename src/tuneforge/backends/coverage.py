@@ -10,6 +10,7 @@ default is refused at compose time with its reason (:func:`check_unsupported`, c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Iterable
 from typing import Any
@@ -74,7 +75,8 @@ AXOLOTL: dict[str, str] = {
 }
 
 
-def settings_fields(prefix_groups: Iterable[str] = GROUPS) -> list[str]:
+@functools.cache
+def settings_fields(prefix_groups: tuple[str, ...] = GROUPS) -> tuple[str, ...]:
     """Dotted names of every leaf field of the settings groups (nested dataclasses walked; model.tiny is one
     entry: the locally built model is handed to every backend as a directory)."""
     hints = typing.get_type_hints(RunConfig)
@@ -92,85 +94,61 @@ def settings_fields(prefix_groups: Iterable[str] = GROUPS) -> list[str]:
 
     for g in prefix_groups:
         walk(hints[g], f"{g}.")
-    return out
+    return tuple(out)  # the schema does not change in a process: walked once
 
 
 def native_table() -> dict[str, str]:
     return {k: _NATIVE_NA.get(k, MAPPED) for k in settings_fields()}
 
 
-_HOSTED_MODEL = na("the hosted model is named by model.name_or_path; OpenAI loads and runs it")
-_OPENAI_OPTIM = unsupported("OpenAI picks the optimizer and learning rate; scale it with "
-                            "backend.learning_rate_multiplier, and use optim=hosted")
-_OPENAI_HPARAM_WHY = {
-    "max_steps": "a hosted job trains whole epochs: use hparams.epochs",
-    "seq_len": "OpenAI's per-example limit is the model's (backend.example_token_limits)",
-    "packing": "OpenAI batches examples itself",
-}
+def _by_rules(rules: list[tuple[str, str]], default: str) -> dict[str, str]:
+    """Every setting gets the verdict of the first rule naming it: its exact key, or a prefix ending in '.'."""
+    return {key: next((v for k, v in rules if key == k or (k.endswith(".") and key.startswith(k))), default)
+            for key in settings_fields()}
+
+
+_OPENAI: list[tuple[str, str]] = [
+    ("method.name", MAPPED + " (full only: OpenAI decides how its models are tuned; lora/qlora are refused)"),
+    ("method.quantization.", unsupported("a hosted model cannot be quantized")),
+    ("method.", na("LoRA settings: method=full is the only method a hosted job takes")),
+    ("model.name_or_path", MAPPED + " (the job's model)"),
+    ("model.", na("the hosted model is named by model.name_or_path; OpenAI loads and runs it")),
+    ("optim.", unsupported("OpenAI picks the optimizer and learning rate; scale it with "
+                           "backend.learning_rate_multiplier, and use optim=hosted")),
+    *[(f"hparams.{k}", MAPPED + " (n_epochs, batch_size = micro_batch_size x grad_accumulation, seed)")
+      for k in ("epochs", "micro_batch_size", "grad_accumulation", "seed")],
+    ("hparams.max_steps", unsupported("a hosted job trains whole epochs: use hparams.epochs")),
+    ("hparams.seq_len", unsupported("OpenAI's per-example limit is the model's (backend.example_token_limits)")),
+    ("hparams.packing", unsupported("OpenAI batches examples itself")),
+    ("hparams.", unsupported("a hosted job has no such setting")),
+    ("tracking.name", unsupported("not wired for backend=openai (metrics.jsonl has the job's metrics)")),
+    ("tracking.", na("tracking is refused for backend=openai (tracking.name)")),
+    ("objective.name", MAPPED + " (method.type: supervised | dpo; orpo/kto refused)"),
+    ("objective.beta", MAPPED + " (method.dpo.hyperparameters.beta)"),
+    ("objective.", unsupported("OpenAI's DPO job takes beta only (its reference is the job's starting model)")),
+]
+
+_ST_OWN_FILES = na("a sentence-transformers model directory carries its own modules, tokenizer and dtype")
+_SENTENCE_TRANSFORMERS: list[tuple[str, str]] = [
+    ("method.modules_to_save", unsupported("the encoder's LoRA adapter saves no extra modules")),
+    ("method.quantization.", na("method=qlora is refused: a 4-bit encoder cannot be trained here")),
+    *[(f"model.{k}", _ST_OWN_FILES) for k in ("architecture", "model_type", "dtype", "chat_template",
+                                              "attn_implementation", "tokenizer", "revision", "init", "gguf.")],
+    ("model.num_parameters", na("memory estimates only (plan)")),
+    ("hparams.packing", unsupported("each text is encoded alone (refused when true)")),
+    ("hparams.gradient_checkpointing", unsupported("not wired for sentence-transformers (refused when true)")),
+    ("hparams.seq_len", MAPPED + " (max_seq_length while training, unless backend.max_seq_length)"),
+    ("objective.name", MAPPED + " (sft only: a contrastive loss over pairs; preference objectives are refused)"),
+    ("objective.", na("preference settings: objective=sft is the only objective an embedding model trains")),
+]
 
 
 def openai_table() -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key in settings_fields():
-        group, leaf = key.split(".", 1)
-        if key == "method.name":
-            out[key] = MAPPED + " (full only: OpenAI decides how its models are tuned; lora/qlora are refused)"
-        elif key.startswith("method.quantization."):
-            out[key] = unsupported("a hosted model cannot be quantized")
-        elif group == "method":
-            out[key] = na("LoRA settings: method=full is the only method a hosted job takes")
-        elif key == "model.name_or_path":
-            out[key] = MAPPED + " (the job's model)"
-        elif group == "model":
-            out[key] = _HOSTED_MODEL
-        elif group == "optim":
-            out[key] = _OPENAI_OPTIM
-        elif key in ("hparams.epochs", "hparams.micro_batch_size", "hparams.grad_accumulation", "hparams.seed"):
-            out[key] = MAPPED + " (n_epochs, batch_size = micro_batch_size x grad_accumulation, seed)"
-        elif group == "hparams":
-            out[key] = unsupported(_OPENAI_HPARAM_WHY.get(leaf, "a hosted job has no such setting"))
-        elif key == "tracking.name":
-            out[key] = unsupported("not wired for backend=openai (metrics.jsonl has the job's metrics)")
-        elif key == "objective.name":
-            out[key] = MAPPED + " (method.type: supervised | dpo; orpo/kto refused)"
-        elif key == "objective.beta":
-            out[key] = MAPPED + " (method.dpo.hyperparameters.beta)"
-        elif group == "objective":
-            out[key] = unsupported("OpenAI's DPO job takes beta only (its reference is the job's starting model)")
-        else:
-            out[key] = na("tracking is refused for backend=openai (tracking.name)")
-    return out
-
-
-_ST_UNSUPPORTED = {
-    "method.modules_to_save": unsupported("the encoder's LoRA adapter saves no extra modules"),
-    "hparams.packing": unsupported("each text is encoded alone (refused when true)"),
-    "hparams.gradient_checkpointing": unsupported("not wired for sentence-transformers (refused when true)"),
-}
+    return _by_rules(_OPENAI, default=na("not part of a hosted job"))
 
 
 def sentence_transformers_table() -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key in settings_fields():
-        if key in _ST_UNSUPPORTED:
-            out[key] = _ST_UNSUPPORTED[key]
-        elif key.startswith("method.quantization."):
-            out[key] = na("method=qlora is refused: a 4-bit encoder cannot be trained here")
-        elif key in ("model.architecture", "model.model_type", "model.dtype", "model.chat_template",
-                     "model.attn_implementation", "model.tokenizer", "model.revision", "model.init",
-                     "model.gguf.package", "model.gguf.file", "model.gguf.assemble"):
-            out[key] = na("a sentence-transformers model directory carries its own modules, tokenizer and dtype")
-        elif key == "model.num_parameters":
-            out[key] = na("memory estimates only (plan)")
-        elif key == "hparams.seq_len":
-            out[key] = MAPPED + " (max_seq_length while training, unless backend.max_seq_length)"
-        elif key == "objective.name":
-            out[key] = MAPPED + " (sft only: a contrastive loss over pairs; preference objectives are refused)"
-        elif key.startswith("objective."):
-            out[key] = na("preference settings: objective=sft is the only objective an embedding model trains")
-        else:
-            out[key] = MAPPED
-    return out
+    return _by_rules(_SENTENCE_TRANSFORMERS, default=MAPPED)
 
 
 def _value(run: RunConfig, key: str) -> Any:

@@ -170,14 +170,25 @@ class OpenAIBackend(BackendBase):
         return files
 
     def data_check(self, run: RunConfig) -> Any:
+        """OpenAI's format rules, token counts and cost of the files that go up. One command asks for it up to
+        three times (preflight, the plan's files, the plan's notes): counted once per unchanged input."""
         from tuneforge.backends.openai_data import check_hosted_data
 
         b = run.backend
         model = run.model.name_or_path
         n_epochs = hyperparameters(run)["n_epochs"]
-        return check_hosted_data(self._splits(run), model=model, n_epochs=n_epochs,
-                                 example_token_limit=b.example_token_limits.get(model),
-                                 usd_per_1m=b.training_usd_per_1m_tokens.get(model), prices_as_of=b.prices_as_of)
+        files = self._splits(run)
+        key = (tuple((name, str(f), f.stat().st_size, f.stat().st_mtime_ns) for name, f in files.items()), model,
+               str(n_epochs), b.example_token_limits.get(model), b.training_usd_per_1m_tokens.get(model),
+               b.prices_as_of)
+        cached = getattr(self, "_last_check", None)
+        if cached is None or cached[0] != key:
+            cached = (key, check_hosted_data(files, model=model, n_epochs=n_epochs,
+                                             example_token_limit=b.example_token_limits.get(model),
+                                             usd_per_1m=b.training_usd_per_1m_tokens.get(model),
+                                             prices_as_of=b.prices_as_of))
+            self._last_check = cached
+        return cached[1]
 
     def artifacts(self, run: RunConfig, run_dir: Path) -> dict[str, str]:
         check = self.data_check(run)

@@ -28,13 +28,7 @@ MAPPING: list[tuple[str, str]] = [
     ("backend.metadata", "metadata"),
     ("backend.additional_parameters", "merged into the request last (checked against the SDK's JobCreateParams)"),
 ]
-# hparams keys the request carries; every other hparams/optim key must keep its schema default
-_MAPPED_HPARAMS = {"epochs", "micro_batch_size", "grad_accumulation", "seed"}
-_REFUSED_WHY = {
-    "max_steps": "a hosted job trains whole epochs: use hparams.epochs",
-    "seq_len": "OpenAI's per-example limit is the model's (backend.example_token_limits)",
-    "packing": "OpenAI batches examples itself",
-}
+# every other hparams/optim key must keep its schema default: tuneforge.backends.coverage's table for openai
 
 
 def _hparam(value: Any, key: str, *, integer: bool) -> Iterable[str]:
