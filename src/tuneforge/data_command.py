@@ -280,13 +280,13 @@ def cmd_pairs(args: list[str]) -> int:
 def _answer_reasons(ds: Any) -> Any:
     from tuneforge.data.answer_review import review_answer
     from tuneforge.data.lint import FactGuard
-    from tuneforge.evaluation.answer_checks import topic_check
+    from tuneforge.evaluation.answer_checks import lexicon, topic_check
 
-    guard, topic = FactGuard(ds.forbidden_claims, ds.negation), topic_check(ds)
+    guard, topic, words = FactGuard(ds.forbidden_claims, ds.negation), topic_check(ds), lexicon(ds)
 
     def reasons(answer: str, question: str, reference: str) -> list[str]:
         return review_answer(ds, guard, answer, reference=reference, prompt=question, new_tokens=None,
-                             max_new_tokens=None, topic=topic)
+                             max_new_tokens=None, topic=topic, lexicon=words)
 
     return reasons
 

@@ -4,6 +4,7 @@ and a verdict that never calls a model better while most of its answers are unus
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,54 @@ def test_the_verdict_never_calls_a_mostly_unusable_model_better() -> None:
     good = _results([True, True, True, False], [False] * 4)
     assert usable_verdict(good)[0] == "better"
     assert headline(good).startswith("Fine-tuned is better: 3 of 4 test answers usable (75%, base 0%)")
+
+
+def test_broken_words_and_stray_markup_are_unusable(ds) -> None:
+    """The garbled answers of the Gemma run that the checks passed: a non-word in place of a unit, a syllable
+    glued to another, markup from pre-training. A real loanword ("cafe") and the data's own names pass."""
+    ref = "Dạ, vé vào Crazy House khoảng 60.000–100.000 đồng/người lớn; giá chỉ mang tính tham khảo."
+    answers = ["Dạ, vé vào Crazy House khá 15–30 phoege; giá chỉ mang tính tham khảo.",
+               "Dạ, vé vào Crazy House khoảng 100.000 triệuện; giá chỉ mang tính tham khảo.",
+               "Dạ, vé vào Crazy House khoảng 80.000 đồng</font-mce-section>; giá chỉ mang tính tham khảo.",
+               "Dạ, vé vào Crazy House khoảng 80.000 đồng, có quán cafe gần đó; giá chỉ mang tính tham khảo."]
+    review = review_answers(ds, answers, references=[ref] * 4, prompts=["Vé vào Crazy House giá bao nhiêu?"] * 4,
+                            new_tokens=None, max_new_tokens=None)
+    assert review["reasons"][0] == ['not a word ("phoege")']
+    assert review["reasons"][1] == ['not a word ("triệuện")']
+    assert review["reasons"][2] == ["stray markup (</font-mce-section>)"]
+    assert review["usable"] == [False, False, False, True]
+    assert review["reason_counts"] == {"not a word": 2, "stray markup": 1}
+
+
+def test_the_word_check_needs_a_language_with_a_syllable_grammar() -> None:
+    from tuneforge.data.words import SYLLABLE_GRAMMARS, vietnamese_syllable
+    from tuneforge.schema.dataset import WORD_CHECK_LANGUAGES
+
+    assert set(WORD_CHECK_LANGUAGES) == set(SYLLABLE_GRAMMARS)
+    assert all(map(vietnamese_syllable, re.findall(r"\S+", "nghiêng khuya tuyết được quốc gì giữa thuở hoà hòa khỏe")))
+    assert not any(map(vietnamese_syllable, ["phoege", "triệuện", "nguyễnn", "cafe", "hóà"]))
+    # without a language the word check is off: an English dataset's words are not judged by a Vietnamese grammar
+    plain = load_run_config(["dataset=dalat-tourism", "dataset.language=null"]).dataset
+    review = review_answers(plain, ["Dạ, vé khoảng 15–30 phoege; giá chỉ mang tính tham khảo."], references=[None],
+                            prompts=["Vé vào Crazy House giá bao nhiêu?"], new_tokens=None, max_new_tokens=None)
+    assert not any(r.startswith("not a word") for r in review["reasons"][0])
+    with pytest.raises(Exception, match=r"dataset.language='fr' has no word check; choose one of: vi"):
+        load_run_config(["dataset=dalat-tourism", "dataset.language=fr"])
+
+
+def test_a_price_or_distance_the_reference_does_not_hold_is_wrong(ds) -> None:
+    """The Crazy House answer of the default run: the right shape, the wrong price. A value inside the
+    reference's range is right; a value the model was shown (a retrieved passage) is right too."""
+    ref = "Dạ, vé vào Crazy House khoảng 60.000–100.000 đồng/người lớn; giá chỉ mang tính tham khảo."
+    q = "Vé vào Crazy House giá bao nhiêu?"
+    answers = ["Dạ, vé vào Crazy House khoảng 100.000–150.000 đồng/người lớn; giá chỉ mang tính tham khảo.",
+               "Dạ, vé vào Crazy House khoảng 80.000 đồng/người lớn; giá chỉ mang tính tham khảo."]
+    review = review_answers(ds, answers, references=[ref, ref], prompts=[q, q], new_tokens=None,
+                            max_new_tokens=None)
+    assert review["reasons"] == [["wrong value (100.000–150.000 đồng; the reference: 60.000–100.000 đồng)"], []]
+    from tuneforge.data.answer_review import wrong_values
+
+    shown = "Thông tin tham khảo: Crazy House, vé 100.000–150.000 đồng."
+    assert wrong_values(answers[0], ref, shown) == []
+    assert wrong_values("Dạ, cách trung tâm 130 km.", "Dạ, sân bay cách trung tâm khoảng 30 km.") == ["130 km"]
+    assert wrong_values("Dạ, vé 50.000 đồng.", "Dạ, nên đi buổi sáng.") == []  # no value to judge against

@@ -7,7 +7,12 @@ An answer is **usable** when it is not degenerate and passes the dataset's own c
   pairs distinct); off topic (it shares none of the question's content terms: the weather question answered
   with ticket prices); cut off (no end of turn within ``max_new_tokens``); mostly not in the language of the
   reference (its share of non-ASCII letters far below the reference's: an English answer to a Vietnamese
-  question); the Unicode replacement character (bytes cut mid-character);
+  question); the Unicode replacement character (bytes cut mid-character); a word that is no word, or stray
+  markup (tuneforge.data.words: "triệuện", "phoege", "</font-mce-section>");
+- a wrong value: a price or a distance (a number with its unit, tuneforge.data.passages.VALUE) that neither the
+  reference answer nor the context the model was shown holds, judged only where the reference states a value
+  of that kind ("vé khoảng 100.000–150.000 đồng" where the reference says 60.000–100.000); a value inside a
+  reference range ("khoảng 80.000 đồng") is right;
 - the style checks (``dataset.style_checks``) that apply to it;
 - the fact guard, both ways (``dataset.forbidden_claims``: the claim's regex, and the paraphrase check);
 - the required claim of a probe question (``required``): the trap question "Đà Lạt có biển không?" must say
@@ -24,6 +29,8 @@ import unicodedata
 from collections import Counter
 from typing import Any
 
+from tuneforge.data.passages import UNITS, VALUE, normalize_number
+from tuneforge.data.words import Lexicon
 from tuneforge.schema.dataset import DatasetConfig
 
 LOOP_NGRAM = 3  # words
@@ -96,11 +103,39 @@ def wrong_language(answer: str, reference: str) -> bool:
     return ref >= LANGUAGE_MIN_SHARE and non_ascii_share(answer) < LANGUAGE_RATIO * ref
 
 
+VALUE_KINDS = ("price", "distance")  # the kinds a wrong value is judged on (hours in an itinerary are advice)
+
+
+def _ranges(text: str) -> list[tuple[str, float, float, str]]:
+    out = []
+    for m in VALUE.finditer(unicodedata.normalize("NFC", text)):
+        a = float(normalize_number(m.group("a")))
+        b = float(normalize_number(m.group("b"))) if m.group("b") else a
+        out.append((UNITS[m.group("unit").lower()], min(a, b), max(a, b), m.group(0)))
+    return out
+
+
+def wrong_values(answer: str, reference: str | None, *context: str | None) -> list[str]:
+    """The prices and distances of ``answer`` (as written) that the reference and the context do not hold."""
+    if not reference:
+        return []
+    known = [r for t in (reference, *context) if t for r in _ranges(t)]
+    judged = {kind for kind, *_ in _ranges(reference)} & set(VALUE_KINDS)
+    wrong = []
+    for kind, lo, hi, written in _ranges(answer):
+        if kind in judged and not any(k == kind and klo <= lo and hi <= khi for k, klo, khi, _ in known):
+            wrong.append(written)
+    return list(dict.fromkeys(wrong))
+
+
 def review_answer(ds: DatasetConfig, guard: Any, answer: str, *, reference: str | None, prompt: str,
                   new_tokens: int | None, max_new_tokens: int | None,
                   required: str | None = None, required_message: str = "",
-                  topic: TopicCheck | None = None) -> list[str]:
-    """The reasons ``answer`` is not usable (empty: usable). Each reason is one short phrase a reader checks."""
+                  topic: TopicCheck | None = None, lexicon: Lexicon | None = None,
+                  context: str | None = None) -> list[str]:
+    """The reasons ``answer`` is not usable (empty: usable). Each reason is one short phrase a reader checks.
+    ``context``: text the model was shown beside the question (retrieved passages, few-shot examples): its
+    words are words."""
     reasons: list[str] = []
     text = answer.strip()
     if not text:
@@ -112,8 +147,20 @@ def review_answer(ds: DatasetConfig, guard: Any, answer: str, *, reference: str 
         reasons.append("off topic (none of the question's content words)")
     if "\ufffd" in text:
         reasons.append("broken characters (U+FFFD)")
+    if lexicon is not None:
+        broken = lexicon.non_words(text, prompt, reference, context)
+        if broken:
+            shown = ", ".join(f'"{w}"' for w in broken[:3]) + (f" +{len(broken) - 3}" if len(broken) > 3 else "")
+            reasons.append(f"not a word ({shown})")
+        markup = lexicon.stray_markup(text, prompt, reference, context)
+        if markup:
+            reasons.append(f"stray markup ({', '.join(m[:40] for m in markup[:2])})")
     if new_tokens is not None and max_new_tokens and new_tokens >= max_new_tokens:
         reasons.append(f"cut off (no end of turn within {max_new_tokens} tokens)")
+    wrong = wrong_values(text, reference, prompt, context)
+    if wrong:
+        reasons.append(f"wrong value ({', '.join(w for w in wrong[:3])}; the reference: "
+                       f"{', '.join(dict.fromkeys(r[3] for r in _ranges(reference or '') if r[0] in VALUE_KINDS))})")
     if wrong_language(text, reference or prompt):
         reasons.append("not in the language of the question")
     for c in ds.style_checks:

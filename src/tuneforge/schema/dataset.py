@@ -142,6 +142,10 @@ class RagTrainingConfig:
     seed: int = 0
 
 
+# the languages with a syllable grammar for eval's word check (tuneforge.data.words.SYLLABLE_GRAMMARS)
+WORD_CHECK_LANGUAGES = ("vi",)
+
+
 @dataclass
 class DatasetConfig:
     name: str = MISSING
@@ -149,6 +153,9 @@ class DatasetConfig:
     format: str = "chat"  # chat | alpaca | completion | sharegpt | csv_qa
     fields: FieldMap = field(default_factory=FieldMap)
     system_prompt: Optional[str] = None  # added to every example that has none
+    # the language the answers are written in; one with a syllable grammar (vi) turns on eval's word check: an
+    # answer with a word that is neither in the data nor a well-formed syllable is not usable
+    language: Optional[str] = None
     split: SplitConfig = field(default_factory=SplitConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     lint: LintConfig = field(default_factory=LintConfig)
@@ -176,6 +183,9 @@ def dataset_problems(ds: DatasetConfig, prefix: str = "dataset") -> Iterable[str
     if ds.format in EMBEDDING_FORMATS and ds.system_prompt:
         yield (f"{prefix}.system_prompt is set, but format {ds.format} holds embedding texts, not conversations; "
                f"set {prefix}.system_prompt=null")
+    if ds.language is not None and ds.language not in WORD_CHECK_LANGUAGES:
+        yield (f"{prefix}.language={ds.language!r} has no word check; choose one of: "
+               f"{', '.join(WORD_CHECK_LANGUAGES)}, or null")
     s = ds.split
     for key in ("train", "val", "test"):
         v = getattr(s, key)
