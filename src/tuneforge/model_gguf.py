@@ -16,6 +16,7 @@ from tuneforge.errors import ModelLoadError
 from tuneforge.paths import cache_dir
 from tuneforge.rundir import atomic_write_dir
 from tuneforge.schema.run import GGUFSourceConfig
+from tuneforge.turn_tokens import mark_turn_tokens_special
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ def _gguf_file(src: GGUFSourceConfig) -> tuple[Path, str]:
 
 
 # bump when build_gguf_model changes what it writes, so caches made by an older conversion are not reused
+# (not bumped for the turn tokens marked special: models.load_tokenizer marks them on every load, older caches
+# and the tokenizers older runs saved included, so a 1 GB reconversion would change nothing)
 GGUF_CONVERSION_VERSION = 3
 
 
@@ -117,6 +120,9 @@ def _fix_gguf_special_tokens(tok: Any, model: Any) -> None:
             tok.pad_token = tok.eos_token
     model.config.eos_token_id = model.generation_config.eos_token_id = tok.eos_token_id
     model.config.pad_token_id = model.generation_config.pad_token_id = tok.pad_token_id
+    # Gemma's "<start_of_turn>" / "<end_of_turn>" come out of the GGUF as plain vocabulary pieces: special, so
+    # every decode drops them
+    mark_turn_tokens_special(tok)
     # a chat turn ends with its own token (Gemma's "<end_of_turn>"): generate() stops there too
     turn_end = tok.convert_tokens_to_ids("<end_of_turn>")
     if isinstance(turn_end, int) and turn_end not in (tok.unk_token_id, tok.eos_token_id):

@@ -29,6 +29,7 @@ from tuneforge.model_gguf import (  # noqa: F401  (a packaged GGUF model: its ow
 from tuneforge.paths import cache_dir, project_root
 from tuneforge.rundir import atomic_write_dir
 from tuneforge.schema.run import ModelConfig, RunConfig, TinyModelConfig
+from tuneforge.turn_tokens import mark_turn_tokens_special
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +333,7 @@ def load_tokenizer(run: RunConfig, path: str | None = None) -> Any:
         raise ModelLoadError(_explain_load_failure(src, exc)) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    mark_turn_tokens_special(tok)  # a run trained on an older conversion saved its turn tokens as plain text
     return apply_chat_template_choice(run, tok)
 
 

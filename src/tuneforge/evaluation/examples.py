@@ -10,12 +10,9 @@ from typing import Any
 
 from tuneforge.errors import DataError
 from tuneforge.schema.run import RunConfig
+from tuneforge.turn_tokens import END_OF_TURN
 
 log = logging.getLogger(__name__)
-
-# end-of-turn tokens of common chat templates; generation stops at whichever the tokenizer has
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>", "<end_of_turn>")
-
 
 @dataclass(frozen=True)
 class EvalExample:

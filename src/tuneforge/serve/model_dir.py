@@ -1,10 +1,11 @@
 """What ``tuneforge serve`` serves: a run's complete model in a directory transformers' server can load.
 
 An adapter run is merged first (``tuneforge merge``: parity-checked, written to ``<run>/merged/``); a full
-fine-tune serves ``model/``. The served directory ``<run>/serve/<model id>/`` links those files and adds a
-``generation_config.json`` holding the run's decoding (``eval.*``: greedy or sampling, max new tokens,
-repetition penalty, stop tokens), so a request that does not set them decodes the way the run was evaluated.
-The model id, which clients send as ``model``, is ``<recipe>-<run timestamp>``.
+fine-tune serves ``model/``. The served directory ``<run>/serve/<model id>/`` links the weights, holds the
+tokenizer as tuneforge loads it (turn tokens special, the run's chat template) and a ``generation_config.json``
+holding the run's decoding (``eval.*``: greedy or sampling, max new tokens, repetition penalty, stop tokens), so
+a request that does not set them decodes the way the run was evaluated. The model id, which clients send as
+``model``, is ``<recipe>-<run timestamp>``.
 """
 
 from __future__ import annotations
@@ -78,11 +79,14 @@ def prepare_served_model(art: RunArtifacts, decoding: EvalConfig, *, merge: bool
     target = root / model_id
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    for f in source.iterdir():
-        if f.is_file() and f.name not in ("generation_config.json", "parity.json"):
-            (target / f.name).symlink_to(f.resolve())
+    # the tokenizer as tuneforge loads it (its turn tokens special, the run's chat template), not the saved files:
+    # the server's decode then drops "<end_of_turn>" as chat and eval do
     tokenizer = load_run_tokenizer(art, source)
+    tokenizer.save_pretrained(str(target))
     generation_config(tokenizer, decoding).save_pretrained(str(target))
+    for f in source.iterdir():
+        if f.is_file() and f.name != "parity.json" and not (target / f.name).exists():
+            (target / f.name).symlink_to(f.resolve())
     config = json.loads((source / "config.json").read_text(encoding="utf-8"))
     context = int(text_config(config).get("max_position_embeddings") or art.run.hparams.seq_len)
     return ServedModel(art.run_dir, model_id, root, source, decoding, training_system_prompt(art), context)
