@@ -55,6 +55,12 @@ def cmd_export(args: list[str]) -> int:
     return export_command(args)
 
 
+def cmd_ab(args: list[str]) -> int:
+    from tuneforge.serve.ab_report import cmd_ab as ab_command
+
+    return ab_command(args)
+
+
 def cmd_plan(args: list[str]) -> int:
     from tuneforge.plan import cmd_plan as plan_command  # prints + writes the plan (--out DIR, --validate)
 
@@ -69,6 +75,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "merge": (cmd_merge, "merge a LoRA adapter into its base: merge run=DIR -> DIR/merged/ (parity-checked)"),
     "chat": (cmd_chat, "chat with a run: chat run=DIR [prompt=\"...\"] (interactive without prompt)"),
     "serve": (cmd_serve, "serve a run over the OpenAI chat API: serve run=DIR [serve.port=8000] [--plan]"),
+    "ab": (cmd_ab, "an A/B served with serve.ab.*, per arm: ab report run=DIR (requests, share, ratings, usable)"),
     "export": (cmd_export, "a run as GGUF (llama.cpp, Ollama): export run=DIR [export.quant=f16|q8_0], round-tripped"),
     "sweep": (cmd_sweep, "hyperparameter sweep: sweep [sweep=grid|optuna] 'optim.lr=1e-4,3e-4' -> results table"),
     "search": (cmd_search, "top passages of an embedding run's corpus: search run=DIR query=\"...\" [k=5]"),

@@ -70,16 +70,19 @@ def hosted_answers(client: Any, model: str, prompts: list[list[dict]], cfg: Eval
 
 
 def answer_tokens(resp: Any, text: str, max_new_tokens: int) -> int:
+    n = resp.usage.completion_tokens if resp.usage else len(text.split())
+    return answer_length(n, resp.choices[0].finish_reason, max_new_tokens)
+
+
+def answer_length(completion_tokens: int, finish_reason: str | None, max_new_tokens: int) -> int:
     """The answer's length in tokens, as the eval's cut-off check reads it (cut off: >= max_new_tokens).
     ``completion_tokens`` counts the closing end-of-turn token too, so an answer that ended on its own at the
     last allowed token would read as cut off; the server's ``finish_reason`` says which it was."""
-    n = resp.usage.completion_tokens if resp.usage else len(text.split())
-    reason = resp.choices[0].finish_reason
-    if reason == "stop":  # it ended on its own
-        return min(n, max_new_tokens - 1)
-    if reason == "length":
-        return max(n, max_new_tokens)
-    return n
+    if finish_reason == "stop":  # it ended on its own
+        return min(completion_tokens, max_new_tokens - 1)
+    if finish_reason == "length":
+        return max(completion_tokens, max_new_tokens)
+    return completion_tokens
 
 
 def evaluate_hosted_run(run_dir: Path | str, *, eval_config: EvalConfig | None = None, quiet: bool = False,

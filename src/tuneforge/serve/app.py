@@ -7,7 +7,8 @@ on top:
   (transformers' handler ignores ``max_completion_tokens`` and defaults to 1024 new tokens);
 - a prompt longer than the model's context is refused with a 400 instead of failing inside generate;
 - an optional API key (``Authorization: Bearer``) from the environment, compared in constant time;
-- one log line per request naming the run.
+- one log line per request naming the run;
+- with two arms (``serve.ab.*``), the split, the answer log and ``POST /v1/feedback`` (:mod:`tuneforge.serve.ab`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from tuneforge.serve.model_dir import ServedModel
@@ -22,7 +24,17 @@ from tuneforge.serve.model_dir import ServedModel
 log = logging.getLogger("tuneforge.serve")
 
 
-def _error(status: int, message: str, kind: str, code: str | None = None) -> Any:
+@dataclass(frozen=True)
+class ABArms:
+    """Arm B of an A/B (arm A is the served run) and the share of requests it answers."""
+
+    served_b: ServedModel
+    share: float
+    seed: int
+    base: bool  # arm B is the run's base model
+
+
+def error_response(status: int, message: str, kind: str, code: str | None = None) -> Any:
     from fastapi.responses import JSONResponse
 
     return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}},
@@ -68,23 +80,38 @@ def _run_handler_class() -> type:
     return RunChatHandler
 
 
+def _chat_handler(served: ServedModel, device: str, state: Any) -> Any:
+    """A chat handler with its own model manager, pinned to ``served`` (loaded now)."""
+    from transformers.cli.serving.model_manager import ModelManager
+
+    manager = ModelManager(device=device, dtype="auto", force_model=served.model_id)
+    chat = _run_handler_class()(model_manager=manager, generation_state=state)
+    chat.served = served
+    return chat
+
+
 def build_app(served: ServedModel, *, device: str = "auto", api_key: str | None = None,
-              run_label: str = "") -> Any:
-    """transformers' app with the run's model preloaded (the working directory must be ``served.root``)."""
+              run_label: str = "", ab: ABArms | None = None) -> Any:
+    """transformers' app with the run's model preloaded (the working directory must be ``served.root``). With
+    ``ab``, the run's model id is answered by two arms (:mod:`tuneforge.serve.ab`)."""
     from fastapi import Request
     from fastapi.responses import JSONResponse
     from transformers.cli.serving.completion import CompletionHandler
-    from transformers.cli.serving.model_manager import ModelManager
     from transformers.cli.serving.response import ResponseHandler
     from transformers.cli.serving.server import build_server
     from transformers.cli.serving.transcription import TranscriptionHandler
     from transformers.cli.serving.utils import GenerationState
 
-    manager = ModelManager(device=device, dtype="auto", force_model=served.model_id)
     state = GenerationState(continuous_batching=False)
-    handler_cls = _run_handler_class()
-    chat = handler_cls(model_manager=manager, generation_state=state)
-    chat.served = served
+    chat = _chat_handler(served, device, state)
+    manager = chat.model_manager
+    if ab is not None:
+        from tuneforge.serve.ab import ABLog, ABRouter, Arm, ab_log_path
+
+        ab_log = ABLog(ab_log_path(served.run_dir))
+        arm_b = Arm("b", _chat_handler(ab.served_b, device, state), ab.served_b.model_id, ab.served_b.run_dir,
+                    ab.base)
+        chat = ABRouter((Arm("a", chat, served.model_id, served.run_dir), arm_b), ab.share, ab.seed, ab_log)
     app = build_server(manager, chat, completion_handler=CompletionHandler(manager, state),
                        response_handler=ResponseHandler(manager, state),
                        transcription_handler=TranscriptionHandler(manager, state), generation_state=state)
@@ -93,13 +120,18 @@ def build_app(served: ServedModel, *, device: str = "auto", api_key: str | None 
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> Any:  # OpenAI's error shape, for its SDK
-        return _error(exc.status_code, str(exc.detail), "invalid_request_error")
+        return error_response(exc.status_code, str(exc.detail), "invalid_request_error")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_request: Request, exc: RequestValidationError) -> Any:
         first = exc.errors()[0] if exc.errors() else {}
-        return _error(400, f"invalid request body: {first.get('msg', 'not a JSON object')}", "invalid_request_error")
+        return error_response(400, f"invalid request body: {first.get('msg', 'not a JSON object')}",
+                              "invalid_request_error")
 
+    if ab is not None:
+        from tuneforge.serve.ab import add_feedback_route
+
+        add_feedback_route(app, ab_log)
     created = int(served.path.stat().st_mtime)
     app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != "/v1/models"]
 
@@ -117,7 +149,7 @@ def build_app(served: ServedModel, *, device: str = "auto", api_key: str | None 
             if not hmac.compare_digest(sent.encode(), f"Bearer {api_key}".encode()):
                 log.warning("serve[%s] %s %s 401 (missing or wrong API key)", run_label, request.method,
                             request.url.path)
-                return _error(401, "missing or wrong API key (Authorization: Bearer ...)",
+                return error_response(401, "missing or wrong API key (Authorization: Bearer ...)",
                               "invalid_request_error", "invalid_api_key")
         response = await call_next(request)
         log.info("serve[%s] %s %s %d %.2fs", run_label, request.method, request.url.path, response.status_code,

@@ -1,4 +1,5 @@
 """``tuneforge serve run=<dir> [serve.port=8000] [serve.host=127.0.0.1] [eval.<key>=...] [--plan]``
+``tuneforge serve run=<dir> serve.ab.run_b=<dir>|serve.ab.base=true [serve.ab.share=0.5 serve.ab.seed=0]``: A/B
 
 Serves a finished run over the OpenAI chat-completions API with transformers' own server (``transformers
 serve``: FastAPI + uvicorn), pinned to the run's model. Binds 127.0.0.1 unless told otherwise. When
@@ -17,11 +18,12 @@ import sys
 from pathlib import Path
 
 from tuneforge.errors import ConfigError
-from tuneforge.schema.serve import API_KEY_ENV, DEVICES, LOG_LEVELS, ServeConfig
+from tuneforge.schema.serve import API_KEY_ENV, DEVICES, LOG_LEVELS, ABConfig, ServeConfig
 
 log = logging.getLogger("tuneforge.serve")
 
-SERVE_KEYS = {f"serve.{k}": "" for k in ServeConfig.__dataclass_fields__}
+SERVE_KEYS = {f"serve.{k}": "" for k in ServeConfig.__dataclass_fields__ if k != "ab"} | {
+    f"serve.ab.{k}": "" for k in ABConfig.__dataclass_fields__}
 
 
 def serve_config(options: dict[str, str]) -> ServeConfig:
@@ -39,6 +41,11 @@ def serve_config(options: dict[str, str]) -> ServeConfig:
     for key, value, valid in (("device", cfg.device, DEVICES), ("log_level", cfg.log_level, LOG_LEVELS)):  # type: ignore[union-attr]
         if value not in valid:
             raise ConfigError(f"serve.{key}={value!r} is not one of: {', '.join(valid)}")
+    ab = cfg.ab  # type: ignore[union-attr]
+    if not 0.0 <= ab.share <= 1.0:
+        raise ConfigError(f"serve.ab.share={ab.share} is not a share of requests (0..1)")
+    if ab.run_b and ab.base:
+        raise ConfigError("serve.ab.run_b and serve.ab.base=true both name arm B: give one")
     return cfg  # type: ignore[return-value]
 
 
@@ -63,6 +70,30 @@ def cmd_serve(args: list[str]) -> int:
     return serve_run(art, decoding, cfg)
 
 
+def ab_arms(art: object, decoding: object, cfg: ServeConfig, root: Path) -> object:
+    """Arm B (another run, or the run's base) ready to serve from ``root``; None without ``serve.ab.*``."""
+    from tuneforge.serve.app import ABArms
+    from tuneforge.serve.model_dir import link_into, prepare_base_served_model, prepare_served_model
+
+    ab = cfg.ab
+    if not ab.run_b and not ab.base:
+        return None
+    if ab.base:
+        served_b = prepare_base_served_model(art, decoding)  # type: ignore[arg-type]
+    else:
+        from tuneforge.evaluation.artifacts import open_run
+        from tuneforge.runs import resolve_run
+        from tuneforge.serve.model_dir import refuse_hosted
+
+        run_b = resolve_run(ab.run_b)
+        refuse_hosted(run_b, "serve.ab.run_b")
+        if run_b.resolve() == art.run_dir.resolve():  # type: ignore[attr-defined]
+            raise ConfigError(f"serve.ab.run_b={ab.run_b} is the served run itself; name another run")
+        art_b = open_run(run_b)
+        served_b = prepare_served_model(art_b, decoding, merge=cfg.merge)  # type: ignore[arg-type]  # same decoding
+    return ABArms(link_into(served_b, root), ab.share, ab.seed, ab.base)
+
+
 def serve_run(art: object, decoding: object, cfg: ServeConfig) -> int:
     """Prepare the served model, start uvicorn in the foreground, return when it has stopped."""
     import uvicorn
@@ -72,18 +103,22 @@ def serve_run(art: object, decoding: object, cfg: ServeConfig) -> int:
 
     label = run_label(art.run_dir)  # type: ignore[attr-defined]
     served = prepare_served_model(art, decoding, merge=cfg.merge)  # type: ignore[arg-type]
+    ab = ab_arms(art, decoding, cfg, served.root)
     api_key = os.environ.get(API_KEY_ENV) or None
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         log.warning("serve[%s] binds %s, reachable from other machines, without an API key (set %s)",
                     label, cfg.host, API_KEY_ENV)
     log.info("serve[%s] loading %s (%s) with transformers' server", label, served.model_id, served.source)
     os.chdir(served.root)  # the model id is a directory name relative to here: clients never see a path
-    app = build_app(served, device=cfg.device, api_key=api_key, run_label=label)
+    app = build_app(served, device=cfg.device, api_key=api_key, run_label=label, ab=ab)
     url = f"http://{cfg.host}:{cfg.port}/v1"
     print(f"tuneforge serve: {label} as model '{served.model_id}' at {url}\n"
           f"  health {url[:-3]}/health; API key: {'required (' + API_KEY_ENV + ')' if api_key else 'none'}; "
           f"decoding {'sampling' if served.decoding.do_sample else 'greedy'}, max_tokens "
           f"{served.decoding.max_new_tokens}; Ctrl-C or SIGTERM stops it", flush=True)
+    if ab is not None:
+        print(f"  A/B: arm B '{ab.served_b.model_id}' answers {ab.share:.0%} of requests (seed {ab.seed}); log "
+              f"{art.run_dir / 'ab' / 'log.jsonl'}; ratings: POST {url}/feedback", flush=True)  # type: ignore[attr-defined]
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level,
                                            access_log=False, timeout_graceful_shutdown=30))
     # uvicorn handles SIGINT/SIGTERM (stop accepting, finish in-flight requests, unload the model) and then

@@ -92,6 +92,49 @@ def prepare_served_model(art: RunArtifacts, decoding: EvalConfig, *, merge: bool
     return ServedModel(art.run_dir, model_id, root, source, decoding, training_system_prompt(art), context)
 
 
+def prepare_base_served_model(art: RunArtifacts, decoding: EvalConfig) -> ServedModel:
+    """The run's base model as an A/B arm, served with the run's tokenizer, chat template, system prompt and
+    decoding (so the arms differ in their weights only): ``<run>/serve/<model id>-base/``."""
+    from tuneforge.evaluation.artifacts import load_run_tokenizer
+    from tuneforge.evaluation.runner import generation_config
+    from tuneforge.inference import training_system_prompt
+    from tuneforge.models import resolve_model_path
+
+    source = Path(resolve_model_path(art.run.model))
+    if art.run.init.run is not None or not (source / "config.json").is_file():
+        raise RunArtifactError(f"serve.ab.base=true needs the base model as a local directory; {art.run_dir} starts "
+                               f"from {art.run.init.run or art.run.model.name_or_path}: serve another run as arm "
+                               "B with serve.ab.run_b=<dir>")
+    model_id = f"{served_model_id(art.run_dir)}-base"
+    root = art.run_dir / SERVE_DIR
+    target = root / model_id
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    tokenizer = load_run_tokenizer(art)  # the run's (its chat template), as arm A has it
+    tokenizer.save_pretrained(str(target))
+    generation_config(tokenizer, decoding).save_pretrained(str(target))
+    for f in source.iterdir():
+        if f.is_file() and not (target / f.name).exists():
+            (target / f.name).symlink_to(f.resolve())
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    context = int(text_config(config).get("max_position_embeddings") or art.run.hparams.seq_len)
+    return ServedModel(art.run_dir, model_id, root, source, decoding, training_system_prompt(art), context)
+
+
+def link_into(served: ServedModel, root: Path) -> ServedModel:
+    """``served`` reachable from another server's working directory ``root`` (a link named by its model id)."""
+    link = root / served.model_id
+    if link.resolve() == served.path.resolve():  # already there (the run's own base arm)
+        return served
+    if link.is_symlink():  # an earlier A/B's link
+        link.unlink()
+    if link.exists():
+        raise RunArtifactError(f"{link} exists and is not {served.path}; the two arms need different model ids")
+    link.symlink_to(served.path.resolve(), target_is_directory=True)
+    return ServedModel(served.run_dir, served.model_id, root, served.source, served.decoding, served.system_prompt,
+                       served.context_tokens)
+
+
 def text_config(config: dict[str, Any]) -> dict[str, Any]:
     return config.get("text_config") or config
 
