@@ -109,6 +109,11 @@ def test_bad_ab_options_fail_with_one_line(tiny_run: Path, args: list[str], mess
     assert message in capsys.readouterr().err
 
 
+def test_plan_names_the_second_arm(tiny_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["serve", f"run={tiny_run}", "serve.ab.base=true", "serve.ab.share=0.25", "--plan"]) == 0
+    assert "arm B the base model answers 25% of requests" in capsys.readouterr().out
+
+
 def test_ab_report_without_a_log_says_how_to_make_one(tmp_path: Path, tiny_run: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
     import shutil

@@ -66,6 +66,9 @@ def cmd_serve(args: list[str]) -> int:
     decoding = eval_config_with(art.run.eval, parsed.eval_overrides)
     if plan_only:
         print(serve_plan(art, decoding, cfg.host, cfg.port, cfg.device))
+        if cfg.ab.run_b or cfg.ab.base:
+            print(f"  A/B          arm B {cfg.ab.run_b or 'the base model'} answers {cfg.ab.share:.0%} of requests "
+                  f"(seed {cfg.ab.seed}; a second model in memory); log {art.run_dir / 'ab' / 'log.jsonl'}")
         return 0
     return serve_run(art, decoding, cfg)
 
