@@ -16,7 +16,7 @@ from tuneforge.errors import LaunchError
 from tuneforge.finish import finish_run, format_summary
 from tuneforge.launch.registry import get_launcher
 from tuneforge.plan import write_run_plan
-from tuneforge.run_ownership import claim_run_dir, disk_problem, reset_bookkeeping
+from tuneforge.run_ownership import claim_run_dir, disk_problem, reset_bookkeeping, storage_problem
 from tuneforge.rundir import write_config
 from tuneforge.schema.components import Backend, HostedBackend, Launcher
 from tuneforge.schema.run import RunConfig
@@ -61,11 +61,9 @@ def train(run: RunConfig, *, quiet: bool = False, yes: bool = False) -> dict[str
         prepare_splits(run.dataset)  # a dataset error is refused before any run directory exists
     try:
         claim = claim_run_dir(run)
-    except OSError as exc:
-        why = disk_problem(exc)
-        if why is None:
-            raise
-        raise LaunchError(f"cannot create the run directory under output_root={run.output_root}: {why}") from None
+    except OSError as exc:  # read-only, full, a file where a directory belongs: one line, not a traceback
+        raise LaunchError(f"cannot create the run directory under output_root={run.output_root}: "
+                          f"{storage_problem(exc)}") from None
     try:
         return _train_in(run, claim.path, claim.resuming, backend, launcher, quiet)
     finally:
