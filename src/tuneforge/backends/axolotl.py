@@ -236,6 +236,13 @@ class AxolotlBackend(BackendBase):
         cfg = build_axolotl_config(run, run_dir, base_model=model_path(run, build=True),
                                    data=data_paths(run, prepare=True, run_dir=run_dir))
         validate_axolotl_config(cfg, source=str(run_dir / AXOLOTL_YAML), normalize=None)
+        from tuneforge.secrets import secret_items
+
+        if leaked := [k for k, _ in secret_items(cfg)]:  # compose refuses them; never let one reach the file
+            from tuneforge.errors import ConfigError
+
+            raise ConfigError(f"axolotl.yaml would hold a credential under {', '.join(leaked)}; set it in the "
+                              "environment instead")
         path = run_dir / AXOLOTL_YAML
         atomic_write_text(path, render_axolotl_yaml(cfg))
         return {"config": run_dir / "config.yaml", "axolotl": path}
