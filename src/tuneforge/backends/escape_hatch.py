@@ -129,9 +129,8 @@ def check_axolotl_hatch(run: RunConfig) -> Iterable[str]:
 
 
 def axolotl_type_problems(params: dict[str, Any]) -> Iterable[str]:
-    from tuneforge.backends.hatch_types import pydantic_type_problems
-
     from tuneforge.backends.axolotl import host_logging_kept, quiet_axolotl_env
+    from tuneforge.backends.hatch_types import pydantic_type_problems
 
     quiet_axolotl_env()
     try:

@@ -63,8 +63,8 @@ def type_name(tp: Any) -> str:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return "one of " + ", ".join(repr(m.value) for m in tp)
     if origin is not None:
-        inner = ", ".join(type_name(a) for a in args)
-        return f"{getattr(origin, '__name__', str(origin))}[{inner}]" if inner else getattr(origin, "__name__", str(origin))
+        inner, outer = ", ".join(type_name(a) for a in args), getattr(origin, "__name__", str(origin))
+        return f"{outer}[{inner}]" if inner else outer
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
