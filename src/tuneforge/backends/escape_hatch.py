@@ -123,22 +123,6 @@ def check_axolotl_hatch(run: RunConfig) -> Iterable[str]:
         elif key in EXTENDED_LISTS and not isinstance(value, (list, tuple)):
             yield f"backend.additional_parameters.{key} must be a list (it extends tuneforge's own {key})"
     yield from _secret_hatch_problems(params)
-    plain = {k: v for k, v in params.items() if k not in AXOLOTL_MODELED and k not in EXTENDED_LISTS}
-    if plain:  # axolotl's schema import takes seconds: only when the hatch is used
-        yield from axolotl_type_problems(plain)
-
-
-def axolotl_type_problems(params: dict[str, Any]) -> Iterable[str]:
-    from tuneforge.backends.axolotl import host_logging_kept, quiet_axolotl_env
-    from tuneforge.backends.hatch_types import pydantic_type_problems
-
-    quiet_axolotl_env()
-    try:
-        with host_logging_kept():  # axolotl configures logging on import
-            from axolotl.utils.schemas.config import AxolotlInputConfig
-    except ImportError:
-        return  # axolotl's absence is named by the validator before launch
-    yield from pydantic_type_problems(params, AxolotlInputConfig, "axolotl's config schema")
 
 
 def merge_hatch(cfg: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
