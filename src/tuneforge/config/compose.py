@@ -71,6 +71,11 @@ def load_run_config(overrides: Sequence[str] = (), command: str = "train") -> Ru
     shadowed = list(shadow_problems(run, overrides))
     if shadowed:
         raise ConfigError("; ".join(shadowed))
+    from tuneforge.config.shadowing import user_set_keys
+
+    here = Path(run.dataset.path).expanduser()
+    if "dataset.path" in user_set_keys(overrides) and not here.is_absolute() and here.is_file():
+        run.dataset.path = str(here.resolve())  # a file typed on the command line is where the user is
     if run.run_dir == "latest":  # resume the newest run of this recipe: its checkpoints are picked up
         from tuneforge.runs import find_runs
 
