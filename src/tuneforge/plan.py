@@ -163,6 +163,10 @@ def make_plan(run: RunConfig, run_dir: Path | None = None, *, for_target: bool =
     memory = None if backend.hosted else estimate_memory(run)  # no local GPU for a hosted job
     plan = Plan(run=run, run_dir=run_dir, resolved=redact(run_to_dict(run)), commands=commands,
                 artifacts=artifacts, memory=memory, warnings=list(memory.warnings) if memory else [])
+    if not backend.hosted:  # a batch bigger than the train split (a hosted job sizes its own batches)
+        from tuneforge.data.plan_notes import batch_warnings
+
+        plan.warnings += batch_warnings(run)
     plan.verdict = make_verdict(run, memory) if memory else None
     plan.notes += _notes(run, run_dir)
     return plan
