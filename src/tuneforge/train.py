@@ -58,7 +58,9 @@ def train(run: RunConfig, *, quiet: bool = False, yes: bool = False) -> dict[str
         from tuneforge.models import check_model_reachable
 
         check_model_reachable(run)
-        prepare_splits(run.dataset)  # a dataset error is refused before any run directory exists
+        data = prepare_splits(run.dataset)  # a dataset error is refused before any run directory exists
+        _check_answers_fit(run, backend, data.dir, {"train": data.train,
+                                                    **({"validation": data.val} if data.sizes.get("val") else {})})
     try:
         claim = claim_run_dir(run)
     except OSError as exc:  # read-only, full, a file where a directory belongs: one line, not a traceback
@@ -71,6 +73,36 @@ def train(run: RunConfig, *, quiet: bool = False, yes: bool = False) -> dict[str
 
         restore_signal_handlers()
         claim.release()
+
+
+def _check_answers_fit(run: RunConfig, backend: Backend, data_dir: Path | None, splits: dict[str, Path]) -> None:
+    """hparams.seq_len too short to keep any answer token of an example is refused here, before a run directory
+    exists (the trainer would find it only after launch, and leave a FAILED run behind). A pass is remembered
+    next to the prepared data, per tokenizer, template and seq_len (tokenizing every example takes seconds)."""
+    from tuneforge.schema.components import CONVERSATION_FORMATS
+
+    if (backend.task != "causal-lm" or backend.loss_mask(run) != "assistant-only" or run.objective.is_preference
+            or run.dataset.format not in CONVERSATION_FORMATS):
+        return
+    import hashlib
+
+    from tuneforge.data.masking import unanswered_within
+    from tuneforge.data.prepare import tokenizer_id
+    from tuneforge.errors import DataError
+    from tuneforge.models import load_tokenizer
+    from tuneforge.rundir import atomic_write_text
+
+    key = hashlib.sha256(f"{tokenizer_id(run)}|{run.hparams.seq_len}|{sorted(splits)}".encode()).hexdigest()[:12]
+    passed = data_dir / f"answers-fit-{key}.ok" if data_dir is not None else None
+    if passed is not None and passed.is_file():
+        return
+    if bad := unanswered_within(load_tokenizer(run), splits, run.hparams.seq_len):
+        raise DataError(f"{', '.join(bad)}: an example has no assistant token left within hparams.seq_len="
+                        f"{run.hparams.seq_len}; raise hparams.seq_len or shorten the prompts (refused before a run "
+                        "directory was made)")
+    if passed is not None:
+        with contextlib.suppress(OSError):  # a read-only cache only costs the check next time
+            atomic_write_text(passed, f"seq_len {run.hparams.seq_len}: every example keeps an answer token\n")
 
 
 def _interrupted(exc: BaseException, run_dir: Path) -> bool:
