@@ -135,10 +135,10 @@ class Plan:
 
 
 def default_run_dir(run: RunConfig) -> Path:
-    from tuneforge.rundir import multinode_run_dir
+    from tuneforge.rundir import explicit_run_dir, multinode_run_dir
 
     if run.run_dir:
-        return Path(run.run_dir)
+        return explicit_run_dir(run) or Path(run.run_dir)
     if getattr(run.launcher, "num_nodes", 1) > 1:
         return multinode_run_dir(run)
     return Path(run.output_root) / run.name / "<timestamp>"
@@ -163,6 +163,10 @@ def make_plan(run: RunConfig, run_dir: Path | None = None, *, for_target: bool =
     memory = None if backend.hosted else estimate_memory(run)  # no local GPU for a hosted job
     plan = Plan(run=run, run_dir=run_dir, resolved=redact(run_to_dict(run)), commands=commands,
                 artifacts=artifacts, memory=memory, warnings=list(memory.warnings) if memory else [])
+    if not backend.hosted:  # a batch bigger than the train split (a hosted job sizes its own batches)
+        from tuneforge.data.plan_notes import batch_warnings
+
+        plan.warnings += batch_warnings(run)
     plan.verdict = make_verdict(run, memory) if memory else None
     plan.notes += _notes(run, run_dir)
     return plan
@@ -251,7 +255,13 @@ def cmd_plan(args: list[str]) -> int:
     if validate:
         plan.notes += validate_plan(plan)
     out = out or Path(run.output_root) / run.name / "plan"
-    written = plan.write(out)
+    try:
+        written = plan.write(out)
+    except OSError as exc:  # read-only or full output_root: one line, as train says it
+        from tuneforge.errors import LaunchError
+        from tuneforge.run_ownership import storage_problem
+
+        raise LaunchError(f"cannot write the plan to {out}/: {storage_problem(exc)}") from None
     print(plan.render(full=full), end="")
     more = "" if full else "; --full prints the resolved config and the files here"
     print(f"\n# plan written to {out}/ ({', '.join(sorted(written))}){more}")

@@ -28,7 +28,15 @@ from typing import IO, Any
 import yaml
 
 from tuneforge.errors import ConfigError, LaunchError
-from tuneforge.rundir import atomic_write_text, is_complete, multinode_run_dir, new_run_dir, redact, run_to_dict
+from tuneforge.rundir import (
+    atomic_write_text,
+    explicit_run_dir,
+    is_complete,
+    multinode_run_dir,
+    new_run_dir,
+    redact,
+    run_to_dict,
+)
 from tuneforge.schema.run import RunConfig
 
 LOCK_NAME = ".tuneforge.lock"
@@ -156,8 +164,7 @@ def claim_run_dir(run: RunConfig) -> ClaimedRunDir:
     if not explicit:
         d = new_run_dir(run)  # atomic: never one another run also got
         return ClaimedRunDir(d, RunDirLock(d / _lock_name(run)).acquire(), resuming=False)
-    d = Path(run.run_dir).expanduser() if run.run_dir else multinode_run_dir(run)
-    d = d.resolve()
+    d = (explicit_run_dir(run) or multinode_run_dir(run)).resolve()
     if d.exists():
         _check_existing(d, run)  # read-only: a foreign directory does not even get a lock file
     else:
@@ -200,6 +207,12 @@ _DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota 
                 errno.EPERM: "permission denied"}
 _DISK_TEXT = (("No space left on device", errno.ENOSPC), ("Read-only file system", errno.EROFS),
               ("Disk quota exceeded", errno.EDQUOT))
+
+
+def storage_problem(exc: OSError) -> str:
+    """What went wrong writing under output_root, in words: a disk problem by name, else the OS's own words."""
+    return disk_problem(exc) or (f"{exc.strerror} ({exc.filename})" if exc.strerror and exc.filename
+                                 else exc.strerror or str(exc))
 
 
 def disk_problem(exc: BaseException, where: Path | None = None) -> str | None:

@@ -215,13 +215,30 @@ def multinode_run_dir(run: RunConfig) -> Path:
     return Path(run.output_root) / run.name / f"multinode-{digest}"
 
 
+def explicit_run_dir(run: RunConfig) -> Path | None:
+    """The directory ``run_dir=`` names, or None. An absolute path is taken as given; a relative one lies under
+    output_root (``run_dir=sub`` -> ``<output_root>/sub``), except one that already leads into output_root from
+    the current directory (``run_dir=outputs/lora-tiny/<stamp>``, as ``tuneforge runs`` lists it): that one
+    names the same directory either way. Containment is checked by run_checks.check_paths."""
+    if not run.run_dir or not str(run.run_dir).strip():
+        return None
+    given = Path(run.run_dir).expanduser()
+    if given.is_absolute():
+        return given
+    root = Path(run.output_root).expanduser().resolve()
+    here = given.resolve()
+    if here != root and root in here.parents:
+        return given
+    return Path(run.output_root).expanduser() / given
+
+
 def new_run_dir(run: RunConfig) -> Path:
     """The run's directory: the explicit (or multi-node) one, created if absent, or a new timestamped one,
     created atomically: ``mkdir`` without ``exist_ok``, so of several concurrent callers exactly one gets a
     given name and the others move on to ``<stamp>-<n>``. Ownership of an existing directory is checked by
     :func:`tuneforge.run_ownership.claim_run_dir`."""
     if run.run_dir or getattr(run.launcher, "num_nodes", 1) > 1:
-        d = Path(run.run_dir).expanduser() if run.run_dir else multinode_run_dir(run)
+        d = explicit_run_dir(run) or multinode_run_dir(run)
         d.mkdir(parents=True, exist_ok=True)
         return d.resolve()
     parent = Path(run.output_root).expanduser() / run.name

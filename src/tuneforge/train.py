@@ -16,7 +16,7 @@ from tuneforge.errors import LaunchError
 from tuneforge.finish import finish_run, format_summary
 from tuneforge.launch.registry import get_launcher
 from tuneforge.plan import write_run_plan
-from tuneforge.run_ownership import claim_run_dir, disk_problem, reset_bookkeeping
+from tuneforge.run_ownership import claim_run_dir, disk_problem, reset_bookkeeping, storage_problem
 from tuneforge.rundir import write_config
 from tuneforge.schema.components import Backend, HostedBackend, Launcher
 from tuneforge.schema.run import RunConfig
@@ -58,14 +58,14 @@ def train(run: RunConfig, *, quiet: bool = False, yes: bool = False) -> dict[str
         from tuneforge.models import check_model_reachable
 
         check_model_reachable(run)
-        prepare_splits(run.dataset)  # a dataset error is refused before any run directory exists
+        data = prepare_splits(run.dataset)  # a dataset error is refused before any run directory exists
+        _check_answers_fit(run, backend, data.dir, {"train": data.train,
+                                                    **({"validation": data.val} if data.sizes.get("val") else {})})
     try:
         claim = claim_run_dir(run)
-    except OSError as exc:
-        why = disk_problem(exc)
-        if why is None:
-            raise
-        raise LaunchError(f"cannot create the run directory under output_root={run.output_root}: {why}") from None
+    except OSError as exc:  # read-only, full, a file where a directory belongs: one line, not a traceback
+        raise LaunchError(f"cannot create the run directory under output_root={run.output_root}: "
+                          f"{storage_problem(exc)}") from None
     try:
         return _train_in(run, claim.path, claim.resuming, backend, launcher, quiet)
     finally:
@@ -73,6 +73,36 @@ def train(run: RunConfig, *, quiet: bool = False, yes: bool = False) -> dict[str
 
         restore_signal_handlers()
         claim.release()
+
+
+def _check_answers_fit(run: RunConfig, backend: Backend, data_dir: Path | None, splits: dict[str, Path]) -> None:
+    """hparams.seq_len too short to keep any answer token of an example is refused here, before a run directory
+    exists (the trainer would find it only after launch, and leave a FAILED run behind). A pass is remembered
+    next to the prepared data, per tokenizer, template and seq_len (tokenizing every example takes seconds)."""
+    from tuneforge.schema.components import CONVERSATION_FORMATS
+
+    if (backend.task != "causal-lm" or backend.loss_mask(run) != "assistant-only" or run.objective.is_preference
+            or run.dataset.format not in CONVERSATION_FORMATS):
+        return
+    import hashlib
+
+    from tuneforge.data.masking import unanswered_within
+    from tuneforge.data.prepare import tokenizer_id
+    from tuneforge.errors import DataError
+    from tuneforge.models import load_tokenizer
+    from tuneforge.rundir import atomic_write_text
+
+    key = hashlib.sha256(f"{tokenizer_id(run)}|{run.hparams.seq_len}|{sorted(splits)}".encode()).hexdigest()[:12]
+    passed = data_dir / f"answers-fit-{key}.ok" if data_dir is not None else None
+    if passed is not None and passed.is_file():
+        return
+    if bad := unanswered_within(load_tokenizer(run), splits, run.hparams.seq_len):
+        raise DataError(f"{', '.join(bad)}: an example has no assistant token left within hparams.seq_len="
+                        f"{run.hparams.seq_len}; raise hparams.seq_len or shorten the prompts (refused before a run "
+                        "directory was made)")
+    if passed is not None:
+        with contextlib.suppress(OSError):  # a read-only cache only costs the check next time
+            atomic_write_text(passed, f"seq_len {run.hparams.seq_len}: every example keeps an answer token\n")
 
 
 def _interrupted(exc: BaseException, run_dir: Path) -> bool:

@@ -71,8 +71,23 @@ def test_relative_run_dir_may_not_escape_output_root(tmp_path: Path, monkeypatch
         load_run_config(["recipe=lora-tiny", "run_dir=../../etc/x"])
     assert not (tmp_path / "etc").exists()
     # inside output_root it is fine; an absolute run_dir is what the user typed, and is allowed anywhere
-    assert load_run_config(["recipe=lora-tiny", "run_dir=outputs/mine"]).run_dir == "outputs/mine"
+    assert load_run_config(["recipe=lora-tiny", "run_dir=outputs/mine"]).run_dir == str(work / "outputs" / "mine")
     assert load_run_config(["recipe=lora-tiny", f"run_dir={tmp_path / 'elsewhere'}"]).run_dir
+
+
+def test_relative_run_dir_lies_under_output_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    work, root = tmp_path / "cwd", tmp_path / "root"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    run = load_run_config(["recipe=lora-tiny", f"output_root={root}", "run_dir=relsub"])
+    assert run.run_dir == str(root / "relsub")  # config.yaml records where the run really is
+    assert main(["plan", "recipe=lora-tiny", f"output_root={root}", "run_dir=relsub/deeper"]) == 0
+    assert f"run directory: {root / 'relsub' / 'deeper'})" in capsys.readouterr().out
+    assert not (work / "relsub").exists()
+    # a path already leading into output_root from here (as `tuneforge runs` lists runs) names that directory
+    monkeypatch.chdir(tmp_path)
+    assert load_run_config(["recipe=lora-tiny", f"output_root={root}", "run_dir=root/x"]).run_dir == str(root / "x")
 
 
 def test_flash_attention_refused_when_this_cpu_run_trains_here(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,3 +61,20 @@ def test_lint_honours_dataset_format_and_dataset_path(tmp_path: Path, capsys: py
     assert main(["data", "lint", f"dataset.path={src}", "dataset.format=alpaca", "--no-tokens", *few]) == 0
     assert main(["data", "lint", "dataset.format=alpaca", "--no-tokens"]) == 2
     assert "data lint needs a file" in capsys.readouterr().err
+
+
+def test_data_lint_and_train_find_a_relative_dataset_path_from_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`data lint dataset.path=FILE` (tokens counted, so the run config is composed) said "file not found" for
+    a file in the current directory: a relative path typed on the command line is read from where the user is."""
+    from tuneforge.config.compose import load_run_config
+
+    monkeypatch.chdir(tmp_path)
+    rows = [{"instruction": f"Question {i} about Đà Lạt?", "input": "", "output": f"Answer {i}."} for i in range(12)]
+    Path("mine.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    rc = main(["data", "lint", "dataset.path=mine.jsonl", "dataset.format=alpaca"])
+    printed = capsys.readouterr()
+    assert rc == 1, printed.err  # 1: warnings only (12 examples are few), not an error
+    assert "12 kept + 0 rejected" in printed.out and "tokens" in printed.out and "not found" not in printed.err
+    run = load_run_config(["recipe=lora-tiny", "dataset.path=mine.jsonl", "dataset.format=alpaca"])
+    assert run.dataset.path == str(tmp_path / "mine.jsonl")

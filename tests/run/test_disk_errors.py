@@ -74,3 +74,22 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_complete_one(tmp_path: Pat
         assert rc == 0 and summary["resumed_from"] == Path(last).name and summary["steps"] == 4
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("command", ["plan", "train"])
+def test_plan_and_train_say_a_read_only_output_root_in_one_line(command: str, tmpfs: Path, capsys) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    rc = main([command, "recipe=lora-tiny", "dataset=sample-chat", f"output_root={tmpfs}", "hparams.max_steps=2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "read-only" in err and str(tmpfs) in err
+
+
+def test_plan_says_an_output_root_that_is_a_file_in_one_line(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("mine\n")
+    rc = main(["plan", "recipe=lora-tiny", f"output_root={blocker}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "Not a directory" in err and str(blocker) in err
+    assert blocker.read_text() == "mine\n"

@@ -55,3 +55,29 @@ def test_no_secret_reaches_any_file_or_stdout(tmp_path: Path, monkeypatch: pytes
     copies = [d for d in (cache_dir() / "recipe-files").iterdir() if d.stat().st_mtime >= t0]
     assert copies and all(_leaks(d, RECIPE_SECRET) == [] for d in copies)  # the private copies this test made
     assert "***REDACTED***" in (out / run_dir.parent.name / "plan" / "plan.txt").read_text()
+
+
+AXOLOTL_SECRETS = [
+    ("+backend.additional_parameters.hub_token", "HF_TOKEN"),
+    ("+backend.additional_parameters.wandb_api_key", "WANDB_API_KEY"),
+    ("+backend.additional_parameters.hf_token", "HF_TOKEN"),
+    ("+backend.additional_parameters.some_plugin.api_key", "environment"),
+]
+
+
+@pytest.mark.parametrize(("key", "var"), AXOLOTL_SECRETS)
+@pytest.mark.parametrize("command", ["plan", "train"])
+def test_axolotl_hatch_secret_is_refused_and_written_nowhere(key: str, var: str, command: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """axolotl reads its settings from axolotl.yaml in the run directory: a credential in the hatch would be
+    written there in clear. It is refused at compose time, naming the variable to set instead."""
+    secret = "hf_axolotl-hatch-secret-91b2c3"
+    out = tmp_path / "outputs"
+    rc = main([command, "recipe=lora-tiny", "backend=axolotl", f"output_root={out}", f"{key}={secret}",
+               "hparams.max_steps=2"])
+    printed = capsys.readouterr()
+    assert rc == 2, printed.err
+    assert key.lstrip("+") in printed.err and var in printed.err and "environment" in printed.err
+    assert secret not in printed.out + printed.err
+    assert _leaks(tmp_path, secret) == []  # nothing the command left behind holds it (nor is there a run dir)
+    assert not list(out.rglob("axolotl.yaml"))

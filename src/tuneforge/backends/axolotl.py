@@ -175,6 +175,25 @@ def quiet_axolotl_env(offline: bool = False) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def _hatch_type_problems(run: RunConfig) -> Iterable[str]:
+    """Each hatch value against its field in axolotl's pydantic schema (the import takes seconds: only when the
+    hatch is used; keys it does not know are named by axolotl's validator, with the plugins' fields)."""
+    from tuneforge.backends.escape_hatch import AXOLOTL_MODELED, EXTENDED_LISTS
+    from tuneforge.backends.hatch_types import pydantic_type_problems
+
+    params = {k: v for k, v in run.backend.additional_parameters.items()
+              if k not in AXOLOTL_MODELED and k not in EXTENDED_LISTS}
+    if not params:
+        return
+    quiet_axolotl_env()
+    try:
+        with host_logging_kept():  # axolotl configures logging on import
+            from axolotl.utils.schemas.config import AxolotlInputConfig
+    except ImportError:
+        return  # axolotl's absence is named by the validator before launch
+    yield from pydantic_type_problems(params, AxolotlInputConfig, "axolotl's config schema")
+
+
 class AxolotlBackend(BackendBase):
     name = "axolotl"
     objectives = ("sft", "dpo")  # objective=... it trains (tuneforge.schema.objective)
@@ -210,6 +229,7 @@ class AxolotlBackend(BackendBase):
         from tuneforge.backends.escape_hatch import check_axolotl_hatch
 
         yield from check_axolotl_hatch(run)
+        yield from _hatch_type_problems(run)
         yield from _dtype_problems(run)
         from tuneforge.distributed.deepspeed import world_size
 
@@ -236,6 +256,13 @@ class AxolotlBackend(BackendBase):
         cfg = build_axolotl_config(run, run_dir, base_model=model_path(run, build=True),
                                    data=data_paths(run, prepare=True, run_dir=run_dir))
         validate_axolotl_config(cfg, source=str(run_dir / AXOLOTL_YAML), normalize=None)
+        from tuneforge.secrets import secret_items
+
+        if leaked := [k for k, _ in secret_items(cfg)]:  # compose refuses them; never let one reach the file
+            from tuneforge.errors import ConfigError
+
+            raise ConfigError(f"axolotl.yaml would hold a credential under {', '.join(leaked)}; set it in the "
+                              "environment instead")
         path = run_dir / AXOLOTL_YAML
         atomic_write_text(path, render_axolotl_yaml(cfg))
         return {"config": run_dir / "config.yaml", "axolotl": path}

@@ -90,14 +90,39 @@ def check_native_hatch(run: RunConfig) -> Iterable[str]:
             yield _modeled(key, NATIVE_MODELED, "native")
         elif key not in fields:
             yield unknown_key_problem(key, fields, "TRL's SFTConfig")
+    from trl import SFTConfig
+
+    from tuneforge.backends.hatch_types import dataclass_type_problems
+
+    checked = {k: v for k, v in params.items() if k in fields and k not in NATIVE_MODELED}
+    yield from dataclass_type_problems(checked, SFTConfig, "TRL's SFTConfig")
+
+
+# axolotl reads these from the environment of its process: a credential never goes into axolotl.yaml
+AXOLOTL_SECRET_ENV = {"hub_token": "HF_TOKEN", "hf_token": "HF_TOKEN", "wandb_api_key": "WANDB_API_KEY",
+                      "wandb_key": "WANDB_API_KEY", "openai_api_key": "OPENAI_API_KEY"}
+
+
+def _secret_hatch_problems(params: Any, prefix: str = "backend.additional_parameters") -> Iterable[str]:
+    """A credential-named key anywhere in the hatch: axolotl would get it only through axolotl.yaml, a file
+    in the run directory, so it is refused, naming the environment variable to set instead."""
+    from tuneforge.secrets import secret_items
+
+    for dotted, _ in secret_items(params):
+        leaf = dotted.rsplit(".", 1)[-1]
+        var = AXOLOTL_SECRET_ENV.get(leaf.lower(), "the library's own environment variable")
+        yield (f"{prefix}.{dotted} holds a credential, which backend=axolotl would write into axolotl.yaml in the "
+               f"run directory; remove it and set {var} in the environment instead (axolotl's process inherits it)")
 
 
 def check_axolotl_hatch(run: RunConfig) -> Iterable[str]:
-    for key, value in dict(run.backend.additional_parameters).items():
+    params = dict(run.backend.additional_parameters)
+    for key, value in params.items():
         if key in AXOLOTL_MODELED:
             yield _modeled(key, AXOLOTL_MODELED, "axolotl")
         elif key in EXTENDED_LISTS and not isinstance(value, (list, tuple)):
             yield f"backend.additional_parameters.{key} must be a list (it extends tuneforge's own {key})"
+    yield from _secret_hatch_problems(params)
 
 
 def merge_hatch(cfg: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

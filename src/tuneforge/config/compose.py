@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -65,6 +66,16 @@ def load_run_config(overrides: Sequence[str] = (), command: str = "train") -> Ru
 
     run = to_run_config(compose_config(normalize_overrides(overrides, command)))
     check_added_keys(run, overrides)
+    from tuneforge.config.shadowing import shadow_problems
+
+    shadowed = list(shadow_problems(run, overrides))
+    if shadowed:
+        raise ConfigError("; ".join(shadowed))
+    from tuneforge.config.shadowing import user_set_keys
+
+    here = Path(run.dataset.path).expanduser()
+    if "dataset.path" in user_set_keys(overrides) and not here.is_absolute() and here.is_file():
+        run.dataset.path = str(here.resolve())  # a file typed on the command line is where the user is
     if run.run_dir == "latest":  # resume the newest run of this recipe: its checkpoints are picked up
         from tuneforge.runs import find_runs
 
@@ -76,6 +87,10 @@ def load_run_config(overrides: Sequence[str] = (), command: str = "train") -> Ru
 
     resolve_init(run)  # init.run=latest -> the parent's directory, recorded in config.yaml
     validate(run)
+    from tuneforge.rundir import explicit_run_dir
+
+    if run.run_dir and not Path(run.run_dir).is_absolute():  # under output_root; recorded as an absolute path
+        run.run_dir = str(explicit_run_dir(run).resolve())  # type: ignore[union-attr]
     return run
 
 

@@ -68,10 +68,13 @@ def check_paths(run: RunConfig) -> Iterable[str]:
         if not str(run.run_dir).strip():
             yield "run_dir is empty; give a directory, or leave it unset for a new timestamped one"
             return
+        from tuneforge.rundir import explicit_run_dir
+
         given = Path(run.run_dir).expanduser()
-        if not given.is_absolute() and not _inside(given.resolve(), root):
-            yield (f"run_dir={run.run_dir!r} resolves to {given.resolve()}, outside output_root={root}; "
-                   "a relative run_dir must stay inside output_root (write an absolute path to put a run "
+        under = (explicit_run_dir(run) or given).resolve()
+        if not given.is_absolute() and not _inside(under, root):
+            yield (f"run_dir={run.run_dir!r} resolves to {under}, outside output_root={root}; "
+                   "a relative run_dir is a directory under output_root (write an absolute path to put a run "
                    "anywhere else)")
         elif given.resolve() == Path(given.resolve().anchor):
             yield f"run_dir={run.run_dir!r} is the filesystem root"

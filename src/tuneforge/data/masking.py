@@ -63,3 +63,21 @@ def tokenize_with_role_mask(tokenizer: Any, messages: list[dict[str, Any]], max_
     if max_length is not None:
         ids, mask = ids[:max_length], mask[:max_length]
     return {"input_ids": list(ids), "assistant_masks": mask}
+
+
+def unanswered_within(tokenizer: Any, paths: dict[str, Any], max_length: int) -> list[str]:
+    """The splits (of ``paths``: split name -> chat JSONL) holding an example with no assistant token left after
+    truncation to ``max_length``: such an example trains on nothing, and the trainer refuses it mid-launch."""
+    import json
+
+    bad = []
+    for split, path in paths.items():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                mask = tokenize_with_role_mask(tokenizer, json.loads(line)["messages"], max_length=max_length)
+                if 1 not in mask["assistant_masks"]:
+                    bad.append(split)
+                    break
+    return bad

@@ -37,3 +37,33 @@ def plan_notes(run: RunConfig) -> list[str]:
                  f"epochs, prices as of {cost['as_of']}): "
                  + ", ".join(f"{model} ${usd:,.2f}" for model, usd in cost["usd"].items()))
     return notes
+
+
+def batch_warnings(run: RunConfig) -> list[str]:
+    """A batch larger than the train split (micro batch alone, or micro batch x grad accumulation x processes):
+    every step is the whole split, and the numbers the user chose are not the ones that run. Read from the
+    prepared data's report (``train`` prepares it first; ``plan`` once `make data` has run)."""
+    from tuneforge.data.prepare import prepared_dir, source_path
+
+    try:
+        if not source_path(run.dataset).is_file():
+            return []
+        report = prepared_dir(run.dataset) / "report.json"
+        if not report.is_file():
+            return []
+        n = int(json.loads(report.read_text(encoding="utf-8"))["splits"]["train"])
+    except Exception:  # noqa: BLE001 (a plan must not fail on a warning's data)
+        return []
+    h = run.hparams
+    devices = run.launcher.resources().world_size
+    per_step = h.micro_batch_size * h.grad_accumulation * devices
+    where = f"the train split of dataset {run.dataset.name} has {n} examples"
+    if h.micro_batch_size > n:
+        return [f"hparams.micro_batch_size={h.micro_batch_size} exceeds the train split: {where}, so every step "
+                f"trains on all {n} as one batch; lower hparams.micro_batch_size (at most {n})"]
+    if per_step > n:
+        return [f"one optimizer step takes hparams.micro_batch_size={h.micro_batch_size} x hparams.grad_accumulation="
+                f"{h.grad_accumulation} x {devices} device(s) = {per_step} examples, more than the train split: "
+                f"{where}, so an epoch is less than one full step; lower hparams.grad_accumulation or "
+                "hparams.micro_batch_size"]
+    return []

@@ -162,4 +162,6 @@ class RunConfig:
     # the recipe's name (set by each recipe); names the run directory outputs/<name>/<timestamp>
     name: str = "custom"
     output_root: str = "outputs"
-    run_dir: Optional[str] = None  # explicit run directory (sweeps, resumes); default: a new timestamped one
+    # explicit run directory (sweeps, resumes); default: a new timestamped one. A relative run_dir lies under
+    # output_root (tuneforge.rundir.explicit_run_dir); an absolute one anywhere
+    run_dir: Optional[str] = None
