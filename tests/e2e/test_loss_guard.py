@@ -33,8 +33,9 @@ def test_diverging_run_stops_as_failed(tmp_path: Path, capsys) -> None:
 @pytest.mark.slow
 def test_rows_with_no_trained_token_are_refused_not_trained_to_zero_loss(tmp_path: Path, capsys) -> None:
     """seq_len=8 cuts every answer off (packed or not): with assistant-only loss that used to train on nothing,
-    logging a loss of exactly 0.0; the native backend now refuses such rows, naming seq_len, before a step runs
-    (the zero-loss guard itself is checked on the Trainer's state below)."""
+    logging a loss of exactly 0.0; they are now refused, naming seq_len, before a run directory exists (issue 26:
+    nothing FAILED is left behind for a value a check could have caught; the zero-loss guard itself is checked on
+    the Trainer's state below)."""
     for packing in ("true", "false"):
         out = tmp_path / f"o-{packing}"
         rc = main(["train", "recipe=lora-tiny", "dataset=sample-chat", f"output_root={out}", "hparams.max_steps=2",
@@ -42,9 +43,7 @@ def test_rows_with_no_trained_token_are_refused_not_trained_to_zero_loss(tmp_pat
         err = capsys.readouterr().err
         assert rc == 2 and "no assistant token left within hparams.seq_len=8" in err, err[-2000:]
         assert "Traceback" not in err
-        d = _only_run_dir(out)
-        assert not (d / "summary.json").exists() and not (d / "RUNNING").exists()
-        assert (d / "FAILED").is_file()
+        assert not [p for p in out.glob("*/*") if p.is_dir()], "a refused value must not leave a run directory"
 
 
 def test_guard_rules_on_the_trainers_own_state() -> None:
