@@ -259,8 +259,11 @@ def cmd_pairs(args: list[str]) -> int:
     sft = load_run_config([f"dataset={opts.get('dataset', 'dalat-tourism')}"], command="data")
     data = prepare_splits(sft.dataset)
     train, test = pb.reference_examples(Path(data.train)), pb.reference_examples(Path(data.test))
+    from tuneforge.data.lint import FactGuard
+
     per_answer, seed = int(opts.get("per_answer", 3)), int(opts.get("seed", 0))
-    pairs = list(pb.edit_pairs(train, per_answer=per_answer, seed=seed))
+    states_claim = FactGuard(sft.dataset.forbidden_claims, sft.dataset.negation).find
+    pairs = list(pb.edit_pairs(train, per_answer=per_answer, seed=seed, states_claim=states_claim))
     if "run" in opts:
         samples = _sample_answers(opts["run"], train, int(opts.get("samples", 2)), seed)
         reasons = _answer_reasons(sft.dataset)
@@ -268,7 +271,7 @@ def cmd_pairs(args: list[str]) -> int:
     out = Path(opts.get("out", "data/dalat/pairs.jsonl"))
     n = pb.write_pairs(out, pairs)
     n_held = pb.write_pairs(Path(opts.get("heldout", "data/dalat/pairs-heldout.jsonl")),
-                            pb.edit_pairs(test, per_answer=2, seed=seed + 1))
+                            pb.edit_pairs(test, per_answer=2, seed=seed + 1, states_claim=states_claim))
     kinds: dict[str, int] = {}
     for p in pairs:
         kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1

@@ -108,3 +108,30 @@ def test_objective_and_data_shape_must_agree(bad: list[str], message: str) -> No
 
     with pytest.raises(ConfigError, match=message):
         load_run_config(bad)
+
+
+def test_trap_answers_get_a_plays_along_pair_on_every_question_variant() -> None:
+    """A reference answer that corrects a false premise ("không có biển") is a trap question's answer: the pairs
+    reject the answer that plays along with the premise, on every variant of the question, and each such
+    rejected side states a forbidden claim (the fact guard finds it), while the chosen side corrects it."""
+    from tuneforge.data import pair_builder as pb
+
+    run = load_run_config(["dataset=dalat-pairs", "objective=dpo"])
+    guard = FactGuard(run.dataset.forbidden_claims, run.dataset.negation)
+    assert pb.plays_along("Dạ không ạ. Đà Lạt là thành phố cao nguyên, không có biển.") == \
+        "Dạ, Đà Lạt là thành phố cao nguyên, có biển."
+    assert pb.plays_along("Dạ, hồ Xuân Hương nằm ngay trung tâm.") is None
+    examples = [{"answer": "Dạ, Đà Lạt không có tuyết, mùa đông chỉ se lạnh.", "system": None,
+                 "questions": [f"Đà Lạt có tuyết không {i}?" for i in range(6)]},
+                {"answer": GOOD, "system": None, "questions": [f"Hồ Xuân Hương ở đâu {i}?" for i in range(6)]}]
+    pairs = list(pb.edit_pairs(examples, per_answer=2, states_claim=guard.find))
+    along = [p for p in pairs if p["kind"] == "plays_along"]
+    assert len(along) == 4 and {p["chosen"] for p in along} == {examples[0]["answer"]}
+    assert len({p["prompt"] for p in pairs if p["chosen"] == examples[0]["answer"]}) == 6  # every variant, once
+    assert all(guard.find(p["rejected"]) and not guard.find(p["chosen"]) for p in along)
+    # without a claim the guard can find, no plays_along pair is made
+    assert not [p for p in pb.edit_pairs(examples, per_answer=2, states_claim=lambda s: None)
+                if p["kind"] == "plays_along"]
+    rows = [json.loads(x) for x in Path("data/dalat/pairs.jsonl").read_text(encoding="utf-8").splitlines()]
+    shipped = [r for r in rows if r["kind"] == "plays_along"]
+    assert len(shipped) >= 50 and all(guard.find(r["rejected"]) for r in shipped)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,11 @@ WRONG_FACTS = (
     "Đà Lạt ở độ cao khoảng 500 m nên không lạnh.",
 )
 _SEA_TRAP = re.compile(r"không có biển|không phải (là )?thành phố biển", re.I)
+# a reference answer that corrects a false premise ("Dạ, Đà Lạt không có biển ..."): its question is a trap, and
+# the answer that plays along states the premise (the negation taken out). Every question variant of such an
+# answer gets a "plays_along" pair, so the trap questions weigh in the pairs as they do in the eval's probes.
+_PREMISE = re.compile(r"(?<!\w)(không|chẳng)\s+(?=(có|giáp|phải là|phải|thuộc|nằm ở)\s+(bãi\s+)?(biển|tuyết|thành phố "
+                      r"biển|tỉnh Khánh Hòa|Khánh Hòa|vùng Tây Bắc|Tây Bắc)(?!\w))", re.I)
 
 
 def reference_examples(split_file: Path) -> list[dict[str, Any]]:
@@ -64,6 +69,14 @@ def wrong_fact(answer: str, i: int) -> str:
     return f"Dạ, {WRONG_FACTS[i % len(WRONG_FACTS)]} {body[:1].upper()}{body[1:]}"
 
 
+def plays_along(answer: str) -> str | None:
+    """The answer of a trap question with its correction undone ("không có biển" -> "có biển"), or None when the
+    answer corrects no premise."""
+    if not _PREMISE.search(answer):
+        return None
+    return "Dạ, " + _PREMISE.sub("", _body(answer))
+
+
 def no_style(answer: str) -> str:
     body = _body(answer).replace("chỉ mang tính tham khảo", "là như vậy")
     return body[:1].upper() + body[1:]
@@ -77,9 +90,12 @@ def looped(answer: str) -> str:
 EDITS = ("wrong_fact", "no_style", "looped", "off_topic")
 
 
-def edit_pairs(examples: list[dict[str, Any]], *, per_answer: int = 2, seed: int = 0) -> Iterator[dict[str, Any]]:
+def edit_pairs(examples: list[dict[str, Any]], *, per_answer: int = 2, seed: int = 0,
+               states_claim: Callable[[str], Any] | None = None) -> Iterator[dict[str, Any]]:
     """Per reference answer: one pair with a forbidden claim put in, and ``per_answer - 1`` with another edit,
-    each on another question variant."""
+    each on another question variant; an answer that corrects a false premise also gets a "plays_along" pair on
+    each remaining variant, kept only when ``states_claim`` (the fact guard) finds the claim in it, so such a
+    pair always differs by a forbidden claim and never by a sentence that no longer makes sense."""
     rng = random.Random(seed)
     for i, ex in enumerate(examples):
         questions = list(dict.fromkeys(ex["questions"]))
@@ -98,6 +114,12 @@ def edit_pairs(examples: list[dict[str, Any]], *, per_answer: int = 2, seed: int
                 continue
             yield {"prompt": questions[k % len(questions)], "chosen": ex["answer"], "rejected": rejected,
                    "kind": kind, "group": ex["answer"][:80]}
+        along = plays_along(ex["answer"])
+        if along and states_claim is not None and not states_claim(along):
+            along = None
+        for q in questions[len(kinds):] if along else ():  # the variants the edits above did not use
+            yield {"prompt": q, "chosen": ex["answer"], "rejected": along, "kind": "plays_along",
+                   "group": ex["answer"][:80]}
 
 
 def sampled_pairs(examples: list[dict[str, Any]], samples: dict[str, list[str]],
