@@ -132,3 +132,43 @@ def test_arms_follow_the_declared_share() -> None:
     assert arms == [arm_for(f"req-{i}", 0.2, 0) for i in range(5000)]  # deterministic
     assert {arm_for(f"req-{i}", 0.0, 0) for i in range(200)} == {"a"}
     assert {arm_for(f"req-{i}", 1.0, 0) for i in range(200)} == {"b"}
+
+
+def test_ab_between_two_runs(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """serve.ab.run_b=<dir>: arm B is another run's model (its own adapter, the same decoding); the log names that
+    run, the response names its model, and the report keeps the two runs apart."""
+    from tuneforge.config.compose import load_run_config
+    from tuneforge.train import train
+
+    run_b = Path(train(load_run_config(["recipe=lora-tiny", "dataset=sample-chat", "hparams.max_steps=2",
+                                        "hparams.seed=11", "name=other", f"output_root={tmp_path / 'outputs'}"]),
+                       quiet=True)["run_dir"])
+    model, model_b = f"{tiny_run.parent.name}-{tiny_run.name}", f"{run_b.parent.name}-{run_b.name}"
+    assert model != model_b
+    served = tmp_path / "a"
+    import shutil
+
+    shutil.copytree(tiny_run, served, ignore=shutil.ignore_patterns("serve", "ab"))
+    model = f"{served.parent.name}-{served.name}"
+    server = start_server(served, tmp_path / "serve.log", f"serve.ab.run_b={run_b}", "serve.ab.share=0.5",
+                          "serve.ab.seed=3")
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0, timeout=60)
+        answered = {}
+        for i in range(10):
+            resp = client.chat.completions.create(model=model, max_tokens=4, extra_headers={"X-Request-ID": f"r{i}"},
+                                                  messages=[{"role": "user", "content": f"Chợ Đà Lạt ở đâu? ({i})"}])
+            answered[resp.id] = resp.model.removesuffix("@main")
+    finally:
+        assert server.stop() == 0
+    log = [json.loads(line) for line in (served / "ab" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["arms"]["b"]["run"] == str(run_b) and log[0]["arms"]["b"]["base"] is False
+    arm_of = {r["id"]: r["arm"] for r in log if r["event"] == "answer"}
+    assert set(arm_of.values()) == {"a", "b"}
+    assert all(answered[i] == (model if arm_of[i] == "a" else log[0]["arms"]["b"]["model"]) for i in answered)
+    assert log[0]["arms"]["b"]["model"] != model
+    capsys.readouterr()
+    assert main(["ab", "report", f"run={served}"]) == 0
+    report = json.loads((served / "ab" / "report.json").read_text())
+    assert report["arms"]["a"]["requests"] + report["arms"]["b"]["requests"] == 10
+    assert report["arms"]["b"]["models"] == [log[0]["arms"]["b"]["model"]]
