@@ -79,6 +79,12 @@ def test_a_run_starts_from_an_earlier_run_and_records_it(pairs: Path, out_root: 
     base = load_base(open_run(summary["run_dir"]))
     for (name, a), (_, b) in zip(parent.state_dict().items(), base.state_dict().items()):
         assert torch.equal(a, b), name
+    # and the eval names them so: the "base" side is the starting run, not the untrained model
+    from tuneforge.evaluation.runner import _models
+
+    with _models(open_run(summary["run_dir"])) as (base_desc, _b, tuned_desc, _t):
+        assert f"lora-tiny/{Path(sft['run_dir']).name} (init.run, merged)" in base_desc
+        assert tuned_desc.startswith(base_desc) and tuned_desc.endswith("+ adapter/")
     from tuneforge import cli
 
     assert cli.main(["runs", f"output_root={out_root}"]) == 0

@@ -95,6 +95,11 @@ def test_the_verdict_follows_the_numbers() -> None:
     ladder[1] = _entry("base+few-shot", 90)
     assert "Few-shot prompting matches the fine-tuned model (90% vs 80% usable)" in ladder_verdict(ladder)
     assert ladder_verdict(ladder[3:]).startswith("Partial ladder (finetuned, finetuned+rag): no verdict")
+    assert "at no training cost" in ladder_verdict(ladder)
+    # a run started from another run: its "base" arms are that run's model, which cost training too
+    chained = ladder_verdict(ladder, "lora-gemma3/2026-12-05_05-09-34")
+    assert chained.startswith("The base arms are the run this one started from (lora-gemma3/2026-12-05_05-09-34")
+    assert "no training cost" not in chained and "without this run's training" in chained
 
 
 @pytest.mark.slow  # about a minute: a hosted run on the Đà Lạt data, the ladder and two chats, each embedding

@@ -163,14 +163,21 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.0f}%"
 
 
-def ladder_verdict(ladder: list[dict[str, Any]]) -> str:
-    """The decision tree in words, from the numbers: prompt first, RAG for facts, fine-tune for style."""
+def ladder_verdict(ladder: list[dict[str, Any]], starting_run: str | None = None) -> str:
+    """The decision tree in words, from the numbers: prompt first, RAG for facts, fine-tune for style.
+
+    ``starting_run``: the run this one started from (init.run). Its merged weights are then the "base" arms, so
+    the verdict compares this run's training with that run's model, not with the untrained one."""
     a = {e["arm"]: e for e in ladder}
     if len(a) < len(ARMS):
         return (f"Partial ladder ({', '.join(a)}): no verdict; the decision tree compares all five arms "
                 "(eval.ladder_arms).")
     base, fs, ft, ftr, br = (a[x] for x in ("base", "base+few-shot", "finetuned", "finetuned+rag", "base+rag"))
     out = []
+    if starting_run:
+        out.append(f"The base arms are the run this one started from ({starting_run}, init.run), not the untrained "
+                   "model: the verdict weighs this run's training against that run.")
+    free = "without this run's training" if starting_run else "at no training cost"
     best = max(ladder, key=lambda e: (e["usable_rate"], e["rouge_l"]))
     if best["usable_rate"] < 50:
         out.append(f"No arm gives usable answers on most questions (best: {best['arm']}, "
@@ -179,13 +186,13 @@ def ladder_verdict(ladder: list[dict[str, Any]]) -> str:
         out.append("Neither few-shot prompting nor fine-tuning gives a usable answer.")
     elif fs["usable_rate"] >= ft["usable_rate"]:
         out.append(f"Few-shot prompting matches the fine-tuned model ({_pct(fs['usable_rate'])} vs "
-                   f"{_pct(ft['usable_rate'])} usable) at no training cost, for {fs['prompt_tokens']:.0f} prompt "
+                   f"{_pct(ft['usable_rate'])} usable) {free}, for {fs['prompt_tokens']:.0f} prompt "
                    f"tokens an answer instead of {ft['prompt_tokens']:.0f}: prompt first; fine-tuning does not pay "
                    "here.")
     else:
         out.append(f"Few-shot prompting reaches {100 * fs['usable_rate'] / ft['usable_rate']:.0f}% of the fine-tuned "
-                   f"model's usable rate ({_pct(fs['usable_rate'])} vs {_pct(ft['usable_rate'])}) at no training "
-                   f"cost (base zero-shot: {_pct(base['usable_rate'])}).")
+                   f"model's usable rate ({_pct(fs['usable_rate'])} vs {_pct(ft['usable_rate'])}) {free} "
+                   f"(base zero-shot: {_pct(base['usable_rate'])}).")
     vals = [e for e in ladder if e["value_rate"] is not None]
     if vals:
         top = max(e["value_rate"] for e in vals)

@@ -36,7 +36,9 @@ def ladder_results(run: Any, run_dir: Path, cfg: EvalConfig, examples: list[Any]
                          style={s: arms[a]["style"] for s, a in pick.items()}, base_desc=base_desc,
                          tuned_desc=tuned_desc, t0=t0, not_applicable={"loss": NO_LOSS, "perplexity": NO_LOSS})
     ladder = ladder_entries(arms, out["faithfulness"])
-    results.update({"ladder": ladder, "faithfulness": out["faithfulness"], "ladder_verdict": ladder_verdict(ladder),
+    init_run = getattr(getattr(run, "init", None), "run", None)
+    starting = f"{Path(init_run).parent.name}/{Path(init_run).name}" if init_run else None
+    results.update({"ladder": ladder, "faithfulness": out["faithfulness"], "ladder_verdict": ladder_verdict(ladder, starting),
                     "retriever": out["retriever"], "few_shot": out["few_shot"],
                     "ladder_answers": {arm: rec["answers"] for arm, rec in arms.items()},
                     "ladder_reviews": {arm: rec["style"]["review"]["reasons"] for arm, rec in arms.items()}})

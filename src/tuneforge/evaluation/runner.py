@@ -193,17 +193,27 @@ def _models(art: RunArtifacts) -> Iterator[tuple[str, Any, str, Any]]:
     """Yields (base description, base context, fine-tuned description, fine-tuned loader).
 
     An adapter run loads the base once: the base side runs under ``disable_adapter()``."""
+    # a run started from another run (init.run) has that run's merged weights as its base: say so, so neither
+    # the report nor the ladder's verdict reads them as the untrained model
+    base_name = (f"{art.run.model.name_or_path} + {starting_run_label(art.run.init.run)} (init.run, merged)"
+                 if art.run.init.run is not None else art.run.model.name_or_path)
     if art.uses_adapter:
         from tuneforge.evaluation.artifacts import attach_adapter
 
         model = attach_adapter(art, load_base(art))
         quant = f" ({art.run.method.quantization.bits}-bit, as trained)" if art.is_qlora else ""
-        yield (f"{art.run.model.name_or_path}{quant}", lambda: _disabled(model),
-               f"{art.run.model.name_or_path}{quant} + adapter/", lambda: nullcontext(model))
+        yield (f"{base_name}{quant}", lambda: _disabled(model),
+               f"{base_name}{quant} + adapter/", lambda: nullcontext(model))
     else:
-        yield (art.run.model.name_or_path, lambda: _owned(lambda: load_base(art)),
+        yield (base_name, lambda: _owned(lambda: load_base(art)),
                f"full fine-tune {art.weights.name}/",
                lambda: _owned(lambda: load_full_model(art.weights, art.run)))
+
+
+def starting_run_label(run_dir: str) -> str:
+    """``<recipe>/<timestamp>`` of the run a run started from."""
+    p = Path(run_dir)
+    return f"{p.parent.name}/{p.name}"
 
 
 @contextmanager
