@@ -38,7 +38,8 @@ def ladder_results(run: Any, run_dir: Path, cfg: EvalConfig, examples: list[Any]
     ladder = ladder_entries(arms, out["faithfulness"])
     init_run = getattr(getattr(run, "init", None), "run", None)
     starting = f"{Path(init_run).parent.name}/{Path(init_run).name}" if init_run else None
-    results.update({"ladder": ladder, "faithfulness": out["faithfulness"], "ladder_verdict": ladder_verdict(ladder, starting),
+    results.update({"ladder": ladder, "faithfulness": out["faithfulness"],
+                    "ladder_verdict": ladder_verdict(ladder, starting),
                     "retriever": out["retriever"], "few_shot": out["few_shot"],
                     "ladder_answers": {arm: rec["answers"] for arm, rec in arms.items()},
                     "ladder_reviews": {arm: rec["style"]["review"]["reasons"] for arm, rec in arms.items()}})
