@@ -37,6 +37,14 @@ def test_export_round_trips_with_template_tokenizer_and_modelfile(tiny_run: Path
     record = json.loads((out / f"roundtrip-{quant}.json").read_text())
     assert record["roundtrip"]["passed"] and all(record["roundtrip"]["checks"].values())
     assert record["roundtrip"]["logits"]["max_abs_diff"] <= record["roundtrip"]["atol"]
+    from tuneforge.serve.llama_cpp_check import llama_cpp_available
+
+    native = record["roundtrip"]["llama_cpp"]
+    if llama_cpp_available():  # llama.cpp itself (what Ollama runs): same ids, template, logits, clean answers
+        assert native["passed"] and native["checks"]["token_ids_equal"] and native["checks"]["chat_template_kept"]
+        assert len(native["answers"]) == 4 and native["logits"]["n_tokens"] > 100
+    else:
+        assert "llama-cpp-python is not installed" in native["skipped"]
     fields = GGUFReader(str(gguf)).fields
     template = load_run_tokenizer(open_run(tiny_run), tiny_run / "merged").chat_template
     assert fields["tokenizer.chat_template"].contents() == template  # the template survives the export
@@ -80,3 +88,14 @@ def test_modelfile_template_family_matches_the_run_template() -> None:
     assert template_family(tok) == "chatml"
     tok.chat_template = CHAT_TEMPLATES["gemma"]  # the template the Gemma recipes train with
     assert template_family(tok) == "gemma" and FAMILIES["gemma"][1](SAMPLE).startswith("<start_of_turn>user\n")
+
+
+def test_the_pre_tokenizer_name_llama_cpp_splits_text_with() -> None:
+    """A wrong tokenizer.ggml.pre changes how llama.cpp splits digits and spaces, hence the token ids."""
+    from tuneforge.serve.gguf_export import _pre_type
+
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
+    assert _pre_type(byte_level) == "gpt-2"
+    assert _pre_type({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                                             byte_level]}) == "smollm"
+    assert _pre_type({**byte_level, "use_regex": False}) == "default" and _pre_type(None) == "default"

@@ -59,7 +59,8 @@ def round_trip(art: Any, merged: Path, gguf: Path, quant: str, tokenizer: Any) -
     texts = [tokenizer.decode(row[m.bool()]) for row, m in zip(ids, mask, strict=True)]
     same_ids = all(tokenizer(t, add_special_tokens=False)["input_ids"]
                    == g_tok(t, add_special_tokens=False)["input_ids"] for t in texts)
-    logits = compare_logits(logits_of(ref, ids, mask), logits_of(g_model, ids, mask), mask)
+    ref_logits = logits_of(ref, ids, mask)
+    logits = compare_logits(ref_logits, logits_of(g_model, ids, mask), mask)
     cfg = dataclasses.replace(art.run.eval, max_new_tokens=PROBE_TOKENS, do_sample=False)
     prompts = [ex.prompt_messages for ex in load_test_examples(art.run, PROBES)]
     want, got = _greedy(ref, tokenizer, prompts, cfg), _greedy(g_model, g_tok, prompts, cfg)
@@ -67,7 +68,17 @@ def round_trip(art: Any, merged: Path, gguf: Path, quant: str, tokenizer: Any) -
     checks = {"token_ids_equal": same_ids, "chat_template_kept": g_tok.chat_template == tokenizer.chat_template,
               "greedy_answers_equal": want == got, "logits_within_tolerance": logits["max_abs_diff"] <= limit,
               "top1_agreement_ok": logits["top1_agreement"] >= MIN_TOP1[quant]}
-    return {"runtime": "transformers GGUF loader", "quant": quant, "logits": logits, "atol": limit,
+    from tuneforge.serve.llama_cpp_check import llama_cpp_available, llama_cpp_check
+
+    del g_model
+    if llama_cpp_available():  # what Ollama and llama-server run: its kernels, its template, its stop tokens
+        native = llama_cpp_check(gguf, tokenizer, ids, mask, ref_logits, prompts, want, rtol=ROUNDTRIP_RTOL[quant],
+                                 min_top1=MIN_TOP1[quant], max_tokens=PROBE_TOKENS)
+        checks.update({f"llama.cpp {k}": ok for k, ok in native["checks"].items()})
+    else:
+        native = {"skipped": "llama-cpp-python is not installed (pip install llama-cpp-python compiles llama.cpp)"}
+    return {"runtime": "transformers GGUF loader", "llama_cpp": native, "quant": quant, "logits": logits,
+            "atol": limit,
             "rtol": ROUNDTRIP_RTOL[quant], "min_top1": MIN_TOP1[quant], "probes": len(prompts),
             "probe_tokens": PROBE_TOKENS, "answers": [{"merged": w, "gguf": g} for w, g in zip(want, got, strict=True)],
             "checks": checks, "passed": all(checks.values())}

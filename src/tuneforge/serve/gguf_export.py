@@ -58,7 +58,7 @@ def _bpe_tokenizer(writer: Any, tokenizer: Any) -> None:
         raise RunArtifactError("GGUF export: the tokenizer's ids are not contiguous")
     special = {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
+    writer.add_tokenizer_pre(_pre_type(spec.get("pre_tokenizer")))
     writer.add_token_list([t for t, _ in by_id])
     writer.add_token_types([TokenType.CONTROL if t in special else TokenType.NORMAL for t, _ in by_id])
     merges = spec["model"]["merges"]
@@ -68,6 +68,26 @@ def _bpe_tokenizer(writer: Any, tokenizer: Any) -> None:
         if value is not None:
             getattr(writer, f"add_{name}_token_id" if name != "unk" else "add_unk_token_id")(int(value))
     writer.add_add_bos_token(bool(getattr(tokenizer, "add_bos_token", False)))
+
+
+def _pre_type(pre: dict[str, Any] | None) -> str:
+    """llama.cpp's name for the pre-tokenizer (tokenizer.ggml.pre): the regex it splits text with before BPE.
+
+    GPT-2's byte-level regex is ``gpt-2``; SmolLM's (single digits first, then GPT-2's) is ``smollm``
+    (llama.cpp's llama-vocab.cpp). ``default`` splits digits differently, so a wrong name changes token ids:
+    the llama.cpp round trip (llama_cpp_check.py) compares them."""
+    def byte_level(p: dict[str, Any]) -> bool:
+        return p.get("type") == "ByteLevel" and p.get("use_regex", True)
+
+    if pre is None:
+        return "default"
+    if byte_level(pre):
+        return "gpt-2"
+    parts = pre.get("pretokenizers") or []
+    if (pre.get("type") == "Sequence" and len(parts) == 2 and parts[0].get("type") == "Digits"
+            and parts[0].get("individual_digits") and byte_level(parts[1])):
+        return "smollm"
+    return "default"
 
 
 def _copy_source_keys(writer: Any, source_gguf: Path) -> None:
