@@ -43,6 +43,7 @@ def test_export_round_trips_with_template_tokenizer_and_modelfile(tiny_run: Path
     if llama_cpp_available():  # llama.cpp itself (what Ollama runs): same ids, template, logits, clean answers
         assert native["passed"] and native["checks"]["token_ids_equal"] and native["checks"]["chat_template_kept"]
         assert len(native["answers"]) == 4 and native["logits"]["n_tokens"] > 100
+        assert native["tokens"]["llama.cpp"] == native["tokens"]["run"] and "first_difference" not in native["tokens"]
     else:
         assert "llama-cpp-python is not installed" in native["skipped"]
     fields = GGUFReader(str(gguf)).fields

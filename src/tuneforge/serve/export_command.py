@@ -116,6 +116,12 @@ def export_run(run_dir: Path, quant: str, *, quiet: bool = False) -> dict[str, A
         atomic_write_json(tmp / f"roundtrip-{quant}.json", record)
         if not check["passed"]:
             failed = [k for k, ok in check["checks"].items() if not ok]
+            split = (check.get("llama_cpp") or {}).get("tokens") or {}
+            if "llama.cpp token_ids_equal" in failed:  # name how the two tokenizers differ
+                failed[failed.index("llama.cpp token_ids_equal")] = (
+                    f"llama.cpp token_ids_equal (llama.cpp splits the {check['probes']} test conversations into "
+                    f"{split['llama.cpp']} tokens, the run's tokenizer into {split['run']}; first difference "
+                    f"{split['first_difference']['llama.cpp']} vs {split['first_difference']['run']})")
             raise RunArtifactError(
                 f"GGUF round trip failed for {art.run_dir} ({quant}): {', '.join(failed)}; max |Δlogit| "
                 f"{check['logits']['max_abs_diff']:.3g} (tolerance {check['atol']:.3g}), top-1 agreement "

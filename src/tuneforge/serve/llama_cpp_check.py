@@ -51,8 +51,17 @@ def _compare(llm: Any, tokenizer: Any, ids: Any, mask: Any, ref_logits: Any, pro
 
     rows = [row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)]
     texts = [tokenizer.decode(r) for r in rows]
-    same_ids = all(llm.tokenize(t.encode("utf-8"), add_bos=False, special=True)
-                   == tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts)
+    pairs = [(llm.tokenize(t.encode("utf-8"), add_bos=False, special=True),
+              tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    same_ids = all(a == b for a, b in pairs)
+    tokens = {"llama.cpp": sum(len(a) for a, _ in pairs), "run": sum(len(b) for _, b in pairs)}
+    for a, b in pairs:  # the first place the two tokenizers part, as pieces a person can read
+        if a != b:
+            i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            tokens["first_difference"] = {
+                "llama.cpp": [llm.detokenize([x]).decode("utf-8", "replace") for x in a[i:i + 4]],
+                "run": tokenizer.convert_ids_to_tokens(b[i:i + 4])}
+            break
     diffs, agree, n, max_ref = [], 0, 0, 0.0
     for i, row in enumerate(rows):
         llm.reset()
@@ -78,7 +87,8 @@ def _compare(llm: Any, tokenizer: Any, ids: Any, mask: Any, ref_logits: Any, pro
     return {"runtime": f"llama.cpp (llama-cpp-python {llama_cpp.__version__})",
             "logits": {"max_abs_diff": max(diffs), "max_abs_logit": max_ref, "top1_agreement": agree / n,
                        "n_tokens": n},
-            "atol": limit, "greedy_answers_equal": sum(a["text"] == w for a, w in zip(answers, want, strict=True)),
+            "tokens": tokens, "atol": limit,
+            "greedy_answers_equal": sum(a["text"] == w for a, w in zip(answers, want, strict=True)),
             "answers": [{"merged": w, "llama.cpp": a["text"], "finish_reason": a["finish_reason"]}
                         for w, a in zip(want, answers, strict=True)],
             "checks": checks, "passed": all(checks.values())}
