@@ -99,7 +99,8 @@ def _gguf_file(src: GGUFSourceConfig) -> tuple[Path, str]:
 # bump when build_gguf_model changes what it writes, so caches made by an older conversion are not reused
 # (not bumped for the turn tokens marked special: models.load_tokenizer marks them on every load, older caches
 # and the tokenizers older runs saved included, so a 1 GB reconversion would change nothing)
-GGUF_CONVERSION_VERSION = 3
+# 4: a SentencePiece-BPE vocabulary (Gemma) is rebuilt as BPE with merges (_sentencepiece_bpe)
+GGUF_CONVERSION_VERSION = 4
 
 
 def _fix_gguf_special_tokens(tok: Any, model: Any) -> None:
@@ -127,6 +128,37 @@ def _fix_gguf_special_tokens(tok: Any, model: Any) -> None:
     turn_end = tok.convert_tokens_to_ids("<end_of_turn>")
     if isinstance(turn_end, int) and turn_end not in (tok.unk_token_id, tok.eos_token_id):
         model.generation_config.eos_token_id = [tok.eos_token_id, turn_end]
+
+
+def _sentencepiece_bpe(tok: Any, gguf: Path) -> None:
+    """Tokenize like SentencePiece does for this vocabulary: by BPE merges, as llama.cpp does.
+
+    A GGUF with ``tokenizer.ggml.model = llama`` holds a SentencePiece *BPE* vocabulary (Gemma): the scores
+    are merge priorities. transformers' GGUF converter builds a Unigram model from them instead, which
+    segments differently ("mang" -> "▁m" + "ang", "user" -> "us" + "er"): on the Đà Lạt data 41% more tokens
+    than the model was pretrained with, and none of the 1,280 conversations tokenized as llama.cpp (and so
+    Ollama) does. The merges come from transformers' own SentencePiece extraction (``generate_merges``, what it
+    uses to convert a slow SentencePiece tokenizer); normalizer, decoder and added tokens stay as converted."""
+    from gguf import GGUFReader
+    from tokenizers import Tokenizer
+    from transformers.convert_slow_tokenizer import generate_merges
+
+    spec = json.loads(tok.backend_tokenizer.to_str())
+    if spec["model"]["type"] != "Unigram":
+        return
+    field = GGUFReader(str(gguf)).fields.get("tokenizer.ggml.model")
+    if field is None or field.contents() != "llama":
+        return
+    vocab_scores = [(piece, score) for piece, score in spec["model"]["vocab"]]
+    vocab = {piece: i for i, (piece, _) in enumerate(vocab_scores)}
+    unk = spec["model"].get("unk_id")
+    spec["model"] = {"type": "BPE", "dropout": None,
+                     "unk_token": vocab_scores[unk][0] if unk is not None else None,
+                     "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": True,
+                     "byte_fallback": bool(spec["model"].get("byte_fallback")), "ignore_merges": False,
+                     "vocab": vocab, "merges": [[a, b] for a, b in generate_merges(vocab, vocab_scores)]}
+    tok._tokenizer = Tokenizer.from_str(json.dumps(spec))
+    log.info("%s: SentencePiece BPE vocabulary rebuilt with %d merges", gguf.name, len(spec["model"]["merges"]))
 
 
 _ROUND_TRIP_PROBE = "<start_of_turn>user\nĐà Lạt có biển không? Hello, world 123.<end_of_turn>\n"
@@ -191,6 +223,7 @@ def build_gguf_model(src: GGUFSourceConfig) -> Path:
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     except ImportError as exc:
         raise ModelLoadError(f"loading {src.file} needs the 'gguf' package: pip install gguf ({exc})") from None
+    _sentencepiece_bpe(tok, path)
     _fix_gguf_special_tokens(tok, model)
 
     def save(tmp: Path) -> None:

@@ -135,6 +135,35 @@ def test_gemma3_is_joined_converted_and_tokenizes_like_its_gguf() -> None:
     assert enc["input_ids"][0] == tok.bos_token_id
     gen = json.loads((path / "generation_config.json").read_text())
     assert tok.convert_tokens_to_ids("<end_of_turn>") in gen["eos_token_id"]
+    # SentencePiece BPE, as Gemma was pretrained and as llama.cpp / Ollama tokenize: not transformers' Unigram
+    # reading of the GGUF scores, which split "mang" into "▁m" + "ang" and "user" into "us" + "er"
+    assert tok.tokenize("chỉ mang tính tham khảo") == ["ch", "ỉ", "▁mang", "▁tính", "▁tham", "▁khảo"]
+    assert tok.tokenize("<start_of_turn>user\n") == ["<start_of_turn>", "user", "\n"]
+    assert tok.tokenize("Đà Lạt khoảng 150.000 đồng") == ["Đ", "à", "▁Lạt", "▁khoảng", "▁", "1", "5", "0", ".", "0",
+                                                          "0", "0", "▁đồng"]
+
+
+def test_gemma3_tokenizes_every_dalat_conversation_as_llama_cpp_does() -> None:
+    """The converted tokenizer against llama.cpp's own SentencePiece tokenizer on the source GGUF, on every
+    prepared Đà Lạt conversation (needs llama-cpp-python, which compiles llama.cpp: not in the default set-up)."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python)")
+    from llama_cpp import Llama
+
+    from tuneforge.data.prepare import prepare_splits
+    from tuneforge.models import _gguf_file, load_tokenizer
+
+    run = load_run_config(["recipe=lora-gemma3"])
+    tok = load_tokenizer(run)
+    llm = Llama(model_path=str(_gguf_file(run.model.gguf)[0]), vocab_only=True, verbose=False)
+    data = prepare_splits(run.dataset)
+    try:
+        for split in (data.train, data.test):
+            for line in Path(split).read_text(encoding="utf-8").splitlines():
+                text = tok.apply_chat_template(json.loads(line)["messages"], tokenize=False)
+                assert llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) == \
+                    tok(text, add_special_tokens=False)["input_ids"], text[:200]
+    finally:
+        llm.close()
 
 
 def test_the_target_test_trains_the_makefiles_default_recipe() -> None:
