@@ -37,6 +37,11 @@ def test_the_counterfactual_changes_every_changing_value_and_scores_which_one_an
     assert classify("Dạ, Crazy House rất đẹp.", case) == "neither"
     rec = faithfulness_record([case, case], ["85.000 đồng", "60.000 đồng"], ["Vé Crazy House?"])
     assert rec["rate"] == 50.0 and rec["counts"] == {"passage": 1, "trained": 1, "both": 0, "neither": 0}
+    # carrying the value is not enough: an unusable answer (an echo, a loop, broken words) is not faithful
+    rec = faithfulness_record([case, case], ["85.000 đồng", "85.000 đồng 85.000 đồng 85.000 đồng"],
+                              ["Vé Crazy House?"], [[], ["repetition loop (85.000 đồng)"]])
+    assert rec["rate"] == 50.0 and rec["counts"]["passage"] == 2 and rec["passage_unusable"] == 1
+    assert [c["usable"] for c in rec["cases"]] == [True, False]
     assert counterfactual(PRICE, "Dạ, nên đi buổi sáng.", 0) is None  # nothing checkable: no case
 
 

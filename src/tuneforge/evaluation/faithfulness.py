@@ -12,7 +12,9 @@ Values are compared with their unit's kind (25.000 đồng is not 25 km; "25.000
 - ``trained``: it carries a trained value and none of the changed ones (the training data won);
 - ``both``: it carries both; ``neither``: it carries none.
 
-The faithfulness rate is ``passage`` over all cases (0-100).
+The faithfulness rate is the ``passage`` answers that are also usable (the eval's answer review, values
+not judged: the passage changed them) over all cases (0-100): a model that echoes the passage back, or a
+garbled answer that happens to hold the number, carries the value but does not answer.
 """
 
 from __future__ import annotations
@@ -33,12 +35,20 @@ def classify(answer: str, case: Case) -> str:
     return "both" if new and old else "passage" if new else "trained" if old else "neither"
 
 
-def faithfulness_record(cases: list[Case], answers: list[str], questions: list[str]) -> dict[str, Any]:
-    """One RAG arm's faithfulness: the rate, the count per class, each case with its answer."""
+def faithfulness_record(cases: list[Case], answers: list[str], questions: list[str],
+                        reasons: list[list[str]] | None = None) -> dict[str, Any]:
+    """One RAG arm's faithfulness: the rate, the count per class, each case with its answer.
+
+    ``reasons``: per answer, why the answer review finds it unusable (empty: usable); None counts every answer
+    as usable. A ``passage`` answer counts toward the rate only when it is usable (``passage_unusable`` counts
+    the others)."""
     labels = [classify(a, c) for a, c in zip(answers, cases)]
+    why = reasons if reasons is not None else [[] for _ in answers]
     counts = {k: labels.count(k) for k in CLASSES}
-    return {"n": len(cases), "rate": 100.0 * counts["passage"] / len(cases) if cases else None, "counts": counts,
+    faithful = sum(lab == "passage" and not r for lab, r in zip(labels, why))
+    return {"n": len(cases), "rate": 100.0 * faithful / len(cases) if cases else None, "counts": counts,
+            "passage_unusable": counts["passage"] - faithful,
             "cases": [{"question": questions[c.index], "passage_id": c.passage_id,
                        "trained": [f"{n} {k}" for n, k in c.trained], "changed": [f"{n} {k}" for n, k in c.changed],
-                       "answer": a, "carries": lab}
-                      for c, a, lab in zip(cases, answers, labels)]}
+                       "answer": a, "carries": lab, "usable": not r, "reasons": r}
+                      for c, a, lab, r in zip(cases, answers, labels, why)]}

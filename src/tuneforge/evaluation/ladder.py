@@ -101,6 +101,7 @@ def run_ladder(run: RunConfig, cfg: EvalConfig, examples: list[Any],
 
     Returns {"arms": {arm: {metrics, answers, style}}, "faithfulness": {...}, "retriever": {...}}."""
     from tuneforge.data.passages import load_passages
+    from tuneforge.evaluation.answer_checks import review_answers
     from tuneforge.evaluation.faithfulness import build_cases, faithfulness_record
     from tuneforge.evaluation.rag import load_retriever, with_knowledge_base
     from tuneforge.evaluation.results import answer_metrics
@@ -138,7 +139,13 @@ def run_ladder(run: RunConfig, cfg: EvalConfig, examples: list[Any],
                 arms[arm] = {"metrics": metrics, "answers": preds, "style": style}
                 if arm in RAG_ARMS and cases:
                     got = answer(cf_prompts, f"{arm} counterfactual")
-                    faith[arm] = faithfulness_record(cases, [a for a, _, _ in got], [ex.prompt for ex in examples])
+                    cf_answers = [a for a, _, _ in got]
+                    # read as the arm's answers are, less the value check: the passage changed the values
+                    review = review_answers(run.dataset, cf_answers, references=[None] * len(cases),
+                                            prompts=[examples[c.index].prompt for c in cases],
+                                            new_tokens=[n for _, n, _ in got], max_new_tokens=cfg.max_new_tokens)
+                    faith[arm] = faithfulness_record(cases, cf_answers, [ex.prompt for ex in examples],
+                                                     review["reasons"])
     return {"arms": arms, "faithfulness": faith,
             "retriever": {"model": retriever.description, "k": k, "passages": len(passages),
                           "retrieved_ids": [[h.passage.id for h in hs] for hs in hits]},

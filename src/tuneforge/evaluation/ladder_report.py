@@ -23,8 +23,10 @@ def faith_note(results: dict[str, Any]) -> str:
     parts = []
     for arm, f in results.get("faithfulness", {}).items():
         c = f["counts"]
-        parts.append(f"{arm}: {c['passage']}/{f['n']} carry the passage's value, {c['trained']} the trained one, "
-                     f"{c['both']} both, {c['neither']} neither")
+        bad = f.get("passage_unusable", 0)
+        unusable = f" ({bad} of them unusable, not counted as faithful)" if bad else ""
+        parts.append(f"{arm}: {c['passage']}/{f['n']} carry the passage's value{unusable}, {c['trained']} the "
+                     f"trained one, {c['both']} both, {c['neither']} neither")
     return "; ".join(parts)
 
 
