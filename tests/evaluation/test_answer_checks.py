@@ -217,3 +217,9 @@ def test_a_price_or_distance_the_reference_does_not_hold_is_wrong(ds) -> None:
     assert wrong_values(answers[0], ref, shown) == []
     assert wrong_values("Dạ, cách trung tâm 130 km.", "Dạ, sân bay cách trung tâm khoảng 30 km.") == ["130 km"]
     assert wrong_values("Dạ, vé 50.000 đồng.", "Dạ, nên đi buổi sáng.") == []  # no value to judge against
+    # temperatures: below zero is read as such; within 10 °C of the reference's range is right
+    weather = "Dạ, ban ngày thường khoảng 18–23°C, ban đêm có thể dưới 15°C."
+    assert wrong_values("Dạ, ban ngày khoảng -15°C, ban đêm xuống dưới -20°C.", weather) == ["-15°C", "-20°C"]
+    assert wrong_values("Dạ, ban đêm khoảng âm 10°C.", weather) == ["âm 10°C"]
+    assert wrong_values("Dạ, ban ngày 24–27°C, ban đêm khoảng 10°C.", weather) == []
+    assert wrong_values("Dạ, trưa có hôm 45°C.", weather) == ["45°C"]

@@ -9,10 +9,11 @@ An answer is **usable** when it is not degenerate and passes the dataset's own c
   reference (its share of non-ASCII letters far below the reference's: an English answer to a Vietnamese
   question); the Unicode replacement character (bytes cut mid-character); a word that is no word, or stray
   markup (tuneforge.data.words: "triệuện", "phoege", "</font-mce-section>");
-- a wrong value: a price or a distance (a number with its unit, tuneforge.data.passages.VALUE) that neither the
-  reference answer nor the context the model was shown holds, judged only where the reference states a value
-  of that kind ("vé khoảng 100.000–150.000 đồng" where the reference says 60.000–100.000); a value inside a
-  reference range ("khoảng 80.000 đồng") is right;
+- a wrong value: a price, a distance or a temperature (a number with its unit, tuneforge.data.passages.VALUE)
+  that neither the reference answer nor the context the model was shown holds, judged only where the reference
+  states a value of that kind ("vé khoảng 100.000–150.000 đồng" where the reference says 60.000–100.000); a
+  value inside a reference range ("khoảng 80.000 đồng") is right; a temperature within 10 °C of the
+  reference's range is right ("-15°C" where it says 18–23°C is wrong);
 - the style checks (``dataset.style_checks``) that apply to it;
 - the fact guard, both ways (``dataset.forbidden_claims``: the claim's regex, and the paraphrase check);
 - the required claim of a probe question (``required``): the trap question "Đà Lạt có biển không?" must say
@@ -103,15 +104,25 @@ def wrong_language(answer: str, reference: str) -> bool:
     return ref >= LANGUAGE_MIN_SHARE and non_ascii_share(answer) < LANGUAGE_RATIO * ref
 
 
-VALUE_KINDS = ("price", "distance")  # the kinds a wrong value is judged on (hours in an itinerary are advice)
+# the kinds a wrong value is judged on (hours in an itinerary are advice)
+VALUE_KINDS = ("price", "distance", "temperature")
+# a temperature is judged against the known range widened this much each side: "ban đêm dưới 15°C" admits a
+# night of 8°C, not "-15°C" for a city whose days are 18–23°C
+TEMPERATURE_SLACK = 10.0
+_BELOW_ZERO = re.compile(r"(?:[-−]|\bâm\s)\s*$", re.IGNORECASE)
 
 
 def _ranges(text: str) -> list[tuple[str, float, float, str]]:
     out = []
-    for m in VALUE.finditer(unicodedata.normalize("NFC", text)):
+    text = unicodedata.normalize("NFC", text)
+    for m in VALUE.finditer(text):
         a = float(normalize_number(m.group("a")))
         b = float(normalize_number(m.group("b"))) if m.group("b") else a
-        out.append((UNITS[m.group("unit").lower()], min(a, b), max(a, b), m.group(0)))
+        kind, written = UNITS[m.group("unit").lower()], m.group(0)
+        sign = _BELOW_ZERO.search(text[max(0, m.start() - 4):m.start()]) if kind == "temperature" else None
+        if sign:
+            a, b, written = -a, (-b if not m.group("b") else b), text[max(0, m.start() - 4) + sign.start():m.end()]
+        out.append((kind, min(a, b), max(a, b), written))
     return out
 
 
@@ -123,7 +134,9 @@ def wrong_values(answer: str, reference: str | None, *context: str | None) -> li
     judged = {kind for kind, *_ in _ranges(reference)} & set(VALUE_KINDS)
     wrong = []
     for kind, lo, hi, written in _ranges(answer):
-        if kind in judged and not any(k == kind and klo <= lo and hi <= khi for k, klo, khi, _ in known):
+        slack = TEMPERATURE_SLACK if kind == "temperature" else 0.0
+        if kind in judged and not any(k == kind and klo - slack <= lo and hi <= khi + slack
+                                      for k, klo, khi, _ in known):
             wrong.append(written)
     return list(dict.fromkeys(wrong))
 
