@@ -85,8 +85,13 @@ def test_fact_guard_sees_paraphrases_and_respects_negation(ds) -> None:
         assert any(h.check == "concepts" for h in hits), sentence  # the regexes alone miss these
     for right in ("Không có bãi biển ở Đà Lạt.", "Du khách không thể tắm biển ở Đà Lạt vì thành phố ở trên cao.",
                   "Đà Lạt ở độ cao khoảng 1.500 m so với mực nước biển.", "Biển gần nhất là Nha Trang, khoảng 130 km.",
-                  "Anh/chị nên chú ý biển báo khi đi đèo.", "Đà Lạt không có tuyết."):
+                  "Anh/chị nên chú ý biển báo khi đi đèo.", "Đà Lạt không có tuyết.",
+                  "Đà Lạt không có biển, muốn tắm biển thì xuống Nha Trang (khoảng 130 km)."):
         assert guard.find(right) == [], right
+    # a negation in one clause does not deny the claim of the next (a default-run answer, 2026-12-05)
+    contradicts = "Dạ, Đà Lạt không có biển, nên anh/chị có thể tắm biển ở Đà Lạt."
+    assert {h.id for h in guard.find(contradicts)} >= {"swim-in-dalat-sea"}
+    assert guard.find("Dạ, Đà Lạt không có biển, trời lại mát, không có tuyết.") == []
 
 
 def test_fact_guard_on_the_labelled_set(ds) -> None:

@@ -241,6 +241,7 @@ def _order_problems(roles: list[str]) -> Iterable[tuple[str, str]]:
 
 # a sentence or list item; a point between digits ("1.500 m", "2.5") does not end one
 _SENTENCE = re.compile(r"(?:[^.!?;\n]|\.(?=\d))+[.!?;]*")
+_CLAUSE = re.compile(r"[,;:](?!\d)\s*")
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,17 @@ class FactGuard:
     def _denied(self, sentence: str) -> bool:
         return bool(self.negation and self.negation.search(sentence))
 
+    def _states(self, sentence: str, concepts: list[re.Pattern[str]]) -> bool:
+        """Every concept in the sentence, and not denied: the whole sentence undenied, or, when a negation
+        stands in it, one clause (split at , ; :) that holds every concept with no negation of its own ("Đà Lạt
+        không có biển, nên anh/chị có thể tắm biển ở Đà Lạt" states the claim in its second clause)."""
+        if not all(c.search(sentence) for c in concepts):
+            return False
+        if not self._denied(sentence):
+            return True
+        return any(all(c.search(clause) for c in concepts) and not self._denied(clause)
+                   for clause in _CLAUSE.split(sentence))
+
     def find(self, text: str) -> list[ClaimHit]:
         """Every forbidden claim ``text`` states: the regex hits, then the paraphrase hits in sentences that no
         regex caught (one sentence is one finding, whichever claims it matches)."""
@@ -282,7 +294,9 @@ class FactGuard:
         for claim_id, rx, why, _, _ in self.claims:
             for m in rx.finditer(text):
                 start = max((s for s, _ in sentences if s <= m.start()), default=0)
-                if not self._denied(text[start:m.end()]):
+                # the negation that counts stands in the match's own clause ("..., nên có thể tắm biển ở Đà Lạt")
+                clause = max((b.end() for b in _CLAUSE.finditer(text, start, m.start())), default=start)
+                if not self._denied(text[clause:m.end()]):
                     hits.append(ClaimHit(claim_id, m.group(0), why, "pattern"))
                     caught.add(start)
                     break
@@ -292,8 +306,7 @@ class FactGuard:
             for start, sentence in sentences:
                 if start in caught:
                     continue
-                if (all(c.search(sentence) for c in concepts) and not self._denied(sentence)
-                        and not (unless and unless.search(sentence))):
+                if self._states(sentence, concepts) and not (unless and unless.search(sentence)):
                     hits.append(ClaimHit(claim_id, sentence.strip(), why, "concepts"))
                     caught.add(start)
                     break
