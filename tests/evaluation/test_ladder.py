@@ -35,7 +35,7 @@ def test_the_counterfactual_changes_every_changing_value_and_scores_which_one_an
     assert classify("Dạ, trước đây 60.000 đồng, nay 85.000 đồng.", case) == "both"
     assert classify("Dạ, vé khoảng 85 km.", case) == "neither"  # the number with another unit is not the price
     assert classify("Dạ, Crazy House rất đẹp.", case) == "neither"
-    rec = faithfulness_record([case, case], ["85.000 đồng", "60.000 đồng"], ["Vé Crazy House?"])
+    rec = faithfulness_record([case, case], ["85.000 đồng", "60.000 đồng"], ["Vé Crazy House?"], [[], []])
     assert rec["rate"] == 50.0 and rec["counts"] == {"passage": 1, "trained": 1, "both": 0, "neither": 0}
     # carrying the value is not enough: an unusable answer (an echo, a loop, broken words) is not faithful
     rec = faithfulness_record([case, case], ["85.000 đồng", "85.000 đồng 85.000 đồng 85.000 đồng"],

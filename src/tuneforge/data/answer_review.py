@@ -119,9 +119,12 @@ def _ranges(text: str) -> list[tuple[str, float, float, str]]:
         a = float(normalize_number(m.group("a")))
         b = float(normalize_number(m.group("b"))) if m.group("b") else a
         kind, written = UNITS[m.group("unit").lower()], m.group(0)
-        sign = _BELOW_ZERO.search(text[max(0, m.start() - 4):m.start()]) if kind == "temperature" else None
-        if sign:
-            a, b, written = -a, (-b if not m.group("b") else b), text[max(0, m.start() - 4) + sign.start():m.end()]
+        lead = text[max(0, m.start() - 4):m.start()]
+        sign = _BELOW_ZERO.search(lead) if kind == "temperature" else None
+        if sign:  # "-15°C", "âm 5°C"; in "-5–10°C" only the first number is below zero
+            a = -a
+            b = b if m.group("b") else a
+            written = lead[sign.start():] + written
         out.append((kind, min(a, b), max(a, b), written))
     return out
 

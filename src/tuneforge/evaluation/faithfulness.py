@@ -36,19 +36,17 @@ def classify(answer: str, case: Case) -> str:
 
 
 def faithfulness_record(cases: list[Case], answers: list[str], questions: list[str],
-                        reasons: list[list[str]] | None = None) -> dict[str, Any]:
+                        reasons: list[list[str]]) -> dict[str, Any]:
     """One RAG arm's faithfulness: the rate, the count per class, each case with its answer.
 
-    ``reasons``: per answer, why the answer review finds it unusable (empty: usable); None counts every answer
-    as usable. A ``passage`` answer counts toward the rate only when it is usable (``passage_unusable`` counts
-    the others)."""
+    ``reasons``: per answer, why the answer review finds it unusable (empty: usable). A ``passage`` answer
+    counts toward the rate only when it is usable (``passage_unusable`` counts the others)."""
     labels = [classify(a, c) for a, c in zip(answers, cases)]
-    why = reasons if reasons is not None else [[] for _ in answers]
     counts = {k: labels.count(k) for k in CLASSES}
-    faithful = sum(lab == "passage" and not r for lab, r in zip(labels, why))
+    faithful = sum(lab == "passage" and not r for lab, r in zip(labels, reasons))
     return {"n": len(cases), "rate": 100.0 * faithful / len(cases) if cases else None, "counts": counts,
             "passage_unusable": counts["passage"] - faithful,
             "cases": [{"question": questions[c.index], "passage_id": c.passage_id,
                        "trained": [f"{n} {k}" for n, k in c.trained], "changed": [f"{n} {k}" for n, k in c.changed],
                        "answer": a, "carries": lab, "usable": not r, "reasons": r}
-                      for c, a, lab, r in zip(cases, answers, labels, why)]}
+                      for c, a, lab, r in zip(cases, answers, labels, reasons)]}
