@@ -82,10 +82,11 @@ def test_export_refuses_unknown_format_and_quant(tiny_run: Path, capsys: pytest.
 def test_modelfile_template_family_matches_the_run_template() -> None:
     from transformers import AutoTokenizer
 
-    from tuneforge.models import CHAT_TEMPLATES
+    from tuneforge.models import CHAT_TEMPLATES, TinyModelConfig, build_tiny_model
     from tuneforge.serve.ollama import FAMILIES, SAMPLE, template_family
 
-    tok = AutoTokenizer.from_pretrained(next(Path(__import__("os").environ["TUNEFORGE_CACHE"], "tiny-models").iterdir()))
+    # built (or found) here: no other test's cache entry is assumed
+    tok = AutoTokenizer.from_pretrained(build_tiny_model(TinyModelConfig()))
     assert template_family(tok) == "chatml"
     tok.chat_template = CHAT_TEMPLATES["gemma"]  # the template the Gemma recipes train with
     assert template_family(tok) == "gemma" and FAMILIES["gemma"][1](SAMPLE).startswith("<start_of_turn>user\n")
