@@ -202,6 +202,15 @@ def test_dpo_translation_passes_axolotls_validator(loss: str, rl: str) -> None:
     assert validated["rl"] == rl and validated["rl_beta"] == 0.2
 
 
+@pytest.mark.axolotl
+def test_dpo_sft_weight_becomes_axolotls_loss_list() -> None:
+    cfg = _cfg("recipe=lora-tiny", "backend.device=cpu", "objective=dpo", "dataset=dalat-pairs",
+               "objective.sft_weight=0.5")
+    assert (cfg["dpo_loss_type"], cfg["dpo_loss_weights"]) == (["sigmoid", "sft"], [1.0, 0.5])
+    validated = validate_axolotl_config(cfg)
+    assert validated["dpo_loss_type"] == ["sigmoid", "sft"] and validated["dpo_loss_weights"] == [1.0, 0.5]
+
+
 @pytest.mark.parametrize("overrides, needle", [
     (["objective=orpo"], "objective=orpo is not trained by backend=axolotl"),
     (["objective=dpo", "objective.loss_type=hinge"], "axolotl's rl: has no such loss"),

@@ -46,6 +46,7 @@ def test_axolotl_maps_what_it_used_to_ignore() -> None:
     ("openai-gpt4o-mini", "hparams.max_steps=10", "hparams.max_steps=10 has no effect with backend=openai: a hosted "
                                                   "job trains whole epochs"),
     ("openai-gpt4o-mini", "tracking=wandb", "tracking=wandb: not wired for backend=openai"),
+    ("openai-dpo-gpt4o-mini", "objective.sft_weight=1.0", "objective.sft_weight=1.0 has no effect with backend=openai"),
     ("embed-minilm", "hparams.packing=true", "hparams.packing=True has no effect with backend=sentence-transformers"),
     ("embed-minilm", "method=lora", "method.target_modules=.* names decoder"),
 ])

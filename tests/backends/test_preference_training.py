@@ -48,6 +48,22 @@ def test_dpo_loss_goes_down(pairs: Path, out_root: Path) -> None:
     assert "## Preference pairs (held out)" in (Path(summary["run_dir"]) / "report.md").read_text(encoding="utf-8")
 
 
+def _last(run_dir: str, key: str) -> float:
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    return [r[key] for r in rows if r.get("event") == "train" and key in r][-1]
+
+
+def test_sft_weight_keeps_the_chosen_answers_likely(pairs: Path, out_root: Path) -> None:
+    # the same aggressive DPO run twice: with the NLL term on the chosen side (RPO), the chosen answers end up
+    # more likely than without it, where DPO is free to push chosen and rejected down together
+    common = ["objective=dpo", "hparams.max_steps=8", "hparams.micro_batch_size=8", "optim.lr=5e-2",
+              "objective.beta=0.5"]
+    plain = train(load_run_config(_pref(pairs, out_root / "plain", *common)), quiet=True)
+    rpo = train(load_run_config(_pref(pairs, out_root / "rpo", *common, "objective.sft_weight=1.0")), quiet=True)
+    assert _last(rpo["run_dir"], "logps/chosen") > _last(plain["run_dir"], "logps/chosen")
+    assert _last(rpo["run_dir"], "rewards/margins") > 0
+
+
 @pytest.mark.parametrize("objective", [["objective=orpo"], ["objective=kto"],
                                        ["objective=dpo", "objective.loss_type=simpo"],
                                        ["objective=dpo", "objective.loss_type=ipo"]])
@@ -106,6 +122,8 @@ def test_init_run_is_checked(pairs: Path, out_root: Path, tmp_path: Path) -> Non
     (["objective=orpo", "objective.reference=precomputed"], "uses no reference model"),
     (["objective=dpo", "objective.loss_type=kto"], "choose one of: sigmoid, ipo, hinge, robust, simpo"),
     (["objective=dpo", "objective.beta=0"], "objective.beta=0.0 must be > 0"),
+    (["objective=kto", "objective.sft_weight=1"], "sft_weight applies to objective=dpo only"),
+    (["objective=dpo", "objective.sft_weight=-1"], "must be >= 0"),
     (["objective=kto", "backend=axolotl"], "objective=kto is not trained by backend=axolotl"),
 ])
 def test_refusals_at_compose_time(extra: list[str], message: str, pairs: Path, out_root: Path) -> None:

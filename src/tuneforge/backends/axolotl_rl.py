@@ -3,7 +3,8 @@ conversational rows: prompt messages, chosen, rejected) through axolotl's ``chat
 strategy, checked by axolotl's own validator like every axolotl config (tuneforge.backends.axolotl).
 
 Mapped: loss sigmoid -> ``rl: dpo``, ipo -> ``rl: ipo``, simpo -> ``rl: simpo`` (+ ``simpo_gamma``,
-``cpo_alpha: 0``); ``beta`` -> ``rl_beta``; ``max_prompt_length`` -> ``max_prompt_len``; ``reference:
+``cpo_alpha``); ``beta`` -> ``rl_beta``; ``sft_weight`` -> ``dpo_loss_type: [<loss>, sft]`` +
+``dpo_loss_weights`` (simpo: ``cpo_alpha``); ``max_prompt_length`` -> ``max_prompt_len``; ``reference:
 precomputed`` -> ``precompute_ref_log_probs``. Refused: ORPO and KTO (axolotl reads them from other row shapes:
 system/input fields, KTO's chatml/llama3 strategies), hinge/robust losses, a max completion length (axolotl
 has none), and ``init.run`` (axolotl loads ``base_model`` only: merge the parent and point model.name_or_path
@@ -46,7 +47,9 @@ def rl_settings(run: RunConfig, data: dict[str, Any]) -> dict[str, Any]:
     if "val" in data:
         out["test_datasets"] = [pairs(data["val"])]
     if o.loss == "simpo":
-        out.update(simpo_gamma=o.simpo_gamma, cpo_alpha=0.0)
+        out.update(simpo_gamma=o.simpo_gamma, cpo_alpha=o.sft_weight)
+    elif o.sft_weight:  # the preference loss plus an NLL term on the chosen side (TRL's multi-loss DPO)
+        out.update(dpo_loss_type=[o.loss, "sft"], dpo_loss_weights=[1.0, o.sft_weight])
     if o.max_prompt_length is not None:
         out["max_prompt_len"] = o.max_prompt_length
     if o.reference == "precomputed":

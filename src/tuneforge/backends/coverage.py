@@ -69,6 +69,7 @@ AXOLOTL: dict[str, str] = {
     "objective.beta": MAPPED + " (rl_beta)", "objective.loss_type": MAPPED + " (rl: dpo|ipo|simpo)",
     "objective.reference": MAPPED + " (precomputed: precompute_ref_log_probs)",
     "objective.max_prompt_length": MAPPED + " (max_prompt_len)", "objective.simpo_gamma": MAPPED,
+    "objective.sft_weight": MAPPED + " (dpo_loss_type + dpo_loss_weights; simpo: cpo_alpha)",
     "objective.max_completion_length": unsupported("axolotl has max_prompt_len only; leave it null"),
     "tracking.tags": unsupported("axolotl's config has no wandb tags; use backend=native, or pass them as "
                                  "+launcher.env.WANDB_TAGS=a,b"),

@@ -93,11 +93,15 @@ def trainer_class_and_args(run: RunConfig, common: dict[str, Any]) -> tuple[type
     if o.name == "dpo" and o.loss == "simpo":
         from trl.experimental.cpo import CPOConfig, CPOTrainer
 
-        return CPOTrainer, CPOConfig(**common, loss_type="simpo", cpo_alpha=0.0, simpo_gamma=o.simpo_gamma)
+        return CPOTrainer, CPOConfig(**common, loss_type="simpo", cpo_alpha=o.sft_weight,
+                                     simpo_gamma=o.simpo_gamma)
     if o.name == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        return DPOTrainer, DPOConfig(**common, loss_type=[o.loss],
+        # sft_weight > 0: TRL's multi-loss DPO, the preference loss plus an NLL term on the chosen side (RPO)
+        losses = {"loss_type": [o.loss, "sft"], "loss_weights": [1.0, o.sft_weight]} if o.sft_weight else \
+            {"loss_type": [o.loss]}
+        return DPOTrainer, DPOConfig(**common, **losses,
                                      precompute_ref_log_probs=o.reference == "precomputed")
     if o.name == "orpo":
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer

@@ -45,6 +45,10 @@ class ObjectiveConfig:
     max_prompt_length: Optional[int] = None  # tokens; null: the whole sequence is cut at hparams.seq_len
     max_completion_length: Optional[int] = None
     simpo_gamma: float = 0.5  # loss_type=simpo: the target reward margin
+    # weight of a supervised (NLL) term on the chosen answers beside the preference loss (RPO; CPO's alpha for
+    # simpo). 0: the pure preference loss. Without it a small model can push chosen and rejected down together
+    # and lose its fluency while the reward margin grows.
+    sft_weight: float = 0.0
 
     @property
     def is_preference(self) -> bool:
@@ -84,13 +88,19 @@ def objective_problems(o: ObjectiveConfig, seq_len: int) -> Iterable[str]:
         yield f"objective.beta={o.beta} must be > 0 (typical: 0.1 for DPO/KTO, 0.1-0.25 for ORPO)"
     if o.simpo_gamma < 0:
         yield f"objective.simpo_gamma={o.simpo_gamma} must be >= 0"
+    if o.sft_weight < 0:
+        yield f"objective.sft_weight={o.sft_weight} must be >= 0 (typical: 1.0, as in RPO; 0: off)"
+    elif o.sft_weight and o.name in ("orpo", "kto"):
+        yield (f"objective.sft_weight applies to objective=dpo only: "
+               + ("ORPO's loss already has its NLL term (objective.beta weighs the odds ratio)" if o.name == "orpo"
+                  else "TRL's KTO loss has no supervised term"))
     for key in ("max_prompt_length", "max_completion_length"):
         v = getattr(o, key)
         if v is not None and not 1 <= v < seq_len:
             yield f"objective.{key}={v} must be in [1, hparams.seq_len={seq_len}) (or null)"
     if o.name == "sft":
         changed = [k for k, d in (("beta", 0.1), ("max_prompt_length", None), ("max_completion_length", None),
-                                  ("reference", "init")) if getattr(o, k) != d]
+                                  ("reference", "init"), ("sft_weight", 0.0)) if getattr(o, k) != d]
         if changed:
             yield (f"objective.{changed[0]} applies to preference objectives only (objective=dpo|orpo|kto); "
                    "objective=sft trains on the reference answers")
