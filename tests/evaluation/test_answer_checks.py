@@ -53,6 +53,20 @@ def test_an_answer_about_something_else_is_off_topic(ds) -> None:
     assert [any(r.startswith("off topic") for r in rs) for rs in review["reasons"]] == [True, False, False]
 
 
+def test_the_topic_check_learns_from_the_questions_not_the_retrieved_passages() -> None:
+    # RAFT rows put passages in the user turn: learnt from them, "Langbiang" and "lịch trình" would be function
+    # words and an itinerary through Langbiang would be off topic for "Lịch trình leo núi Langbiang"
+    from tuneforge.evaluation.answer_checks import topic_check
+
+    raft = load_run_config(["dataset=dalat-tourism", "dataset.rag_training.enabled=true",
+                            "dataset.rag_training.share=0.8"]).dataset
+    check = topic_check(raft)
+    question = "Lịch trình leo núi Langbiang trong một ngày?"
+    assert "langbiang" in check.terms(question)[1]
+    assert not check.off_topic(question, "Dạ, gợi ý: sáng leo núi Langbiang, chiều về hồ Tuyền Lâm.")
+    assert check.off_topic(question, "Dạ, bánh tráng nướng khoảng 20.000 đồng/cái.")
+
+
 def test_the_word_salad_of_issue_21_is_unusable(ds) -> None:
     """The answers that the old eval scored as a success (they open with "Dạ" and have no forbidden claim)."""
     ref = "Dạ, vé vào Crazy House khoảng 80.000 đồng/người lớn; giá chỉ mang tính tham khảo."

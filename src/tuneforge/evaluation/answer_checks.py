@@ -18,8 +18,16 @@ __all__ = ["Lexicon", "TopicCheck", "lexicon", "repetition_loop", "review_answer
 
 
 def _train_split(ds: DatasetConfig) -> str | None:
+    """The prepared training split the checks learn from, as the user wrote it: with
+    ``dataset.rag_training`` the user turns carry retrieved passages, whose words would all count as function
+    words ("Langbiang", "bánh tráng" in most prompts) and leave the topic check judging "leo" and "cái"."""
+    import copy
+
     from tuneforge.data.prepare import prepare_splits
 
+    if ds.rag_training.enabled:
+        ds = copy.deepcopy(ds)
+        ds.rag_training.enabled = False
     try:
         return str(prepare_splits(ds).train)
     except Exception:  # noqa: BLE001 - an unpreparable dataset has no learnt checks; the other checks still run
