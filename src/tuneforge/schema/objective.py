@@ -91,7 +91,7 @@ def objective_problems(o: ObjectiveConfig, seq_len: int) -> Iterable[str]:
     if o.sft_weight < 0:
         yield f"objective.sft_weight={o.sft_weight} must be >= 0 (typical: 1.0, as in RPO; 0: off)"
     elif o.sft_weight and o.name in ("orpo", "kto"):
-        yield (f"objective.sft_weight applies to objective=dpo only: "
+        yield ("objective.sft_weight applies to objective=dpo only: "
                + ("ORPO's loss already has its NLL term (objective.beta weighs the odds ratio)" if o.name == "orpo"
                   else "TRL's KTO loss has no supervised term"))
     for key in ("max_prompt_length", "max_completion_length"):
