@@ -93,7 +93,7 @@ def test_the_verdict_follows_the_numbers() -> None:
               _entry("finetuned", 80), _entry("finetuned+rag", 85, 70, 40)]
     v = ladder_verdict(ladder)
     assert "Few-shot prompting reaches 75% of the fine-tuned model's usable rate (60% vs 80%)" in v
-    assert "finetuned+rag is the only arm with the most right checkable values (70%" in v
+    assert "finetuned+rag states right checkable values most often (70%" in v
     assert "Fine-tuning made the model ignore its context: 40% of its counterfactual answers" in v
     ladder[-1] = _entry("finetuned+rag", 85, 70, 95)
     assert "Fine-tuned + RAG follows the retrieved value (95%" in ladder_verdict(ladder)

@@ -207,8 +207,8 @@ def ladder_verdict(ladder: list[dict[str, Any]], starting_run: str | None = None
         if top == 0:
             out.append("No arm states a right checkable value (price, distance, hour).")
         elif len(leaders) == 1:
-            out.append(f"{leaders[0]} is the only arm with the most right checkable values ({_pct(top)} of the "
-                       "answers with a price, distance or hour carry the right one).")
+            out.append(f"{leaders[0]} states right checkable values most often ({_pct(top)} of its answers with a "
+                       "price, distance or hour carry the right one).")
         else:
             out.append(f"{', '.join(leaders)} carry the most right checkable values ({_pct(top)}).")
     f_ft, f_b = ftr["faithfulness"], br["faithfulness"]
