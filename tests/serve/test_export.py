@@ -101,3 +101,26 @@ def test_the_pre_tokenizer_name_llama_cpp_splits_text_with() -> None:
     assert _pre_type({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
                                                              byte_level]}) == "smollm"
     assert _pre_type({**byte_level, "use_regex": False}) == "default" and _pre_type(None) == "default"
+
+
+def test_keys_copied_from_the_base_gguf_keep_the_exports_own_name(tmp_path: Path) -> None:
+    """The vocabulary and architecture keys come from the base model's GGUF; its general.name does not."""
+    from gguf import GGUFReader, GGUFWriter
+
+    from tuneforge.serve.gguf_export import _copy_source_keys
+
+    src = GGUFWriter(str(tmp_path / "base.gguf"), "gemma3")
+    src.add_name("Gemma 3 270m")
+    src.add_tokenizer_model("llama")
+    src.add_context_length(32768)
+    for step in (src.write_header_to_file, src.write_kv_data_to_file, src.write_tensors_to_file, src.close):
+        step()
+    out = GGUFWriter(str(tmp_path / "export.gguf"), "gemma3")
+    out.add_name("lora-gemma3-run")
+    _copy_source_keys(out, tmp_path / "base.gguf")
+    for step in (out.write_header_to_file, out.write_kv_data_to_file, out.write_tensors_to_file, out.close):
+        step()
+    fields = GGUFReader(str(tmp_path / "export.gguf")).fields
+    assert fields["general.name"].contents() == "lora-gemma3-run"
+    assert fields["tokenizer.ggml.model"].contents() == "llama"
+    assert fields["gemma3.context_length"].contents() == 32768

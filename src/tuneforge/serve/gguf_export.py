@@ -95,7 +95,7 @@ def _copy_source_keys(writer: Any, source_gguf: Path) -> None:
     from gguf import GGUFReader, GGUFValueType
 
     skip = ("GGUF.", "general.file_type", "general.quantization_version", "general.architecture",
-            "tokenizer.chat_template")
+            "general.name", "tokenizer.chat_template")  # the export's own name, not the base model's
     for key, field in GGUFReader(str(source_gguf)).fields.items():
         if key.startswith(skip):
             continue
