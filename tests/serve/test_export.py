@@ -68,8 +68,15 @@ def test_export_past_the_tolerance_fails_loudly_and_writes_nothing(tiny_run: Pat
     monkeypatch.setitem(export_command.ROUNDTRIP_RTOL, "q8_0", 1e-9)  # q8_0 cannot be this exact
     assert main(["export", f"run={run}", "export.quant=q8_0"]) == 2
     err = capsys.readouterr().err
-    assert "GGUF round trip failed" in err and "logits_within_tolerance" in err and "nothing was written" in err
-    assert not (run / "export" / "gguf").exists() or not list((run / "export" / "gguf").iterdir())
+    assert "GGUF round trip failed" in err and "logits_within_tolerance" in err and "no GGUF was written" in err
+    left = sorted(p.name for p in (run / "export" / "gguf").iterdir())
+    assert left == ["roundtrip-q8_0.failed.json"], left  # the comparison, and no .gguf or Modelfile
+    record = json.loads((run / "export" / "gguf" / left[0]).read_text())
+    assert record["gguf"] is None and not record["roundtrip"]["passed"]
+    assert record["roundtrip"]["checks"]["logits_within_tolerance"] is False
+    monkeypatch.setitem(export_command.ROUNDTRIP_RTOL, "q8_0", 5e-2)  # a passing export clears the failed record
+    assert main(["export", f"run={run}", "export.quant=q8_0"]) == 0
+    assert not (run / "export" / "gguf" / "roundtrip-q8_0.failed.json").exists()
 
 
 def test_export_refuses_unknown_format_and_quant(tiny_run: Path, capsys: pytest.CaptureFixture) -> None:

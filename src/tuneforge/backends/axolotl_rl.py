@@ -49,7 +49,7 @@ def rl_settings(run: RunConfig, data: dict[str, Any]) -> dict[str, Any]:
     if o.loss == "simpo":
         out.update(simpo_gamma=o.simpo_gamma, cpo_alpha=o.sft_weight)
     elif o.sft_weight:  # the preference loss plus an NLL term on the chosen side (TRL's multi-loss DPO)
-        out.update(dpo_loss_type=[o.loss, "sft"], dpo_loss_weights=[1.0, o.sft_weight])
+        out.update(zip(("dpo_loss_type", "dpo_loss_weights"), o.dpo_losses, strict=True))
     if o.max_prompt_length is not None:
         out["max_prompt_len"] = o.max_prompt_length
     if o.reference == "precomputed":

@@ -98,9 +98,8 @@ def trainer_class_and_args(run: RunConfig, common: dict[str, Any]) -> tuple[type
     if o.name == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        # sft_weight > 0: TRL's multi-loss DPO, the preference loss plus an NLL term on the chosen side (RPO)
-        losses = {"loss_type": [o.loss, "sft"], "loss_weights": [1.0, o.sft_weight]} if o.sft_weight else \
-            {"loss_type": [o.loss]}
+        loss_type, loss_weights = o.dpo_losses  # sft_weight > 0: TRL's multi-loss DPO (RPO)
+        losses = {"loss_type": loss_type, "loss_weights": loss_weights} if o.sft_weight else {"loss_type": loss_type}
         return DPOTrainer, DPOConfig(**common, **losses,
                                      precompute_ref_log_probs=o.reference == "precomputed")
     if o.name == "orpo":

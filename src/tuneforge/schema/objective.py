@@ -59,6 +59,15 @@ class ObjectiveConfig:
         return self.loss_type or LOSS_TYPES.get(self.name, ("?",))[0]
 
     @property
+    def dpo_losses(self) -> tuple[list[str], list[float]]:
+        """The DPO loss terms and their weights: the preference loss, plus with ``sft_weight`` > 0 an NLL term on
+        the chosen side (RPO), as TRL's multi-loss DPO (``loss_type``/``loss_weights``) and axolotl
+        (``dpo_loss_type``/``dpo_loss_weights``) both take them."""
+        if self.sft_weight:
+            return [self.loss, "sft"], [1.0, self.sft_weight]
+        return [self.loss], [1.0]
+
+    @property
     def needs_reference(self) -> bool:
         return self.name in ("dpo", "kto") and self.loss not in REFERENCE_FREE
 

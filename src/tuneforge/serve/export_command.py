@@ -150,11 +150,15 @@ def export_run(run_dir: Path, quant: str, *, quiet: bool = False) -> dict[str, A
                     f"llama.cpp token_ids_equal (llama.cpp splits the {check['probes']} test conversations into "
                     f"{split['llama.cpp']} tokens, the run's tokenizer into {split['run']}; first difference "
                     f"{split['first_difference']['llama.cpp']} vs {split['first_difference']['run']})")
+            final.mkdir(parents=True, exist_ok=True)  # the evidence, under a name no runtime picks up as an export
+            failed_record = final / f"roundtrip-{quant}.failed.json"
+            atomic_write_json(failed_record, {**record, "gguf": None})
             raise RunArtifactError(
                 f"GGUF round trip failed for {art.run_dir} ({quant}): {', '.join(failed)}; max |Δlogit| "
                 f"{check['logits']['max_abs_diff']:.3g} (tolerance {check['atol']:.3g}), top-1 agreement "
-                f"{check['logits']['top1_agreement']:.3f}; nothing was written")
+                f"{check['logits']['top1_agreement']:.3f}; no GGUF was written (the comparison: {failed_record})")
         final.mkdir(parents=True, exist_ok=True)  # one file set per quant; other quants stay
+        (final / f"roundtrip-{quant}.failed.json").unlink(missing_ok=True)
         for f in tmp.iterdir():
             os.replace(f, final / f.name)
     finally:
