@@ -121,11 +121,35 @@ def test_plan_prints_command_and_memory_and_starts_nothing(tiny_run: Path, capsy
     ("serve.device=tpu", "serve.device='tpu' is not one of: auto, cpu, cuda"),
     ("serve.port=0", "serve.port=0 is not a TCP port"),
     ("serve.prot=80", "unknown key 'serve.prot' (did you mean 'serve.port'?)"),
+    ("serve.engine=vlm", "serve.engine='vlm' is not one of: auto, transformers, vllm"),
+    ("serve.ab.base=true serve.engine=vllm", "use serve.engine=transformers (or auto) for an A/B"),
 ])
 def test_bad_serve_options_fail_with_one_line(tiny_run: Path, arg: str, message: str,
                                               capsys: pytest.CaptureFixture) -> None:
-    assert main(["serve", f"run={tiny_run}", arg]) == 2
+    assert main(["serve", f"run={tiny_run}", *arg.split()]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_vllm_serves_the_lora_adapter_directly_with_the_key_kept_off_the_command_line(
+        tiny_run: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEFORGE_SERVE_API_KEY", KEY)
+    assert main(["serve", f"run={tiny_run}", "serve.engine=vllm", "serve.port=8124", "--plan"]) == 0
+    out = capsys.readouterr().out
+    runs = next(line for line in out.splitlines() if line.startswith("  runs "))
+    mid = model_id(tiny_run)
+    assert " serve " in runs and "--host 127.0.0.1 --port 8124" in runs
+    assert f"--enable-lora --lora-modules {mid}={tiny_run / 'adapter'} --max-lora-rank 8" in runs
+    assert f"--served-model-name {mid}-base" in runs and f"--generation-config {tiny_run / 'serve' / (mid + '-vllm')}" in runs
+    assert KEY not in out
+    from tuneforge.serve.vllm_engine import vllm_missing
+
+    if vllm_missing():  # here: no CUDA GPU or no vllm; the plan says so and serving refuses, naming the way out
+        assert f"NOT AVAILABLE HERE: {vllm_missing()}" in out
+        assert main(["serve", f"run={tiny_run}", "serve.engine=vllm"]) == 2
+        assert "serve.engine=transformers (or auto) serves on this machine" in capsys.readouterr().err
+        assert main(["serve", f"run={tiny_run}", "--plan"]) == 0  # auto falls back to transformers, and says why
+        assert f"transformers serve (in-process: transformers.cli.serving), device=auto  [auto: {vllm_missing()}]" \
+            in capsys.readouterr().out
 
 
 def test_a_hosted_run_is_refused(tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture) -> None:

@@ -30,6 +30,9 @@ class ServeConfig:
     host: str = "127.0.0.1"  # loopback by default: nothing outside this machine can reach the model
     port: int = 8000
     device: str = "auto"  # one of DEVICES
+    # the server: transformers (in-process, CPU or GPU), vllm (`vllm serve`, CUDA; a LoRA run is served directly
+    # as --lora-modules), auto = vllm where a CUDA GPU and vllm are present, else transformers (serve/vllm_engine.py)
+    engine: str = "auto"
     # the adapter is merged into its base (tuneforge merge, parity-checked) and the merged model is served;
     # false refuses a run without merged/ instead of merging it
     merge: bool = True

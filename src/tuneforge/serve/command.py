@@ -38,7 +38,10 @@ def serve_config(options: dict[str, str]) -> ServeConfig:
                           f"{str(exc).strip().splitlines()[0]}") from None
     if not 0 < cfg.port < 65536:  # type: ignore[union-attr]
         raise ConfigError(f"serve.port={cfg.port} is not a TCP port (1-65535)")  # type: ignore[union-attr]
-    for key, value, valid in (("device", cfg.device, DEVICES), ("log_level", cfg.log_level, LOG_LEVELS)):  # type: ignore[union-attr]
+    from tuneforge.serve.vllm_engine import ENGINES
+
+    for key, value, valid in (("device", cfg.device, DEVICES), ("log_level", cfg.log_level, LOG_LEVELS),  # type: ignore[union-attr]
+                              ("engine", cfg.engine, ENGINES)):  # type: ignore[union-attr]
         if value not in valid:
             raise ConfigError(f"serve.{key}={value!r} is not one of: {', '.join(valid)}")
     ab = cfg.ab  # type: ignore[union-attr]
@@ -46,6 +49,9 @@ def serve_config(options: dict[str, str]) -> ServeConfig:
         raise ConfigError(f"serve.ab.share={ab.share} is not a share of requests (0..1)")
     if ab.run_b and ab.base:
         raise ConfigError("serve.ab.run_b and serve.ab.base=true both name arm B: give one")
+    if (ab.run_b or ab.base) and cfg.engine == "vllm":  # type: ignore[union-attr]
+        raise ConfigError("serve.ab.* splits requests inside transformers' server: use serve.engine=transformers "
+                          "(or auto) for an A/B")
     return cfg  # type: ignore[return-value]
 
 
@@ -65,7 +71,7 @@ def cmd_serve(args: list[str]) -> int:
     art = open_run(parsed.run_dir, parsed.options.get("base"))
     decoding = eval_config_with(art.run.eval, parsed.eval_overrides)
     if plan_only:
-        print(serve_plan(art, decoding, cfg.host, cfg.port, cfg.device))
+        print(serve_plan(art, decoding, cfg))
         if cfg.ab.run_b or cfg.ab.base:
             print(f"  A/B          arm B {cfg.ab.run_b or 'the base model'} answers {cfg.ab.share:.0%} of requests "
                   f"(seed {cfg.ab.seed}; a second model in memory); log {art.run_dir / 'ab' / 'log.jsonl'}")
@@ -103,8 +109,11 @@ def serve_run(art: object, decoding: object, cfg: ServeConfig) -> int:
 
     from tuneforge.serve.app import build_app
     from tuneforge.serve.model_dir import prepare_served_model
+    from tuneforge.serve.vllm_engine import choose_engine, serve_vllm
 
     label = run_label(art.run_dir)  # type: ignore[attr-defined]
+    if not (cfg.ab.run_b or cfg.ab.base) and choose_engine(cfg) == "vllm":
+        return serve_vllm(art, decoding, cfg, label)
     served = prepare_served_model(art, decoding, merge=cfg.merge)  # type: ignore[arg-type]
     ab = ab_arms(art, decoding, cfg, served.root)
     api_key = os.environ.get(API_KEY_ENV) or None

@@ -160,9 +160,18 @@ def memory_estimate(model_dir: Path, decoding: EvalConfig, prompt_tokens: int, c
             "dtype": dtype, "total_bytes": weights + kv}
 
 
-def serve_plan(art: RunArtifacts, decoding: EvalConfig, host: str, port: int, device: str) -> str:
+def serve_plan(art: RunArtifacts, decoding: EvalConfig, cfg: Any) -> str:
     """The server that would start, with what, and the memory it needs (nothing is loaded or written)."""
     from tuneforge.models import local_model_dir
+    from tuneforge.serve.vllm_engine import lora_direct, vllm_command, vllm_missing
+
+    host, port, device = cfg.host, cfg.port, cfg.device
+    engine = cfg.engine
+    if engine == "auto":
+        engine = "vllm" if device != "cpu" and vllm_missing() is None else "transformers"
+        why = f"auto: {'a CUDA GPU and vllm are present' if engine == 'vllm' else vllm_missing() or 'serve.device=cpu'}"
+    else:
+        why = cfg.engine if engine != "vllm" or not vllm_missing() else f"NOT AVAILABLE HERE: {vllm_missing()}"
 
     has_merged = (art.merged / "config.json").is_file()
     source = art.weights if not art.uses_adapter else art.merged
@@ -173,11 +182,23 @@ def serve_plan(art: RunArtifacts, decoding: EvalConfig, host: str, port: int, de
              f"  weights      {source}" + ("" if not art.uses_adapter or has_merged else
                                            "  (built first: tuneforge merge, parity-checked)"),
              f"  served dir   {art.run_dir / SERVE_DIR / served_model_id(art.run_dir)}",
-             f"  server       transformers serve (in-process: transformers.cli.serving), device={device}",
+             (f"  server       transformers serve (in-process: transformers.cli.serving), device={device}  [{why}]"
+              if engine == "transformers" else
+              f"  server       vLLM (`vllm serve`, CUDA)"
+              f"{'; the LoRA adapter served directly' if lora_direct(art) else ''}  [{why}]"),
              f"  url          http://{host}:{port}/v1  (health: /health, models: /v1/models)",
              f"  decoding     {'sampling' if decoding.do_sample else 'greedy'}, max_tokens {decoding.max_new_tokens}"
              f", repetition_penalty {decoding.repetition_penalty} (requests may override)",
-             f"  command      tuneforge serve run={art.run_dir} serve.host={host} serve.port={port}"]
+             f"  command      tuneforge serve run={art.run_dir} serve.host={host} serve.port={port}"
+             + ("" if cfg.engine == "auto" else f" serve.engine={cfg.engine}")]
+    if engine == "vllm":
+        model_id = served_model_id(art.run_dir)
+        base = (art.run.model.name_or_path if local_model_dir(art.run.model, build=False) is None
+                else str(local_model_dir(art.run.model, build=False)))
+        argv = vllm_command(art, cfg, model=base if lora_direct(art) else str(art.run_dir / SERVE_DIR / model_id),
+                            config_dir=art.run_dir / SERVE_DIR / (f"{model_id}-vllm" if lora_direct(art) else model_id),
+                            model_id=model_id)
+        lines.append("  runs         " + " ".join(argv))
     if estimate_dir and (Path(estimate_dir) / "config.json").is_file():
         m = memory_estimate(Path(estimate_dir), decoding, art.run.hparams.seq_len)
         gib = 1024 ** 3
