@@ -143,6 +143,36 @@ def test_probes_load_with_traps_and_required_claims(ds) -> None:
     assert any(r.startswith("misses the right fact") for r in review["reasons"][0])
 
 
+def test_a_trap_answer_that_takes_its_fact_back_is_not_answered_right(ds) -> None:
+    """Two answers of the SFT run (outputs/dpo-gemma3/2026-12-05_23-41-29, eval.json probes), verbatim in their
+    opening: each states the required fact, then contradicts it. A reader counts both wrong; so must traps_right."""
+    from tuneforge.evaluation.runner import probe_results
+
+    probes = [p for p in load_probes(ds) if p.question in (
+        "Cả nhà lên Đà Lạt chơi, chỗ nào tắm biển được vậy bạn?",
+        "Tháng mấy lên Đà Lạt thì ngắm được tuyết rơi hả bạn?")]
+    assert len(probes) == 2 and all(p.trap for p in probes)
+    takes_back = ["Dạ, Đà Lạt là thành phố cao nguyên nên không có biển ạ. Để tắm biển, anh/chị có thể chọn:\n"
+                  "- Thác Datanla: gần hồ Xuân Hương, đi bộ được 1–2 phút.",
+                  "Dạ, Đà Lạt không có tuyết, kể cả vào những tháng lạnh nhất, nên anh/chị có thể chọn:\n"
+                  "- Đi bộ qua đồi chè và cà phê ngắm tuyết."]
+    right = ["Dạ, Đà Lạt là thành phố cao nguyên, không có biển ạ; muốn tắm biển anh/chị xuống Nha Trang, "
+             "cách khoảng 130 km.",
+             "Dạ, Đà Lạt không có tuyết, kể cả vào những tháng lạnh nhất; mùa đông chỉ se lạnh, nhất là ban đêm."]
+
+    def side(answers: list[str]) -> dict:
+        review = review_answers(ds, answers, references=[None, None], prompts=[p.question for p in probes],
+                                new_tokens=[40, 40], max_new_tokens=200,
+                                required=[(p.required, p.required_message) for p in probes])
+        return {"answers": answers, "review": review}
+
+    wrong_side, right_side = side(takes_back), side(right)
+    assert all(not any(r.startswith("misses") for r in rs) for rs in wrong_side["review"]["reasons"])  # fact stated
+    assert all(any(r.startswith("forbidden claim") for r in rs) for rs in wrong_side["review"]["reasons"])
+    out = probe_results(probes, {"base": wrong_side, "finetuned": right_side})
+    assert (out["base"]["traps_right"], out["finetuned"]["traps_right"]) == (0, 2)
+
+
 def test_a_bad_probe_row_names_file_line_and_rule(tmp_path: Path, ds) -> None:
     from dataclasses import replace
 

@@ -169,6 +169,13 @@ def review_probes(run: RunConfig, cfg: EvalConfig, probes: list[Any], answers: l
     return {"answers": [a for a, _ in answers], "review": review}
 
 
+def trap_answered_right(reasons: list[str]) -> bool:
+    """A trap is answered right when the answer states the right fact *and* claims nothing forbidden: "Đà Lạt
+    không có biển ạ. Để tắm biển, anh/chị có thể chọn: Thác Datanla" states the fact and then takes it back, and
+    a reader counts it wrong. (Other flaws, a loop or a broken word, make it unusable, not wrong on the fact.)"""
+    return not any(r.startswith(("misses the right fact", "forbidden claim")) for r in reasons)
+
+
 def probe_results(probes: list[Any], sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """eval.json's ``probes``: per side the usable rate, traps answered right, forbidden claims; the samples."""
     out: dict[str, Any] = {"n": len(probes), "n_traps": sum(p.trap for p in probes)}
@@ -176,8 +183,7 @@ def probe_results(probes: list[Any], sides: dict[str, dict[str, Any]]) -> dict[s
         rv = rec["review"]
         traps = [i for i, p in enumerate(probes) if p.trap]
         out[side] = {"usable_rate": rv["usable_rate"], "n_usable": rv["n_usable"],
-                     "traps_right": sum(not any(r.startswith("misses the right fact") for r in rv["reasons"][i])
-                                        for i in traps),
+                     "traps_right": sum(trap_answered_right(rv["reasons"][i]) for i in traps),
                      "forbidden_claims": sum(r.startswith("forbidden claim") for rs in rv["reasons"] for r in rs),
                      "reason_counts": rv["reason_counts"]}
     out["samples"] = [{"question": p.question, "category": p.category, "trap": p.trap,
