@@ -62,7 +62,8 @@ def run_label(run_dir: Path) -> str:
 def cmd_serve(args: list[str]) -> int:
     from tuneforge.evaluation.artifacts import open_run
     from tuneforge.evaluation.run_args import eval_config_with, parse_run_args
-    from tuneforge.serve.model_dir import refuse_hosted, serve_plan
+    from tuneforge.serve.model_dir import refuse_hosted
+    from tuneforge.serve.plan import serve_plan
 
     plan_only = "--plan" in args
     parsed = parse_run_args("serve", [a for a in args if a != "--plan"], SERVE_KEYS)
