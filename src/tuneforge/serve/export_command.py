@@ -58,10 +58,11 @@ def _loader_tokenizer(gguf: Path, tokenizer: Any, texts: list[str], source_gguf:
         return [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
 
     g_tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    if split(g_tok) == split(tokenizer) or source_gguf is None:
-        return g_tok, {"token_ids_equal": split(g_tok) == split(tokenizer)}, None
+    loader_ids = split(g_tok)
+    if loader_ids == split(tokenizer) or source_gguf is None:
+        return g_tok, {"token_ids_equal": loader_ids == split(tokenizer)}, None
     base = AutoTokenizer.from_pretrained(str(source_gguf.parent), gguf_file=source_gguf.name)
-    same = split(base) == split(g_tok)
+    same = split(base) == loader_ids
     note = ("transformers' GGUF tokenizer splits the test conversations differently from the run's tokenizer, "
             f"and {'identically to' if same else 'differently from'} how it splits the base model's own GGUF "
             f"({source_gguf.name}): a loader limitation (huggingface/transformers#41494, a Unigram over BPE "

@@ -9,7 +9,7 @@ from typing import Any
 from tuneforge.evaluation.artifacts import RunArtifacts
 from tuneforge.schema.evaluation import EvalConfig
 from tuneforge.serve.model_dir import SERVE_DIR, memory_estimate, served_model_id
-from tuneforge.serve.vllm_engine import lora_direct, vllm_command, vllm_missing
+from tuneforge.serve.vllm_engine import lora_direct, resolve_engine, vllm_command, vllm_config_dir
 
 
 def serve_plan(art: RunArtifacts, decoding: EvalConfig, cfg: Any) -> str:
@@ -17,12 +17,7 @@ def serve_plan(art: RunArtifacts, decoding: EvalConfig, cfg: Any) -> str:
     from tuneforge.models import local_model_dir
 
     host, port, device = cfg.host, cfg.port, cfg.device
-    engine = cfg.engine
-    if engine == "auto":
-        engine = "vllm" if device != "cpu" and vllm_missing() is None else "transformers"
-        why = f"auto: {'a CUDA GPU and vllm are present' if engine == 'vllm' else vllm_missing() or 'serve.device=cpu'}"
-    else:
-        why = cfg.engine if engine != "vllm" or not vllm_missing() else f"NOT AVAILABLE HERE: {vllm_missing()}"
+    engine, why = resolve_engine(cfg)
 
     has_merged = (art.merged / "config.json").is_file()
     source = art.weights if not art.uses_adapter else art.merged
@@ -43,12 +38,10 @@ def serve_plan(art: RunArtifacts, decoding: EvalConfig, cfg: Any) -> str:
              f"  command      tuneforge serve run={art.run_dir} serve.host={host} serve.port={port}"
              + ("" if cfg.engine == "auto" else f" serve.engine={cfg.engine}")]
     if engine == "vllm":
-        model_id = served_model_id(art.run_dir)
-        base = (art.run.model.name_or_path if local_model_dir(art.run.model, build=False) is None
-                else str(local_model_dir(art.run.model, build=False)))
-        argv = vllm_command(art, cfg, model=base if lora_direct(art) else str(art.run_dir / SERVE_DIR / model_id),
-                            config_dir=art.run_dir / SERVE_DIR / (f"{model_id}-vllm" if lora_direct(art) else model_id),
-                            model_id=model_id)
+        base = local_model_dir(art.run.model, build=False) or art.run.model.name_or_path  # named, not built
+        config_dir = vllm_config_dir(art)
+        argv = vllm_command(art, cfg, model=str(base) if lora_direct(art) else str(config_dir),
+                            config_dir=config_dir, model_id=served_model_id(art.run_dir))
         lines.append("  runs         " + " ".join(argv))
     if estimate_dir and (Path(estimate_dir) / "config.json").is_file():
         m = memory_estimate(Path(estimate_dir), decoding, art.run.hparams.seq_len)

@@ -43,13 +43,24 @@ def vllm_missing() -> str | None:
     return None
 
 
-def choose_engine(cfg: ServeConfig) -> str:
-    """The engine ``serve.engine`` names; ``auto`` -> vllm where it can run, else transformers."""
+def resolve_engine(cfg: ServeConfig) -> tuple[str, str]:
+    """(the engine that serves, why): ``auto`` -> vllm where it can run, else transformers. A named vllm that
+    cannot run here keeps its name; the reason says so (the plan shows it, ``choose_engine`` refuses it)."""
+    missing = vllm_missing() if cfg.engine != "transformers" else None
     if cfg.engine == "auto":
-        return "vllm" if cfg.device != "cpu" and vllm_missing() is None else "transformers"
-    if cfg.engine == "vllm" and (why := vllm_missing()):
-        raise ConfigError(f"serve.engine=vllm: {why}; serve.engine=transformers (or auto) serves on this machine")
-    return cfg.engine
+        if cfg.device != "cpu" and missing is None:
+            return "vllm", "auto: a CUDA GPU and vllm are present"
+        return "transformers", f"auto: {missing or 'serve.device=cpu'}"
+    return cfg.engine, (f"NOT AVAILABLE HERE: {missing}" if missing else cfg.engine)
+
+
+def choose_engine(cfg: ServeConfig) -> str:
+    """The engine that serves; a vllm that cannot run here is refused with the way out."""
+    engine, why = resolve_engine(cfg)
+    if why.startswith("NOT AVAILABLE HERE"):
+        raise ConfigError(f"serve.engine=vllm: {vllm_missing()}; serve.engine=transformers (or auto) serves on "
+                          "this machine")
+    return engine
 
 
 def lora_direct(art: Any) -> bool:
@@ -92,21 +103,29 @@ def prepare(art: Any, decoding: Any, cfg: ServeConfig) -> tuple[list[str], str]:
     from tuneforge.evaluation.artifacts import load_run_tokenizer
     from tuneforge.evaluation.runner import generation_config
     from tuneforge.models import resolve_model_path
-    from tuneforge.serve.model_dir import SERVE_DIR, prepare_served_model, served_model_id
+    from tuneforge.serve.model_dir import prepare_served_model, served_model_id
 
     model_id = served_model_id(art.run_dir)
     if lora_direct(art):
-        config_dir = art.run_dir / SERVE_DIR / f"{model_id}-vllm"
+        model, config_dir = resolve_model_path(art.run.model), vllm_config_dir(art)
         shutil.rmtree(config_dir, ignore_errors=True)
         config_dir.mkdir(parents=True)
         tokenizer = load_run_tokenizer(art)
         tokenizer.save_pretrained(str(config_dir))
         generation_config(tokenizer, decoding).save_pretrained(str(config_dir))
-        model = resolve_model_path(art.run.model)
     else:
         served = prepare_served_model(art, decoding, merge=cfg.merge)
         config_dir, model = served.path, str(served.path)
     return vllm_command(art, cfg, model=model, config_dir=config_dir, model_id=model_id), model_id
+
+
+def vllm_config_dir(art: Any) -> Path:
+    """Where vLLM reads the run's tokenizer and generation_config.json: a LoRA run's own directory (no weights:
+    vLLM loads the base and the adapter), else the served directory that holds the complete weights too."""
+    from tuneforge.serve.model_dir import SERVE_DIR, served_model_id
+
+    model_id = served_model_id(art.run_dir)
+    return art.run_dir / SERVE_DIR / (f"{model_id}-vllm" if lora_direct(art) else model_id)
 
 
 def serve_vllm(art: Any, decoding: Any, cfg: ServeConfig, label: str) -> int:
