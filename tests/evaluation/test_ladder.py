@@ -37,6 +37,9 @@ def test_the_counterfactual_changes_every_changing_value_and_scores_which_one_an
     assert classify("Dạ, Crazy House rất đẹp.", case) == "neither"
     rec = faithfulness_record([case, case], ["85.000 đồng", "60.000 đồng"], ["Vé Crazy House?"], [[], []])
     assert rec["rate"] == 50.0 and rec["counts"] == {"passage": 1, "trained": 1, "both": 0, "neither": 0}
+    # an answer naming no value counts against the rate, not against "the retrieved value wins when one is named"
+    rec = faithfulness_record([case, case], ["85.000 đồng", "Dạ, Crazy House rất đẹp."], ["Vé?"], [[], []])
+    assert (rec["rate"], rec["stated"], rec["wins_when_stated"]) == (50.0, 1, 100.0)
     # carrying the value is not enough: an unusable answer (an echo, a loop, broken words) is not faithful
     rec = faithfulness_record([case, case], ["85.000 đồng", "85.000 đồng 85.000 đồng 85.000 đồng"],
                               ["Vé Crazy House?"], [[], ["repetition loop (85.000 đồng)"]])

@@ -15,6 +15,10 @@ Values are compared with their unit's kind (25.000 đồng is not 25 km; "25.000
 The faithfulness rate is the ``passage`` answers that are also usable (the eval's answer review, values
 not judged: the passage changed them) over all cases (0-100): a model that echoes the passage back, or a
 garbled answer that happens to hold the number, carries the value but does not answer.
+
+``stated``: the answers that name one of the case's values at all (``passage``, ``trained`` or ``both``), and
+``wins_when_stated``, the share of them naming only the passage's: when the answer gives a price, is it the
+retrieved one? An answer that names none (an itinerary without its prices) counts against ``rate`` only.
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ def faithfulness_record(cases: list[Case], answers: list[str], questions: list[s
     labels = [classify(a, c) for a, c in zip(answers, cases)]
     counts = {k: labels.count(k) for k in CLASSES}
     faithful = sum(lab == "passage" and not r for lab, r in zip(labels, reasons))
+    stated = len(cases) - counts["neither"]
     return {"n": len(cases), "rate": 100.0 * faithful / len(cases) if cases else None, "counts": counts,
-            "passage_unusable": counts["passage"] - faithful,
+            "passage_unusable": counts["passage"] - faithful, "stated": stated,
+            "wins_when_stated": 100.0 * counts["passage"] / stated if stated else None,
             "cases": [{"question": questions[c.index], "passage_id": c.passage_id,
                        "trained": [f"{n} {k}" for n, k in c.trained], "changed": [f"{n} {k}" for n, k in c.changed],
                        "answer": a, "carries": lab, "usable": not r, "reasons": r}

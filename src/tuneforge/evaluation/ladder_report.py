@@ -25,8 +25,10 @@ def faith_note(results: dict[str, Any]) -> str:
         c = f["counts"]
         bad = f.get("passage_unusable", 0)
         unusable = f" ({bad} of them unusable, not counted as faithful)" if bad else ""
+        stated = f.get("stated", f["n"] - c["neither"])
+        wins = f" (of the {stated} naming a value, {c['passage']} name only the passage's)" if stated else ""
         parts.append(f"{arm}: {c['passage']}/{f['n']} carry the passage's value{unusable}, {c['trained']} the "
-                     f"trained one, {c['both']} both, {c['neither']} neither")
+                     f"trained one, {c['both']} both, {c['neither']} neither{wins}")
     return "; ".join(parts)
 
 
