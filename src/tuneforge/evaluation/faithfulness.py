@@ -19,6 +19,10 @@ garbled answer that happens to hold the number, carries the value but does not a
 ``stated``: the answers that name one of the case's values at all (``passage``, ``trained`` or ``both``), and
 ``wins_when_stated``, the share of them naming only the passage's: when the answer gives a price, is it the
 retrieved one? An answer that names none (an itinerary without its prices) counts against ``rate`` only.
+
+``by_passage``: the cases grouped by the passage that was changed, with how many of each are faithful. The
+held-out split keeps a question's paraphrases together, so 26 cases may be 7 questions asked several ways:
+``passages`` says how many distinct facts the rate is measured on.
 """
 
 from __future__ import annotations
@@ -49,9 +53,15 @@ def faithfulness_record(cases: list[Case], answers: list[str], questions: list[s
     counts = {k: labels.count(k) for k in CLASSES}
     faithful = sum(lab == "passage" and not r for lab, r in zip(labels, reasons))
     stated = len(cases) - counts["neither"]
+    by_passage: dict[str, dict[str, int]] = {}
+    for c, lab, r in zip(cases, labels, reasons):
+        group = by_passage.setdefault(c.passage_id, {"n": 0, "faithful": 0})
+        group["n"] += 1
+        group["faithful"] += lab == "passage" and not r
     return {"n": len(cases), "rate": 100.0 * faithful / len(cases) if cases else None, "counts": counts,
             "passage_unusable": counts["passage"] - faithful, "stated": stated,
             "wins_when_stated": 100.0 * counts["passage"] / stated if stated else None,
+            "passages": len(by_passage), "by_passage": by_passage,
             "cases": [{"question": questions[c.index], "passage_id": c.passage_id,
                        "trained": [f"{n} {k}" for n, k in c.trained], "changed": [f"{n} {k}" for n, k in c.changed],
                        "answer": a, "carries": lab, "usable": not r, "reasons": r}

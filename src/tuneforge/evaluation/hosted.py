@@ -133,8 +133,9 @@ def evaluate_hosted_run(run_dir: Path | str, *, eval_config: EvalConfig | None =
 
 
 def hosted_chat(run_dir: Path | str, prompt: str | None, *, decoding: EvalConfig | None = None,
-                system_prompt: str | None = None) -> int:
-    """``tuneforge chat`` of a hosted run: one answer to ``prompt``, or an interactive loop without it."""
+                system_prompt: str | None = None, passages: list[str] | None = None) -> int:
+    """``tuneforge chat`` of a hosted run: one answer to ``prompt``, or an interactive loop without it.
+    ``passages``: the ones retrieved into ``prompt`` (rag=true); the answer's values are checked against them."""
     import sys
 
     from tuneforge.openai_api import make_client
@@ -154,7 +155,12 @@ def hosted_chat(run_dir: Path | str, prompt: str | None, *, decoding: EvalConfig
 
     if prompt is not None:
         print(f"[{tuned}]", file=sys.stderr)
-        print(ask(prompt))
+        answer = ask(prompt)
+        print(answer)
+        if passages is not None:
+            from tuneforge.evaluation.rag import value_check
+
+            print(value_check(answer, passages), file=sys.stderr)
         return 0
     print(f"tuneforge chat: {tuned} (OpenAI)\n  /reset clears the history, /exit or Ctrl-D quits")
     while True:

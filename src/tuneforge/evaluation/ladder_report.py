@@ -27,7 +27,9 @@ def faith_note(results: dict[str, Any]) -> str:
         unusable = f" ({bad} of them unusable, not counted as faithful)" if bad else ""
         stated = f.get("stated", f["n"] - c["neither"])
         wins = f" (of the {stated} naming a value, {c['passage']} name only the passage's)" if stated else ""
-        parts.append(f"{arm}: {c['passage']}/{f['n']} carry the passage's value{unusable}, {c['trained']} the "
+        k = f.get("passages")
+        over = f" (over {k} distinct passage{'s' if k != 1 else ''})" if k is not None else ""
+        parts.append(f"{arm}: {c['passage']}/{f['n']}{over} carry the passage's value{unusable}, {c['trained']} the "
                      f"trained one, {c['both']} both, {c['neither']} neither{wins}")
     return "; ".join(parts)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneforge.data.passages import Passage, load_passages
+from tuneforge.data.passages import Passage, load_passages, value_keys, values
 from tuneforge.errors import ConfigError
 from tuneforge.schema.dataset import DatasetConfig
 from tuneforge.schema.evaluation import RetrieverConfig
@@ -103,9 +103,10 @@ def with_user_turn(messages: list[dict], content: str) -> list[dict]:
     return [*messages[:last], {**messages[last], "content": content}, *messages[last + 1:]]
 
 
-def retrieval_prompt(parsed: Any) -> Any:
+def retrieval_prompt(parsed: Any) -> tuple[Any, list[str]]:
     """``tuneforge chat ... rag=true``: the run's arguments with ``prompt=`` replaced by the RAG prompt (the top
-    ``eval.retriever.k`` passages for the question, in the dataset's template); the passages go to stderr."""
+    ``eval.retriever.k`` passages for the question, in the dataset's template), and those passages' texts (for
+    :func:`value_check`); the passages go to stderr."""
     import dataclasses
     import sys
 
@@ -123,5 +124,21 @@ def retrieval_prompt(parsed: Any) -> Any:
     print(f"[retrieved by {retriever.description}]", file=sys.stderr)
     for h in hits:
         print(f"  {h.passage.id} ({h.score:.2f}) {h.passage.text}", file=sys.stderr)
-    options = {**parsed.options, "prompt": rag_prompt(ds, question, [h.passage.text for h in hits])}
-    return dataclasses.replace(parsed, options=options)
+    texts = [h.passage.text for h in hits]
+    options = {**parsed.options, "prompt": rag_prompt(ds, question, texts)}
+    return dataclasses.replace(parsed, options=options), texts
+
+
+def value_check(answer: str, passages: list[str]) -> str:
+    """One line for the reader of a RAG answer: the prices, distances and hours it names that no retrieved
+    passage holds. A small model does not always let the retrieved value win (README, the ladder's
+    faithfulness), so chat says which of the answer's values the passages back and which they do not."""
+    held: set[tuple[str, str]] = set().union(*(value_keys(p) for p in passages)) if passages else set()
+    named = values(answer)
+    if not named:
+        return "[value check: the answer names no price, distance or hour]"
+    missing = list(dict.fromkeys(f"{v.written} ({v.kind})" for v in named if (v.number, v.kind) not in held))
+    if not missing:
+        return f"[value check: the {len(named)} values the answer names are all in the retrieved passages]"
+    return (f"[value check: NOT in the retrieved passages: {', '.join(missing)}; "
+            "check them before relying on the answer]")
