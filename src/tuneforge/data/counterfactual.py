@@ -2,8 +2,13 @@
 data's, for the faithfulness measurement (tuneforge.evaluation.faithfulness) and the RAFT-style training rows
 (tuneforge.data.rag_rows).
 
-Every value of a changing kind in the passage changes: a price x1.4 rounded up to 5.000 đồng (ranges keep their
-order), a distance +50% (at least +3 km), an hour +2; none becomes a number the passage or the answer already had.
+Every value of a changing kind in the passage changes; none becomes a number the passage or the answer already
+had. The measurement uses one fixed change (variant 0: a price x1.4 rounded up to 5.000 đồng, ranges keeping
+their order; a distance +50%, at least +3 km; an hour +2). The training rows draw one of the other variants
+(other factors and shifts), and none of their numbers is one that variant 0 gives the same value: a model
+trained on changed passages cannot answer a measured counterfactual from memory, only by reading it. (Until
+2026-12-06 training used variant 0 too, and 4 of the 7 measured passages had training answers holding exactly
+the measured changed values.)
 """
 
 from __future__ import annotations
@@ -32,26 +37,40 @@ def _format_like(n: float, written: str) -> str:
     return str(int(n)) if float(n).is_integer() else str(n)
 
 
-def changed_number(number: str, kind: str) -> float:
+# variant -> (price factor, factor for a price under 1.000, distance +share, hour shift); 0 is the
+# measurement's, the others are for training
+VARIANTS = {0: (1.4, 2, 0.5, 2), 1: (1.2, 3, 0.3, 1), 2: (1.7, 4, 0.8, 3), 3: (2.0, 5, 1.0, -1),
+            4: (2.5, 6, 0.2, 4)}
+TRAINING_VARIANTS = tuple(v for v in VARIANTS if v)
+
+
+def changed_number(number: str, kind: str, variant: int = 0) -> float:
     n = float(number)
+    price, small, distance, shift = VARIANTS[variant]
     if kind == "price":
-        return max(5000.0, math.ceil(n * 1.4 / 5000) * 5000) if n >= 1000 else n * 2
+        return max(5000.0, math.ceil(n * price / 5000) * 5000) if n >= 1000 else n * small
     if kind == "distance":
-        return n + max(3, round(n * 0.5))
-    return (n + 2) % 24 if kind == "hour" else n + 1
+        return n + max(3, round(n * distance))
+    return (n + shift) % 24 if kind == "hour" else n + 1
 
 
-def counterfactual(passage: Passage, reference: str, index: int) -> Case | None:
-    """The changed passage for one held-out answer, or None when they share no value of a changing kind."""
+def counterfactual(passage: Passage, reference: str, index: int, variant: int = 0) -> Case | None:
+    """The changed passage for one answer, or None when they share no value of a changing kind.
+
+    ``variant`` 0 is the measurement's change; another variant (training rows) never gives a number the same
+    value that variant 0 gives it, so no training answer holds a measured changed value."""
     ref = {k for k in value_keys(reference) if k[1] in COUNTERFACTUAL_KINDS}
     if not any((v.number, v.kind) in ref for v in values(passage.text)):
         return None
     hits = [v for v in values(passage.text) if v.kind in COUNTERFACTUAL_KINDS]
     taken = {n for n, _ in value_keys(passage.text) | value_keys(reference)}
+    if variant:
+        measured = counterfactual(passage, reference, index)
+        taken |= {n for n, _ in measured.changed} if measured else set()
     mapping: dict[tuple[str, str], str] = {}
     for v in hits:
         if (v.number, v.kind) not in mapping:
-            new = changed_number(v.number, v.kind)
+            new = changed_number(v.number, v.kind, variant)
             step = 5000 if v.kind == "price" and new >= 5000 else 1
             while normalize_number(_format_like(new, v.written)) in taken:
                 new += step

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from tuneforge.schema.run import RunConfig
 
 # bump when the prepared files or the report change shape: old cache entries are then ignored
-PIPELINE_VERSION = "4"  # 4: categories.json beside the split files
+PIPELINE_VERSION = "5"  # 4: categories.json beside the split files; 5: RAFT rows draw training variants
 
 
 @dataclass(frozen=True)

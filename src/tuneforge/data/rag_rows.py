@@ -12,7 +12,8 @@ touched) into the form the model will see at serving time:
   (RAFT, Zhang et al. 2024);
 - for a share (``counterfactual``) of the rows whose answer carries a changing value, that passage's values
   are changed (tuneforge.data.counterfactual) **and the answer's values with them**: the only way to answer
-  right is to read the passage.
+  right is to read the passage. Each row draws one of the training variants of the change (other factors
+  than the measurement's, never its values): a measured counterfactual is never a value the model trained on.
 
 The number of rows and their order stay the same (the split's category file still lines up).
 """
@@ -24,7 +25,7 @@ import random
 import re
 from pathlib import Path
 
-from tuneforge.data.counterfactual import apply_mapping, counterfactual, supporting_passage
+from tuneforge.data.counterfactual import TRAINING_VARIANTS, apply_mapping, counterfactual, supporting_passage
 from tuneforge.data.passages import Passage, load_passages
 from tuneforge.schema.dataset import DatasetConfig
 
@@ -50,7 +51,7 @@ def rag_row(ds: DatasetConfig, messages: list[dict], passages: list[Passage], by
     gold = golden_passage(answer, passages, by_words)
     gold_text, changed = gold.text, False
     if rng.random() < ds.rag_training.counterfactual:
-        case = counterfactual(gold, answer, 0)
+        case = counterfactual(gold, answer, 0, variant=rng.choice(TRAINING_VARIANTS))
         if case is not None:
             gold_text, answer, changed = case.passage, apply_mapping(answer, case), True
     others = [p for p in passages if p.id != gold.id]
