@@ -195,7 +195,10 @@ def test_stopped_follower_reattaches_to_the_same_job(standin: StandIn, tmp_path:
     proc = subprocess.Popen([sys.executable, "-m", "tuneforge.cli", "train",
                              *args(out, f"run_dir={run_dir}", "backend.poll_interval_s=0.3",
                                    "backend.max_poll_interval_s=0.3")],  # slow enough to be stopped mid-job
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C as in a terminal: a suite started in the background (`cmd &` in a script)
+                            # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
