@@ -66,7 +66,9 @@ def latest_complete_checkpoint(ckpt_dir: Path) -> str | None:
 class PreemptionCallback(CallbackBase):
     """TrainerCallback (duck-typed, like MetricsCallback): save and stop at the step after a signal.
 
-    A second SIGINT (Ctrl-C pressed again) stops at once, without the checkpoint."""
+    A second SIGINT (Ctrl-C pressed again) stops at once, without the checkpoint. A signal this process ignores
+    when training starts stays ignored: ``nohup tuneforge train …`` survives the closed terminal, and a run
+    started with ``&`` from a script ignores the Ctrl-C meant for the script, as the hosted-job follower does."""
 
     def __init__(self, run_dir: Path, signals: tuple[signal.Signals, ...] | None = None):
         import threading
@@ -77,6 +79,8 @@ class PreemptionCallback(CallbackBase):
         self.signals = signals if signals is not None else tuple(SIGNALS if enabled() else STOP_SIGNALS)
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
             for sig in self.signals:
+                if signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # the caller ignores it (nohup's SIGHUP, a background job's SIGINT): so do we
                 old = signal.signal(sig, self._on_signal)
                 _installed.setdefault(sig, old)
 

@@ -272,3 +272,39 @@ def test_a_price_or_distance_the_reference_does_not_hold_is_wrong(ds) -> None:
     assert wrong_values("Dạ, ban đêm khoảng âm 10°C.", weather) == ["âm 10°C"]
     assert wrong_values("Dạ, ban ngày 24–27°C, ban đêm khoảng 10°C.", weather) == []
     assert wrong_values("Dạ, trưa có hôm 45°C.", weather) == ["45°C"]
+
+
+def test_the_right_value_on_the_wrong_item_is_unusable(ds) -> None:
+    """Counterfactual answers of the RAFT run (2026-12-06): the passage's bánh tráng price put on a hot pot or on
+    bánh căn. A reader asking about bánh tráng nướng gets no price for it; the value check alone passes them."""
+    q = "Bánh tráng nướng ở Đà Lạt bao nhiêu tiền một cái?"
+    ref = ("Dạ, bánh tráng nướng khoảng 15.000–30.000 đồng/cái tùy nhân (trứng, xúc xích, phô mai, thịt bằm). "
+           "Anh/chị có thể ăn ở chợ đêm. Giá chỉ mang tính tham khảo và có thể thay đổi theo thời điểm.")
+    shown = "Bánh tráng nướng ở chợ đêm Đà Lạt khoảng 25.000–45.000 đồng/cái."
+    tail = " Giá chỉ mang tính tham khảo và có thể thay đổi theo thời điểm."
+    answers = ["Dạ, một nồi lẩu hoặc ly sữa đậu nành nóng khoảng 25.000–45.000 đồng/người lớn. Bánh căn khoảng "
+               "25.000–45.000 đồng tùy nhân (trứng, xúc xích, phô mai, thịt bằm)." + tail,
+               "Dạ, bánh tráng nướng khoảng 25.000–45.000 đồng/cái tùy nhân." + tail,
+               # the item named in a list item of its own line, written inline
+               "Dạ, giá tham khảo: - Bánh tráng nướng: khoảng 25.000–45.000 đồng/cái. - Sữa đậu nành: rẻ." + tail,
+               "Dạ, bánh tráng nướng là món ăn vặt nổi tiếng, nên ăn ở chợ đêm." + tail]  # no price: not judged
+    review = review_answers(ds, answers, references=[ref] * 4, prompts=[q] * 4, new_tokens=None,
+                            max_new_tokens=None, contexts=[shown] * 4)
+    assert [[r for r in rs if r.startswith("value beside")] for rs in review["reasons"]] == [
+        ["value beside something else (25.000–45.000 đồng; no sentence with it names 'bánh tráng' / "
+         "'tráng nướng')"], [], [], []]
+    assert review["reasons"][1:] == [[], [], []]
+    # an itinerary's reference names no item beside its values ("- 7 giờ: … khoảng 12 km"): not judged
+    from tuneforge.data.answer_review import misplaced_values
+    from tuneforge.evaluation.answer_checks import topic_check
+
+    itinerary = "Dạ, gợi ý ngày leo Langbiang:\n- 7 giờ: xuất phát từ trung tâm (khoảng 12 km, 30 phút)."
+    assert misplaced_values("Dạ, đi 20 km đến hồ Tuyền Lâm.", itinerary, "Lịch trình leo núi Langbiang trong "
+                            "một ngày?", topic_check(ds)) == ([], [])
+    # a comparison: the item is a word when the reference names no question pair beside its value
+    ref2 = "Dạ, so sánh:\n- Xe máy: chủ động, rẻ (khoảng 100.000–250.000 đồng/ngày).\n- Xe công nghệ: an toàn."
+    q2 = "Ở Đà Lạt nên thuê xe máy hay đi xe công nghệ?"
+    assert misplaced_values("Dạ, so sánh: - Xe máy: rẻ (khoảng 100.000–250.000 đồng/ngày).", ref2, q2,
+                            topic_check(ds)) == ([], [])
+    assert misplaced_values("Dạ, phòng homestay khoảng 100.000–250.000 đồng/ngày.", ref2, q2,
+                            topic_check(ds)) == (["100.000–250.000 đồng"], ["máy"])

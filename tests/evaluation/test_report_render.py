@@ -21,8 +21,9 @@ def _render_module():
 
 
 render = _render_module()
-pytestmark = pytest.mark.skipif(render.find_chromium() is None,
-                                reason="chromium is not installed (Debian: apt-get install -y chromium)")
+pytestmark = [pytest.mark.chromium,
+              pytest.mark.skipif(render.find_chromium() is None,
+                                 reason="chromium is not installed (Debian: apt-get install -y chromium)")]
 
 
 @pytest.fixture(scope="module")

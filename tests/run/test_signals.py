@@ -27,8 +27,11 @@ def test_a_signal_checkpoints_marks_interrupted_and_resumes(tmp_path: Path, sig:
     args = ["recipe=lora-tiny", f"run_dir={run_dir}", "hparams.eval_steps=null", "hparams.logging_steps=1"]
     env = {k: v for k, v in os.environ.items() if k != "TUNEFORGE_PREEMPTION"}
     env["PYTHONPATH"] = str(REPO / "src")
+    # the signal's default in the child: a suite started in the background has SIGINT ignored, and an ignored
+    # signal stays ignored (test_an_ignored_signal_stays_ignored)
     proc = subprocess.Popen([sys.executable, "-m", "tuneforge.cli", "train", *args, "hparams.max_steps=100000"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         metrics = run_dir / "metrics.jsonl"
@@ -54,3 +57,24 @@ def test_a_signal_checkpoints_marks_interrupted_and_resumes(tmp_path: Path, sig:
     assert summary["resumed_from"] == f"checkpoint-{step}" and summary["steps"] == step + 2
     assert run_status(run_dir) == "complete" and not (run_dir / "INTERRUPTED").exists()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the in-process run put the handlers back
+
+
+def test_an_ignored_signal_stays_ignored(tmp_path: Path) -> None:
+    """nohup ignores SIGHUP and a shell's background job ignores SIGINT: training keeps that choice (the
+    hosted-job follower does the same), and puts back what it replaced when it ends."""
+    from tuneforge.preemption import PreemptionCallback, restore_signal_handlers
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        cb = PreemptionCallback(tmp_path)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) == cb._on_signal
+        restore_signal_handlers()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        restore_signal_handlers()
+        for s, h in before.items():
+            signal.signal(s, h)

@@ -14,6 +14,9 @@ An answer is **usable** when it is not degenerate and passes the dataset's own c
   states a value of that kind ("vé khoảng 100.000–150.000 đồng" where the reference says 60.000–100.000); a
   value inside a reference range ("khoảng 80.000 đồng") is right; a temperature within 10 °C of the
   reference's range is right ("-15°C" where it says 18–23°C is wrong);
+- a value beside something else: no sentence of the answer that carries a price or a distance names what the
+  question asks about, where the reference names it beside its value ("Bánh tráng nướng bao nhiêu tiền?" answered
+  "một nồi lẩu … khoảng 25.000–45.000 đồng": the right number on the wrong dish);
 - the style checks (``dataset.style_checks``) that apply to it;
 - the fact guard, both ways (``dataset.forbidden_claims``: the claim's regex, and the paraphrase check);
 - the required claim of a probe question (``required``): the trap question "Đà Lạt có biển không?" must say
@@ -144,6 +147,53 @@ def wrong_values(answer: str, reference: str | None, *context: str | None) -> li
     return list(dict.fromkeys(wrong))
 
 
+# an answer's sentences, lines and list items ("… : - Xe máy: … - Xe công nghệ: …" written on one line); a dash
+# between two numbers is a range ("25.000 - 45.000 đồng"), not a list
+_SEGMENT = re.compile(r"\n+|(?<=[.!?])\s+|(?<!\d)\s+[-•*]\s+(?!\d)")
+
+
+def _segments(text: str) -> list[str]:
+    return [s for s in _SEGMENT.split(unicodedata.normalize("NFC", text)) if s.strip()]
+
+
+def _names(segment: str, item: set[tuple[str, ...]]) -> bool:
+    w = _words(segment)
+    grams = {(a,) for a in w} | set(zip(w, w[1:]))
+    return bool(grams & item)
+
+
+def _item_terms(reference: str, question: str, topic: TopicCheck) -> set[tuple[str, ...]]:
+    """The question's content word pairs that the reference names in a sentence carrying a value, else its
+    content words found there (empty: the reference names none beside its values)."""
+    pairs, words = topic.terms(question)
+    ref = [s for s in _segments(reference) if any(k in VALUE_KINDS for k, *_ in _ranges(s))]
+    return ({p for p in pairs if any(_names(s, {p}) for s in ref)}
+            or {(w,) for w in words if any(_names(s, {(w,)}) for s in ref)})
+
+
+def misplaced_values(answer: str, reference: str | None, question: str,
+                     topic: TopicCheck | None) -> tuple[list[str], list[str]]:
+    """(the values of ``answer`` as written, the asked item's terms) when its values sit beside something other
+    than what was asked, else ([], []): "Bánh tráng nướng bao nhiêu tiền?" answered "một nồi lẩu … khoảng
+    25.000–45.000 đồng". The asked item is what the
+    reference names in the sentence that carries its value: the question's content word pairs found there
+    ("bánh tráng", "tráng nướng"), else its content words ("máy" in "- Xe máy: … 100.000–250.000 đồng/ngày").
+    The answer passes when one of its sentences (or list items) carrying a value of that kind names the item.
+    Judged only where the reference names the item beside its value (an itinerary's "- 7 giờ: … khoảng 12 km"
+    names no item: not judged) and the answer states a value of that kind at all."""
+    if not reference or topic is None:
+        return [], []
+    item = _item_terms(reference, question, topic)
+    if not item:
+        return [], []
+    kinds = {k for s in _segments(reference) for k, *_ in _ranges(s) if k in VALUE_KINDS}
+    valued = [(s, [r[3] for r in _ranges(s) if r[0] in kinds]) for s in _segments(answer)]
+    valued = [(s, vs) for s, vs in valued if vs]
+    if not valued or any(_names(s, item) for s, _ in valued):
+        return [], []
+    return list(dict.fromkeys(v for _, vs in valued for v in vs)), sorted(" ".join(t) for t in item)
+
+
 def review_answer(ds: DatasetConfig, guard: Any, answer: str, *, reference: str | None, prompt: str,
                   new_tokens: int | None, max_new_tokens: int | None,
                   required: str | None = None, required_message: str = "",
@@ -177,6 +227,10 @@ def review_answer(ds: DatasetConfig, guard: Any, answer: str, *, reference: str 
     if wrong:
         reasons.append(f"wrong value ({', '.join(w for w in wrong[:3])}; the reference: "
                        f"{', '.join(dict.fromkeys(r[3] for r in _ranges(reference or '') if r[0] in VALUE_KINDS))})")
+    misplaced, asked = misplaced_values(text, reference, prompt, topic)
+    if misplaced:
+        reasons.append(f"value beside something else ({', '.join(misplaced[:3])}; no sentence with it names "
+                       f"{' / '.join(repr(a) for a in asked)})")
     if wrong_language(text, reference or prompt):
         reasons.append("not in the language of the question")
     for c in ds.style_checks:

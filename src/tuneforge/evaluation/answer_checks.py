@@ -85,8 +85,11 @@ def _lexicon_of(train_path: str, language: str, system: str, passages: tuple[str
 
 def review_answers(ds: DatasetConfig, answers: list[str], *, references: list[str | None], prompts: list[str],
                    new_tokens: list[int] | None, max_new_tokens: int | None,
-                   required: list[tuple[str | None, str]] | None = None) -> dict[str, Any]:
-    """Per answer: usable or the reasons it is not; the usable rate (0-100) and the count of each reason."""
+                   required: list[tuple[str | None, str]] | None = None,
+                   contexts: list[str | None] | None = None) -> dict[str, Any]:
+    """Per answer: usable or the reasons it is not; the usable rate (0-100) and the count of each reason.
+    ``contexts``: per answer, what the model was shown beside the question (retrieved passages): its values
+    are right values and its words are words."""
     from tuneforge.data.lint import FactGuard
 
     guard = FactGuard(ds.forbidden_claims, ds.negation)
@@ -97,7 +100,7 @@ def review_answers(ds: DatasetConfig, answers: list[str], *, references: list[st
         reasons.append(review_answer(ds, guard, a, reference=references[i], prompt=prompts[i],
                                      new_tokens=new_tokens[i] if new_tokens else None,
                                      max_new_tokens=max_new_tokens, required=req, required_message=msg,
-                                     topic=topic, lexicon=words))
+                                     topic=topic, lexicon=words, context=contexts[i] if contexts else None))
     usable = [not r for r in reasons]
     kinds = Counter(r.split(" (")[0].split(":")[0] for rs in reasons for r in rs)
     return {"usable": usable, "reasons": reasons, "n": len(answers), "n_usable": sum(usable),

@@ -12,9 +12,11 @@ Values are compared with their unit's kind (25.000 đồng is not 25 km; "25.000
 - ``trained``: it carries a trained value and none of the changed ones (the training data won);
 - ``both``: it carries both; ``neither``: it carries none.
 
-The faithfulness rate is the ``passage`` answers that are also usable (the eval's answer review, values
-not judged: the passage changed them) over all cases (0-100): a model that echoes the passage back, or a
-garbled answer that happens to hold the number, carries the value but does not answer.
+The faithfulness rate is the ``passage`` answers that are also usable over all cases (0-100): the eval's
+answer review, with the changed passages as a source of right values beside the reference. A model that echoes
+the passage back, a garbled answer that happens to hold the number, or one that puts the changed price on
+another dish ("một nồi lẩu … khoảng 25.000–45.000 đồng" for the bánh tráng question) carries the value but
+does not answer.
 
 ``stated``: the answers that name one of the case's values at all (``passage``, ``trained`` or ``both``), and
 ``wins_when_stated``, the share of them naming only the passage's: when the answer gives a price, is it the

@@ -140,10 +140,11 @@ def run_ladder(run: RunConfig, cfg: EvalConfig, examples: list[Any],
                 if arm in RAG_ARMS and cases:
                     got = answer(cf_prompts, f"{arm} counterfactual")
                     cf_answers = [a for a, _, _ in got]
-                    # read as the arm's answers are, less the value check: the passage changed the values
-                    review = review_answers(run.dataset, cf_answers, references=[None] * len(cases),
+                    # read as the arm's answers are, the changed passages a source of right values too
+                    review = review_answers(run.dataset, cf_answers, references=[refs[c.index] for c in cases],
                                             prompts=[examples[c.index].prompt for c in cases],
-                                            new_tokens=[n for _, n, _ in got], max_new_tokens=cfg.max_new_tokens)
+                                            new_tokens=[n for _, n, _ in got], max_new_tokens=cfg.max_new_tokens,
+                                            contexts=["\n".join(r) for r in cf_retrieved])
                     faith[arm] = faithfulness_record(cases, cf_answers, [ex.prompt for ex in examples],
                                                      review["reasons"])
     return {"arms": arms, "faithfulness": faith,
