@@ -36,6 +36,10 @@ PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: try again later
 # SIGINT/SIGHUP (Ctrl-C, a closed terminal) checkpoint everywhere; SIGUSR1 only under a launcher that asked.
 STOP_SIGNALS = {signal.SIGTERM: False, signal.SIGINT: False, signal.SIGHUP: False}
 SIGNALS = {signal.SIGUSR1: True, **STOP_SIGNALS}
+# a terminal's signals: when this process starts with one ignored (nohup, `cmd &` in a script), it stays ignored.
+# SIGUSR1 and SIGTERM are always taken: the Slurm job script ignores SIGUSR1 on purpose, so that accelerate and
+# torchrun survive it and the trainer, installing its own handler, checkpoints.
+CALLER_MAY_IGNORE = (signal.SIGINT, signal.SIGHUP)
 
 _installed: dict[int, Any] = {}  # the handlers this process had before a training installed its own
 
@@ -66,8 +70,8 @@ def latest_complete_checkpoint(ckpt_dir: Path) -> str | None:
 class PreemptionCallback(CallbackBase):
     """TrainerCallback (duck-typed, like MetricsCallback): save and stop at the step after a signal.
 
-    A second SIGINT (Ctrl-C pressed again) stops at once, without the checkpoint. A signal this process ignores
-    when training starts stays ignored: ``nohup tuneforge train …`` survives the closed terminal, and a run
+    A second SIGINT (Ctrl-C pressed again) stops at once, without the checkpoint. SIGINT or SIGHUP ignored when
+    training starts stays ignored: ``nohup tuneforge train …`` survives the closed terminal, and a run
     started with ``&`` from a script ignores the Ctrl-C meant for the script, as the hosted-job follower does."""
 
     def __init__(self, run_dir: Path, signals: tuple[signal.Signals, ...] | None = None):
@@ -79,7 +83,7 @@ class PreemptionCallback(CallbackBase):
         self.signals = signals if signals is not None else tuple(SIGNALS if enabled() else STOP_SIGNALS)
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
             for sig in self.signals:
-                if signal.getsignal(sig) is signal.SIG_IGN:
+                if sig in CALLER_MAY_IGNORE and signal.getsignal(sig) is signal.SIG_IGN:
                     continue  # the caller ignores it (nohup's SIGHUP, a background job's SIGINT): so do we
                 old = signal.signal(sig, self._on_signal)
                 _installed.setdefault(sig, old)

@@ -64,16 +64,20 @@ def test_an_ignored_signal_stays_ignored(tmp_path: Path) -> None:
     hosted-job follower does the same), and puts back what it replaced when it ends."""
     from tuneforge.preemption import PreemptionCallback, restore_signal_handlers
 
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGHUP)}
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)}
     try:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        cb = PreemptionCallback(tmp_path)
+        # the Slurm job script ignores SIGUSR1 so that accelerate survives it: the trainer must still take it
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        cb = PreemptionCallback(tmp_path, (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1))
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
         assert signal.getsignal(signal.SIGINT) == cb._on_signal
+        assert signal.getsignal(signal.SIGUSR1) == cb._on_signal
         restore_signal_handlers()
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN
     finally:
         restore_signal_handlers()
         for s, h in before.items():
