@@ -162,31 +162,32 @@ def _names(segment: str, item: set[tuple[str, ...]]) -> bool:
     return bool(grams & item)
 
 
-def _item_terms(reference: str, question: str, topic: TopicCheck) -> set[tuple[str, ...]]:
-    """The question's content word pairs that the reference names in a sentence carrying a value, else its
-    content words found there (empty: the reference names none beside its values)."""
+def _item_terms(valued: list[str], question: str, topic: TopicCheck) -> set[tuple[str, ...]]:
+    """The question's content word pairs that the reference names in a sentence carrying a value (``valued``),
+    else its content words found there (empty: the reference names none beside its values)."""
     pairs, words = topic.terms(question)
-    ref = [s for s in _segments(reference) if any(k in VALUE_KINDS for k, *_ in _ranges(s))]
-    return ({p for p in pairs if any(_names(s, {p}) for s in ref)}
-            or {(w,) for w in words if any(_names(s, {(w,)}) for s in ref)})
+    return ({p for p in pairs if any(_names(s, {p}) for s in valued)}
+            or {(w,) for w in words if any(_names(s, {(w,)}) for s in valued)})
 
 
 def misplaced_values(answer: str, reference: str | None, question: str,
                      topic: TopicCheck | None) -> tuple[list[str], list[str]]:
     """(the values of ``answer`` as written, the asked item's terms) when its values sit beside something other
     than what was asked, else ([], []): "Bánh tráng nướng bao nhiêu tiền?" answered "một nồi lẩu … khoảng
-    25.000–45.000 đồng". The asked item is what the
-    reference names in the sentence that carries its value: the question's content word pairs found there
-    ("bánh tráng", "tráng nướng"), else its content words ("máy" in "- Xe máy: … 100.000–250.000 đồng/ngày").
+    25.000–45.000 đồng". The asked item is what the reference names in the sentence that carries its value:
+    the question's content word pairs found there ("bánh tráng", "tráng nướng"), else its content words ("máy"
+    in "- Xe máy: … 100.000–250.000 đồng/ngày").
     The answer passes when one of its sentences (or list items) carrying a value of that kind names the item.
     Judged only where the reference names the item beside its value (an itinerary's "- 7 giờ: … khoảng 12 km"
     names no item: not judged) and the answer states a value of that kind at all."""
     if not reference or topic is None:
         return [], []
-    item = _item_terms(reference, question, topic)
+    ref = {s: {k for k, *_ in _ranges(s) if k in VALUE_KINDS} for s in _segments(reference)}
+    ref = {s: ks for s, ks in ref.items() if ks}  # the reference's sentences carrying a judged value
+    item = _item_terms(list(ref), question, topic)
     if not item:
         return [], []
-    kinds = {k for s in _segments(reference) for k, *_ in _ranges(s) if k in VALUE_KINDS}
+    kinds = set().union(*ref.values())
     valued = [(s, [r[3] for r in _ranges(s) if r[0] in kinds]) for s in _segments(answer)]
     valued = [(s, vs) for s, vs in valued if vs]
     if not valued or any(_names(s, item) for s, _ in valued):
